@@ -1,0 +1,34 @@
+# The two front-door commands live here: `make demo` and `make test` (see README.md).
+# Everything they need is installed on first use, so a fresh clone needs only python3, go and make.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup lint typecheck test demo envtest clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Builds (or reuses from ~/.cache) a real kube-apiserver + etcd; prints the assets dir last.
+envtest:
+	bash tests/envtest/build.sh
+
+test: setup lint typecheck
+	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,3 @@
+from retraining_operator.cli import main
+
+raise SystemExit(main())

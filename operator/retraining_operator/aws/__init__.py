@@ -1,0 +1,1 @@
+"""Gateways to AWS (A2I runtime, S3, SageMaker, STS, CloudWatch). boto3 is used only here."""

@@ -1,0 +1,1 @@
+"""A2I output -> augmented-manifest lines; splitting; replay mixing. Pure functions."""

@@ -1,0 +1,55 @@
+"""Starts kopf with the operator's handlers and settings (the `run` subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload)
+
+
+def configure_logging(log_format: str, verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # botocore at DEBUG prints request headers (signatures); keep it quiet even in verbose mode.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from retraining_operator import handlers
+
+    configure_logging(args.log_format, args.verbose)
+    handlers.configure(
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+    )
+    namespaces = list(args.namespace or [])
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        namespaces=namespaces,
+        clusterwide=not namespaces,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
