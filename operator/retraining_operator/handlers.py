@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from retraining_operator import API_GROUP, API_VERSION, PLURAL
+from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 
 FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -21,7 +21,7 @@ def configure(*, metrics_port: int, peering: str | None) -> None:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     # Progress lives in annotations so the status subresource holds only our own, bounded status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -38,11 +38,11 @@ def startup(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -
 
 @kopf.on.create(*RESOURCE)
 @kopf.on.resume(*RESOURCE)
-def policy_seen(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
+def policy_seen(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     # kopf adds the finalizer before the first handler runs, so deletion always reaches us.
     logger.info("watching RetrainingPolicy %s/%s", namespace, name)
 
 
 @kopf.on.delete(*RESOURCE)
-def policy_deleted(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
+def policy_deleted(name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     logger.info("RetrainingPolicy %s/%s deleted; finalizer released", namespace, name)

@@ -1,0 +1,116 @@
+"""Per-policy AWS sessions: one boto3 session (optionally an assumed role) and cached clients.
+
+Every client uses botocore's standard retry mode (bounded exponential backoff with
+jitter, throttling-aware) and explicit timeouts. An assumed role's credentials are
+refreshable: botocore renews them before they expire, so a long ingest keeps going
+across credential rotation.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from botocore.session import get_session
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
+
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_POOL = 16
+ASSUME_ROLE_SECONDS = 3600
+
+
+def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAULT_POOL) -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=pool,
+    )
+
+
+def role_session_name(namespace: str, name: str) -> str:
+    """STS RoleSessionName naming the policy (2-64 chars of [\\w+=,.@-])."""
+    cleaned = re.sub(r"[^\w+=,.@-]", "-", f"rtp-{namespace}.{name}")
+    return cleaned[:64]
+
+
+class AwsSession:
+    """AWS access for one policy: region, optional assumed role, cached clients."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        role_arn: str | None = None,
+        session_name: str = "a2i-retraining-operator",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        pool: int = DEFAULT_POOL,
+        base: boto3.Session | None = None,
+    ) -> None:
+        self.region = region
+        self.role_arn = role_arn
+        self._config = client_config(max_attempts=max_attempts, pool=pool)
+        self._base = base or boto3.Session(region_name=region)
+        self._session = (
+            self._assumed(role_arn, session_name) if role_arn is not None else self._base
+        )
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        """A cached, thread-safe boto3 client (clients are safe to share across threads)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(  # type: ignore[call-overload]
+                    service, region_name=self.region, config=self._config
+                )
+            return self._clients[service]
+
+    def s3(self) -> S3Client:
+        return cast("S3Client", self.client("s3"))
+
+    def sagemaker(self) -> SageMakerClient:
+        return cast("SageMakerClient", self.client("sagemaker"))
+
+    def a2i(self) -> AugmentedAIRuntimeClient:
+        return cast("AugmentedAIRuntimeClient", self.client("sagemaker-a2i-runtime"))
+
+    def cloudwatch(self) -> CloudWatchClient:
+        return cast("CloudWatchClient", self.client("cloudwatch"))
+
+    def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
+        sts = self._base.client("sts", region_name=self.region, config=self._config)
+
+        def fetch() -> dict[str, str]:
+            creds = sts.assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=session_name,
+                DurationSeconds=ASSUME_ROLE_SECONDS,
+            )["Credentials"]
+            expiry: datetime = creds["Expiration"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": expiry.isoformat(),
+            }
+
+        refreshable = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
+        core = get_session()
+        # botocore has no public setter for refreshable credentials; this is the documented
+        # community pattern and keeps auto-refresh (boto3.Session(aws_access_key_id=...) would not).
+        core._credentials = refreshable  # type: ignore[attr-defined]
+        core.set_config_variable("region", self.region)
+        return boto3.Session(botocore_session=core)

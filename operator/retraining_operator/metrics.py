@@ -1,0 +1,71 @@
+"""Prometheus metrics of the operator, labelled by namespace and policy."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_POLICY = ("namespace", "policy")
+
+LOOPS_INGESTED = Counter(
+    "rtp_loops_ingested_total",
+    "Completed A2I human loops converted into pending samples.",
+    _POLICY,
+    registry=REGISTRY,
+)
+LOOPS_QUARANTINED = Counter(
+    "rtp_loops_quarantined_total",
+    "A2I outputs that could not be converted, by reason.",
+    (*_POLICY, "reason"),
+    registry=REGISTRY,
+)
+PENDING_SAMPLES = Gauge(
+    "rtp_pending_samples",
+    "Samples waiting for the next training run.",
+    _POLICY,
+    registry=REGISTRY,
+)
+RUNS = Counter(
+    "rtp_runs_total",
+    "Finished retraining runs, by outcome.",
+    (*_POLICY, "outcome"),
+    registry=REGISTRY,
+)
+TRAINING_SECONDS = Histogram(
+    "rtp_training_duration_seconds",
+    "Wall time from training job submission to its end.",
+    _POLICY,
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200),
+    registry=REGISTRY,
+)
+ROLLOUT_SECONDS = Histogram(
+    "rtp_rollout_duration_seconds",
+    "Wall time from the first rollout call to Serving or rollback.",
+    _POLICY,
+    buckets=(30, 60, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
+    registry=REGISTRY,
+)
+AWS_CALLS = Counter(
+    "rtp_aws_calls_total",
+    "AWS API calls made, by service and operation.",
+    ("service", "operation"),
+    registry=REGISTRY,
+)
+AWS_ERRORS = Counter(
+    "rtp_aws_errors_total",
+    "AWS API calls that failed, by service, operation and error code.",
+    ("service", "operation", "code"),
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "rtp_last_successful_run_timestamp_seconds",
+    "Unix time of the last run that ended Deployed or Trained.",
+    _POLICY,
+    registry=REGISTRY,
+)
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on all interfaces (0 disables)."""
+    if port:
+        start_http_server(port, registry=REGISTRY)
