@@ -235,7 +235,9 @@ class ParameterRange(_Model):
     min: float | None = None
     max: float | None = None
     scaling: Scaling = Scaling.AUTO
-    values: Annotated[list[str], Field(max_length=30)] | None = None
+    values: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=30)] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -278,7 +280,7 @@ class TrainingSpec(_Model):
     output_s3_uri: S3Uri = Field(alias="outputS3Uri")
     hyper_parameters: Annotated[
         dict[str, Annotated[str, Field(max_length=2500)]], Field(max_length=100)
-    ] = Field(default_factory=dict)
+    ] = {}
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -334,7 +336,7 @@ class RollingSpec(_Model):
 class VariantShiftSpec(_Model):
     steps: Annotated[
         list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=1, max_length=10)
-    ] = Field(default_factory=lambda: [10, 50, 100])
+    ] = [10, 50, 100]
     interval: Duration = "10m"
     max_5xx_rate: Annotated[float, Field(ge=0, le=1)] = Field(default=0.01, alias="max5xxRate")
     max_latency_increase: Annotated[float, Field(ge=0)] = 0.2
@@ -361,7 +363,7 @@ class DeploymentSpec(_Model):
     variant_shift: VariantShiftSpec | None = None
     auto_rollback_alarms: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=10)
-    ] = Field(default_factory=list)
+    ] = []
     retain_previous_models: Annotated[int, Field(ge=0, le=50)] = 3
 
     @model_validator(mode="after")
