@@ -11,11 +11,45 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 MAX_NAME = 63
 MAX_TUNING_NAME = 32
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """Who a SageMaker resource belongs to: the policy's namespace, name and UID.
+
+    The UID makes names unique across policies (a hash of it is part of every name);
+    a policy deleted and re-created under the same name gets a new UID and new names.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def without_uid(cls, namespace: str, name: str) -> PolicyRef:
+        """For a policy read from a file (the `plan` CLI): a stable stand-in UID.
+
+        `plan-<sha256(namespace/name)[:16]>`: the same file always plans the same names,
+        but they differ from the names the operator makes for the live object (real UID).
+        """
+        return cls(namespace=namespace, name=name, uid=f"plan-{_digest(namespace, name, length=16)}")
+
+    def tags(self, run_id: str) -> list[dict[str, str]]:
+        return ownership_tags(
+            namespace=self.namespace, policy_name=self.name, policy_uid=self.uid, run_id=run_id
+        )
+
+    def training_job_name(self, run_id: str) -> str:
+        return training_job_name(policy_name=self.name, policy_uid=self.uid, run_id=run_id)
+
+    def tuning_job_name(self, run_id: str) -> str:
+        return tuning_job_name(policy_name=self.name, policy_uid=self.uid, run_id=run_id)
 
 
 def run_id_for(started_at: datetime) -> str:

@@ -1,0 +1,107 @@
+"""Typed AWS errors: every gateway maps botocore's `ClientError` into one of these.
+
+Callers above the gateways never look at error codes. The controller turns
+`Throttled`/`Unavailable` into a retry later (kopf `TemporaryError`), and
+`AccessDenied`/`InvalidRequest`/`LimitExceeded` into a Degraded condition whose
+message is the AWS message (it names the resource and the problem).
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+# SageMaker reports a missing resource as ValidationException for most Describe* calls
+# ("Requested resource not found.", "Could not find endpoint ...").
+_NOT_FOUND_CODES = frozenset(
+    {"ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404"}
+)
+_NOT_FOUND_TEXT = ("not found", "could not find", "does not exist")
+_EXISTS_CODES = frozenset({"ResourceInUse", "ResourceInUseException", "ConflictException"})
+_EXISTS_TEXT = ("already exists", "must be unique", "is already in use")
+_THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ProvisionedThroughputExceededException",
+    }
+)
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "ExpiredToken"}
+)
+_LIMIT_CODES = frozenset({"ResourceLimitExceeded", "ServiceQuotaExceededException"})
+_INVALID_CODES = frozenset({"ValidationException", "ValidationError", "InvalidParameterValue"})
+
+
+class AwsError(Exception):
+    """An AWS call failed. `code` is the AWS error code, `operation` the API called."""
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.operation = operation
+
+
+class NotFound(AwsError):
+    """The named resource does not exist."""
+
+
+class AlreadyExists(AwsError):
+    """A create call found a resource with that name (adopt it)."""
+
+
+class Throttled(AwsError):
+    """AWS throttled the call even after the client's own retries: try again later."""
+
+
+class Unavailable(AwsError):
+    """AWS answered with a server error (5xx) even after retries: try again later."""
+
+
+class AccessDenied(AwsError):
+    """The credentials in use may not make this call (fix the IAM policy or role)."""
+
+
+class LimitExceeded(AwsError):
+    """An account quota was reached (e.g. instances of this type for training jobs)."""
+
+
+class InvalidRequest(AwsError):
+    """AWS refused the request as invalid: a spec problem a person has to fix."""
+
+
+def map_client_error(error: ClientError, operation: str = "") -> AwsError:
+    """The typed error for a botocore `ClientError` (raise it `from` the original)."""
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    message = str(details.get("Message", "")) or str(error)
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    operation = operation or getattr(error, "operation_name", "") or ""
+    lowered = message.lower()
+    kind: type[AwsError]
+    if code in _THROTTLE_CODES:
+        kind = Throttled
+    elif code in _NOT_FOUND_CODES or (
+        code in _INVALID_CODES and any(text in lowered for text in _NOT_FOUND_TEXT)
+    ):
+        kind = NotFound
+    elif code in _EXISTS_CODES or (
+        code in _INVALID_CODES and any(text in lowered for text in _EXISTS_TEXT)
+    ):
+        kind = AlreadyExists
+    elif code in _DENIED_CODES:
+        kind = AccessDenied
+    elif code in _LIMIT_CODES:
+        kind = LimitExceeded
+    elif code in _INVALID_CODES:
+        kind = InvalidRequest
+    elif status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalError"}:
+        kind = Unavailable
+    else:
+        kind = AwsError
+    text = f"{operation}: {code}: {message}" if operation else f"{code}: {message}"
+    return kind(text, code=code, operation=operation)
