@@ -69,3 +69,13 @@ def serve(port: int) -> None:
     """Expose /metrics on all interfaces (0 disables)."""
     if port:
         start_http_server(port, registry=REGISTRY)
+
+
+class MetricsObserver:
+    """Counts AWS calls and errors (plugged into aws.session.AwsSession as its observer)."""
+
+    def called(self, service: str, operation: str) -> None:
+        AWS_CALLS.labels(service, operation).inc()
+
+    def failed(self, service: str, operation: str, code: str) -> None:
+        AWS_ERRORS.labels(service, operation, code).inc()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +29,57 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_POOL = 16
 ASSUME_ROLE_SECONDS = 3600
+
+
+class CallBudget:
+    """A token bucket shared by every client: at most `rate` HTTP sends per second.
+
+    Hooked on botocore's `before-send`, so retries spend tokens too: a throttled
+    operator slows down instead of hammering AWS (or the stand-ins) in a hot loop.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.burst
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                # Tolerance: float sums of waits land a hair under one token.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return
+                wait = (1 - self._tokens) / self.rate
+            self.waited_seconds += wait
+            self._sleep(wait)
+
+
+class CallObserver:
+    """Receives one notice per API call and per failed call (metrics live outside aws/)."""
+
+    def called(self, service: str, operation: str) -> None:  # pragma: no cover - interface
+        pass
+
+    def failed(self, service: str, operation: str, code: str) -> None:  # pragma: no cover
+        pass
 
 
 def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAULT_POOL) -> Config:
@@ -56,6 +109,8 @@ class AwsSession:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         pool: int = DEFAULT_POOL,
         base: boto3.Session | None = None,
+        budget: CallBudget | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.region = region
         self.role_arn = role_arn
@@ -66,15 +121,43 @@ class AwsSession:
         )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._budget = budget
+        self._observer = observer
 
     def client(self, service: str) -> Any:
         """A cached, thread-safe boto3 client (clients are safe to share across threads)."""
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self._session.client(  # type: ignore[call-overload]
+                client = self._session.client(  # type: ignore[call-overload]
                     service, region_name=self.region, config=self._config
                 )
+                self._hook(client)
+                self._clients[service] = client
             return self._clients[service]
+
+    def _hook(self, client: Any) -> None:
+        events = client.meta.events
+        if self._budget is not None:
+            budget = self._budget
+            events.register("before-send", lambda **_: budget.acquire())
+        if self._observer is not None:
+            observer = self._observer
+            service = client.meta.service_model.service_name
+
+            def before_call(model: Any, **_: Any) -> None:
+                observer.called(service, model.name)
+
+            def after_call(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+                code = parsed.get("Error", {}).get("Code")
+                if code:
+                    observer.failed(service, model.name, str(code))
+
+            def after_call_error(model: Any, exception: BaseException, **_: Any) -> None:
+                observer.failed(service, model.name, type(exception).__name__)
+
+            events.register("before-call", before_call)
+            events.register("after-call", after_call)
+            events.register("after-call-error", after_call_error)
 
     def s3(self) -> S3Client:
         return cast("S3Client", self.client("s3"))
@@ -90,6 +173,7 @@ class AwsSession:
 
     def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
         sts = self._base.client("sts", region_name=self.region, config=self._config)
+        self._hook(sts)
 
         def fetch() -> dict[str, str]:
             creds = sts.assume_role(

@@ -1,0 +1,31 @@
+"""Operator-wide configuration (flags and environment), shared by the runner and handlers."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    peering: str | None = None
+    metrics_port: int = 9090
+    # How often each policy's timer fires; polls, job checks and rollout steps are due
+    # by their own intervals and only checked at this granularity.
+    tick_seconds: float = 10.0
+    # How often an in-flight training job or rollout is described at most.
+    observe_seconds: float = 30.0
+    # Worker threads for (blocking) handlers: how many policies reconcile at once.
+    max_workers: int = 16
+    # Threads per poll that read A2I outputs from S3.
+    fetch_concurrency: int = 16
+    # Upper bound on AWS calls per second, all policies together (0 = unlimited).
+    aws_calls_per_second: float = 20.0
+    # fnmatch patterns of role ARNs policies may assume; empty = any.
+    allowed_role_patterns: tuple[str, ...] = field(default_factory=tuple)
+
+    def role_allowed(self, role_arn: str | None) -> bool:
+        if role_arn is None or not self.allowed_role_patterns:
+            return True
+        return any(fnmatch.fnmatchcase(role_arn, p) for p in self.allowed_role_patterns)
