@@ -18,17 +18,15 @@ pytestmark = pytest.mark.kube
 def test_api_server_runs_the_pinned_release(kube_api: Any) -> None:
     from kubernetes import client
 
+    pinned = pinned_k8s_version()  # e.g. 1.34.4
     info = client.VersionApi(kube_api).get_code()
-    assert info.git_version == f"v{pinned_k8s_version()}"
+    assert info.git_version == f"v{pinned}"
+    assert info.minor.rstrip("+") == pinned.split(".")[1]
+    # Every staging module is pinned to the matching v0.Y.Z (1.34.4 -> v0.34.4).
     gomod = (ENVTEST_DIR / "apiserver" / "go.mod").read_text()
-    minor = pinned_k8s_version().split(".")[1]
-    # Every staging module is pinned to the matching v0.Y.Z.
     staging = re.findall(r"^\s+(k8s\.io/\S+) => k8s\.io/\S+ (v\S+)$", gomod, re.MULTILINE)
     assert len(staging) > 20
-    assert {version for _, version in staging} == {
-        f"v0.{minor}.{pinned_k8s_version().split('.')[2]}"
-    }
-    assert info.minor.rstrip("+") == minor
+    assert {version for _, version in staging} == {"v0." + pinned.split(".", 1)[1]}
 
 
 def _grant_rtp_read(kube: KubeCluster, namespace: str, sa: str) -> None:

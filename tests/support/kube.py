@@ -208,16 +208,20 @@ def envtest_assets() -> Path:
     try:
         return find_assets()
     except EnvtestError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        message = str(exc)
+    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
 
 
 @pytest.fixture(scope="session")
 def kube(envtest_assets: Path, request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
     plane = ControlPlane(envtest_assets)
+    failure = None
     try:
         plane.start()
     except EnvtestError as exc:
-        pytest.fail(f"envtest control plane did not start: {exc}", pytrace=False)
+        failure = f"envtest control plane did not start: {exc}"
+    if failure:
+        pytest.fail(failure, pytrace=False)
     request.config.stash[_STARTUP_KEY] = (plane.startup_seconds, str(envtest_assets))
     try:
         yield KubeCluster(plane)

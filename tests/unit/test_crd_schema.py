@@ -124,3 +124,26 @@ def test_base_model_defaults_to_the_endpoint_and_then_needs_one() -> None:
     _, errors = crdschema.admit(SCHEMA, obj)
     # ... and with strategy None there is no endpoint to take the model from.
     assert any("needs deployment.endpointName" in e for e in errors), errors
+
+
+def test_every_default_passes_its_own_schema_and_rules() -> None:
+    # kube-apiserver refuses a CRD whose defaults fail their node's validation, CEL included
+    # (the raw default is checked before nested defaults are applied).
+    problems = []
+    for path, node in crdschema.walk(SCHEMA):
+        if "default" not in node:
+            continue
+        default = node["default"]
+        problems += [f"{path}: {e}" for e in crdschema.openapi_errors(node, default)]
+        problems += [f"{path}: {e}" for e in crdschema.cel_errors(node, default, path)]
+    assert problems == []
+
+
+def test_default_check_catches_a_rule_on_a_missing_key() -> None:
+    node = {
+        "type": "object",
+        "default": {},
+        "x-kubernetes-validations": [{"rule": "!self.enabled", "message": "m"}],
+        "properties": {"enabled": {"type": "boolean", "default": False, "description": "d"}},
+    }
+    assert crdschema.cel_errors(node, node["default"], "spot")
