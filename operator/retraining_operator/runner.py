@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 
+from retraining_operator.config import OperatorConfig
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -40,11 +42,20 @@ def run_operator(args: argparse.Namespace) -> int:
     from retraining_operator import handlers
 
     configure_logging(args.log_format, args.verbose)
-    handlers.configure(
-        metrics_port=args.metrics_port,
-        peering=args.peering,
-    )
     namespaces = list(args.namespace or [])
+    handlers.configure(
+        OperatorConfig(
+            namespaces=tuple(namespaces),
+            peering=args.peering,
+            metrics_port=args.metrics_port,
+            tick_seconds=args.tick_seconds,
+            observe_seconds=args.observe_seconds,
+            max_workers=args.max_workers,
+            fetch_concurrency=args.fetch_concurrency,
+            aws_calls_per_second=args.aws_calls_per_second,
+            allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
+        )
+    )
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,

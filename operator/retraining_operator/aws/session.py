@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import boto3
 from botocore.config import Config
@@ -72,14 +72,12 @@ class CallBudget:
             self._sleep(wait)
 
 
-class CallObserver:
+class CallObserver(Protocol):
     """Receives one notice per API call and per failed call (metrics live outside aws/)."""
 
-    def called(self, service: str, operation: str) -> None:  # pragma: no cover - interface
-        pass
+    def called(self, service: str, operation: str) -> None: ...
 
-    def failed(self, service: str, operation: str, code: str) -> None:  # pragma: no cover
-        pass
+    def failed(self, service: str, operation: str, code: str) -> None: ...
 
 
 def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAULT_POOL) -> Config:

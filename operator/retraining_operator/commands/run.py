@@ -51,6 +51,45 @@ def register(sub: Subparsers) -> None:
         default=os.environ.get("RTP_LOG_FORMAT", "text"),
         help="log line format [RTP_LOG_FORMAT]",
     )
+    run.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=float(os.environ.get("RTP_TICK_SECONDS", "10")),
+        help="how often each policy is reconciled; polls and job checks are due by their own "
+        "intervals and checked at this granularity [RTP_TICK_SECONDS]",
+    )
+    run.add_argument(
+        "--observe-seconds",
+        type=float,
+        default=float(os.environ.get("RTP_OBSERVE_SECONDS", "30")),
+        help="how often an in-flight training job or rollout is described [RTP_OBSERVE_SECONDS]",
+    )
+    run.add_argument(
+        "--max-workers",
+        type=int,
+        default=int(os.environ.get("RTP_MAX_WORKERS", "16")),
+        help="policies reconciled at once (worker threads) [RTP_MAX_WORKERS]",
+    )
+    run.add_argument(
+        "--fetch-concurrency",
+        type=int,
+        default=int(os.environ.get("RTP_FETCH_CONCURRENCY", "16")),
+        help="parallel S3 reads of A2I outputs per poll [RTP_FETCH_CONCURRENCY]",
+    )
+    run.add_argument(
+        "--aws-calls-per-second",
+        type=float,
+        default=float(os.environ.get("RTP_AWS_CALLS_PER_SECOND", "20")),
+        help="budget of AWS HTTP calls per second for all policies together, 0 = unlimited "
+        "[RTP_AWS_CALLS_PER_SECOND]",
+    )
+    run.add_argument(
+        "--allowed-role-pattern",
+        action="append",
+        default=_env_list("RTP_ALLOWED_ROLE_PATTERNS"),
+        help="fnmatch pattern of spec.aws.roleArn values policies may assume; repeat for "
+        "several; default: any [RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from retraining_operator.api import (
     HISTORY_LIMIT,
@@ -178,3 +179,22 @@ def refresh_conditions(
         generation=generation,
     )
     return conditions
+
+
+def merge_patch_body(status: RetrainingPolicyStatus) -> dict[str, Any]:
+    """The status as a JSON merge patch that replaces what is stored.
+
+    Fields that are unset become explicit nulls (merge patch deletes them, e.g. a finished
+    `currentRun`), except inside lists: lists are replaced whole, and a null inside a list
+    item would be stored and fail the schema.
+    """
+
+    def clean(value: Any, in_list: bool) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v, in_list) for k, v in value.items() if not (v is None and in_list)}
+        if isinstance(value, list):
+            return [clean(v, True) for v in value]
+        return value
+
+    body: dict[str, Any] = clean(status.model_dump(mode="json", by_alias=True), False)
+    return body

@@ -1,0 +1,40 @@
+"""When each policy polls A2I: its own interval, spread so many policies never poll at once.
+
+A policy's polls are offset by a fraction of a second-to-minutes derived from its UID,
+so after an operator restart 500 policies do not all list human loops in the same
+tick, and each interval is stretched by up to 10 % (also by UID) so they do not fall
+back into step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+JITTER_FRACTION = 0.1
+
+
+def uid_fraction(uid: str) -> float:
+    """A stable number in [0, 1) for a UID."""
+    digest = hashlib.sha256(uid.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def next_poll_at(
+    *,
+    last_poll: datetime | None,
+    interval: timedelta,
+    uid: str,
+    operator_started: datetime,
+    spread: timedelta,
+) -> datetime:
+    """When the next poll is due.
+
+    Never polled: `spread * fraction(uid)` after the operator started (at most one
+    interval), so a restart of many fresh policies fans out over `spread`.
+    Polled before: one interval (stretched by up to 10 % by UID) after the last poll.
+    """
+    fraction = uid_fraction(uid)
+    if last_poll is None:
+        return operator_started + min(spread, interval) * fraction
+    return last_poll + interval * (1 + JITTER_FRACTION * fraction)
