@@ -14,7 +14,12 @@ from collections.abc import Callable, Sequence
 from retraining_operator import __version__
 
 # Subcommand modules, each with `register(subparsers)`; see commands/__init__.py.
-COMMAND_MODULES = ("retraining_operator.commands.run",)
+COMMAND_MODULES = (
+    "retraining_operator.commands.run",
+    "retraining_operator.commands.plan",
+    "retraining_operator.standins.cli",  # argparse only; the stand-ins load inside its handler
+    "retraining_operator.commands.manifest",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     peering: str | None = None
-    metrics_port: int = 9090
+    metrics_port: int = 0  # the CLI defaults to 9090; 0 = no /metrics server
     # How often each policy's timer fires; polls, job checks and rollout steps are due
     # by their own intervals and only checked at this granularity.
     tick_seconds: float = 10.0

@@ -87,7 +87,6 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.peering.standalone = config.peering is None
-    kube.configure_client()
     metrics.serve(config.metrics_port)
     _state["budget"] = CallBudget(config.aws_calls_per_second)
     _state["controller"] = Controller(config, _session)

@@ -7,6 +7,7 @@ handler returns).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from kubernetes import client, config
@@ -14,17 +15,24 @@ from kubernetes import client, config
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 
 
-def configure_client() -> None:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+_lock = threading.Lock()
+_api: list[client.CustomObjectsApi] = []
+
+
+def _custom_objects() -> client.CustomObjectsApi:
+    """Configured on first use: in-cluster credentials in a pod, else the kubeconfig."""
+    with _lock:
+        if not _api:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                config.load_kube_config()  # type: ignore[no-untyped-call]
+            _api.append(client.CustomObjectsApi())
+        return _api[0]
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch `.status` through the status subresource."""
-    api = client.CustomObjectsApi()
-    api.patch_namespaced_custom_object_status(
+    _custom_objects().patch_namespaced_custom_object_status(
         API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}
     )

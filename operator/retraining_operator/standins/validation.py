@@ -108,10 +108,11 @@ def _check(value: Any, shape: Shape, path: str, problems: list[str]) -> None:
                 f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: "
                 f"Member must have length less than or equal to {meta['max']}"
             )
-        if shape.enum and value not in shape.enum:
+        enum = meta.get("enum")
+        if enum and value not in enum:
             problems.append(
                 f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: "
-                f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"
+                f"Member must satisfy enum value set: [{', '.join(enum)}]"
             )
         pattern = meta.get("pattern")
         if pattern:

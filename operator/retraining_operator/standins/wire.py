@@ -108,7 +108,7 @@ def parse_rest_request(
             if isinstance(member, ListShape):
                 if wire_name in query:
                     params[name] = [_from_text(v, member.member) for v in query[wire_name]]
-            elif wire_name in query and query[wire_name]:
+            elif query.get(wire_name):
                 params[name] = _from_text(query[wire_name][0], member)
         elif location == "header":
             if wire_name in headers:
@@ -180,8 +180,9 @@ def to_wire(value: Any, shape: Shape, timestamp_format: str, path: str = "") -> 
     if kind == "string":
         if not isinstance(value, str):
             raise ShapeError(f"{where}: expected a string, got {type(value).__name__}")
-        if shape.enum and value not in shape.enum:
-            raise ShapeError(f"{where}: {value!r} is not one of {shape.enum}")
+        enum = shape.metadata.get("enum")
+        if enum and value not in enum:
+            raise ShapeError(f"{where}: {value!r} is not one of {enum}")
         return value
     if kind in ("integer", "long"):
         if isinstance(value, bool) or not isinstance(value, int):

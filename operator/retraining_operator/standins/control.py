@@ -1,0 +1,79 @@
+"""A client for the stand-ins' HTTP control API, for processes that do not share their memory
+(benchmarks, the demo): `Control(os.environ["STANDINS_CONTROL_URL"])`."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from retraining_operator.standins.faults import FaultRule
+
+
+class Control:
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
+            f"{self.base_url}/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "health")
+        return result
+
+    def now(self) -> str:
+        return str(self._call("GET", "clock")["now"])
+
+    def advance(self, seconds: float) -> str:
+        return str(self._call("POST", "clock", {"advance": seconds})["now"])
+
+    def set_faults(self, rules: list[FaultRule], seed: int | None = None) -> None:
+        body: dict[str, Any] = {"rules": [r.to_json() for r in rules]}
+        if seed is not None:
+            body["seed"] = seed
+        self._call("PUT", "faults", body)
+
+    def add_fault(self, rule: FaultRule) -> None:
+        self._call("POST", "faults", rule.to_json())
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def calls(self, service: str | None = None) -> list[dict[str, Any]]:
+        path = "log" + (f"?service={service}" if service else "")
+        result: list[dict[str, Any]] = self._call("GET", path)["calls"]
+        return result
+
+    def clear_log(self) -> None:
+        self._call("DELETE", "log")
+
+    def reset(self, seed: int = 0) -> None:
+        self._call("POST", "reset", {"seed": seed})
+
+    def add_loops(
+        self, flow: str, count: int, *, status: str = "Completed", interval: float = 60.0
+    ) -> list[str]:
+        body = {"flow": flow, "count": count, "status": status, "interval": interval}
+        return list(self._call("POST", "a2i/loops", body)["names"])
+
+    def complete_loop(self, name: str, output: Any = None) -> str:
+        body = {} if output is None else {"output": output}
+        return str(self._call("POST", f"a2i/loops/{name}/complete", body)["outputS3Uri"])
+
+    def set_metrics(self, job: str, metrics: Mapping[str, float]) -> None:
+        self._call("POST", "sagemaker/metrics", {"job": job, "metrics": dict(metrics)})
+
+    def plan_training(self, job: str, **plan: Any) -> None:
+        self._call("POST", "sagemaker/plans", {"job": job, **plan})

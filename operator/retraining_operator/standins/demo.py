@@ -1,0 +1,152 @@
+"""A small, realistic world for the demo: a bucket, a flow definition with completed loops,
+VOC-style training/validation manifests, and an endpoint serving a built-in object-detection
+model (variant `AllTraffic`)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retraining_operator.standins.seed import VOC_CLASSES, random_bounding_boxes
+from retraining_operator.standins.stack import AwsStandins
+from retraining_operator.standins.training import model_tarball
+
+IMAGE_CONFIG = Path("sagemaker", "core", "image_uri_config", "object-detection.json")
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    bucket: str
+    flow_definition_arn: str
+    endpoint_name: str
+    model_name: str
+    endpoint_config_name: str
+    model_data_url: str
+    image: str
+    train_manifest: str
+    validation_manifest: str
+    role_arn: str
+
+    def exports(self) -> dict[str, str]:
+        return {
+            "DEMO_BUCKET": self.bucket,
+            "DEMO_FLOW_DEFINITION_ARN": self.flow_definition_arn,
+            "DEMO_ENDPOINT_NAME": self.endpoint_name,
+            "DEMO_MODEL_DATA_URL": self.model_data_url,
+            "DEMO_IMAGE": self.image,
+            "DEMO_TRAIN_MANIFEST": self.train_manifest,
+            "DEMO_VALIDATION_MANIFEST": self.validation_manifest,
+            "DEMO_ROLE_ARN": self.role_arn,
+        }
+
+
+def object_detection_image(region: str) -> str:
+    """The built-in algorithm's image, read from the SageMaker SDK's shipped config data (found
+    on sys.path without importing the SDK); a recognisable placeholder if it is not installed."""
+    for entry in sys.path:
+        candidate = Path(entry) / IMAGE_CONFIG
+        if candidate.is_file():
+            config: dict[str, Any] = json.loads(candidate.read_text())
+            version = config["versions"]["1"]
+            account = version["registries"].get(region)
+            if account:
+                return f"{account}.dkr.ecr.{region}.amazonaws.com/{version['repository']}:1"
+    return f"emulated.dkr.ecr.{region}.amazonaws.com/object-detection:1"
+
+
+def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> bytes:
+    lines = []
+    for index in range(count):
+        width, height = rng.randint(300, 800), rng.randint(300, 800)
+        boxes = random_bounding_boxes(rng, VOC_CLASSES, width, height, rng.randint(1, 3))
+        lines.append(
+            json.dumps(
+                {
+                    "source-ref": f"s3://{bucket}/{prefix}/images/{index:06d}.jpg",
+                    "a2i-retraining": {
+                        "annotations": [
+                            {
+                                "class_id": VOC_CLASSES.index(b["label"]),
+                                "left": b["left"],
+                                "top": b["top"],
+                                "width": b["width"],
+                                "height": b["height"],
+                            }
+                            for b in boxes
+                        ],
+                        "image_size": [{"width": width, "height": height, "depth": 3}],
+                    },
+                    "a2i-retraining-metadata": {
+                        "class-map": dict(enumerate(VOC_CLASSES)),
+                        "human-annotated": "yes",
+                        "type": "groundtruth/object-detection",
+                    },
+                }
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-bucket") -> DemoWorld:
+    rng = random.Random(standins.seed)  # noqa: S311 - simulation, not crypto
+    standins.create_bucket(bucket)
+    flow = standins.a2i.create_flow_definition("fd-demo", f"s3://{bucket}/a2i-results")
+    standins.a2i.add_loops(flow.name, loops, interval=60.0)
+    train = f"s3://{bucket}/voc/train.manifest"
+    validation = f"s3://{bucket}/voc/validation.manifest"
+    standins.put_object(train, manifest_lines(rng, bucket, "voc/train", 60))
+    standins.put_object(validation, manifest_lines(rng, bucket, "voc/validation", 20))
+    model_data_url = f"s3://{bucket}/model/model.tar.gz"
+    standins.put_object(model_data_url, model_tarball({"model": "demo base model"}))
+    image = object_detection_image(standins.region)
+    role = f"arn:aws:iam::{standins.account_id}:role/SageMakerExecution"
+    sagemaker = standins.sagemaker
+    sagemaker.call(
+        "CreateModel",
+        ModelName="demo-model-v0",
+        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url},
+        ExecutionRoleArn=role,
+    )
+    sagemaker.call(
+        "CreateEndpointConfig",
+        EndpointConfigName="demo-endpoint-config-v0",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "demo-model-v0",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.xlarge",
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+    durations = sagemaker.durations
+    with standins.emulator.lock:
+        creating, durations.endpoint_creating = durations.endpoint_creating, 0.0
+        try:
+            sagemaker.call(
+                "CreateEndpoint",
+                EndpointName="demo-endpoint",
+                EndpointConfigName="demo-endpoint-config-v0",
+            )
+        finally:
+            durations.endpoint_creating = creating
+    status = sagemaker.describe_endpoint("demo-endpoint")["EndpointStatus"]
+    if status != "InService":
+        raise RuntimeError(f"demo endpoint is {status}, expected InService")
+    return DemoWorld(
+        bucket=bucket,
+        flow_definition_arn=flow.arn,
+        endpoint_name="demo-endpoint",
+        model_name="demo-model-v0",
+        endpoint_config_name="demo-endpoint-config-v0",
+        model_data_url=model_data_url,
+        image=image,
+        train_manifest=train,
+        validation_manifest=validation,
+        role_arn=role,
+    )

@@ -1,0 +1,340 @@
+"""The SageMaker + A2I emulator: resource stores, the operation tables, and test controls.
+
+`Emulator` owns the state. Servers call `sagemaker_operations` / `a2i_operations` handlers
+while holding `emulator.lock`; tests use the `sagemaker` and `a2i` control facades, which
+take the same lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from retraining_operator.standins import errors
+from retraining_operator.standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
+from retraining_operator.standins.clock import Clock
+from retraining_operator.standins.hosting import HostingStore
+from retraining_operator.standins.paging import paginate
+from retraining_operator.standins.seed import VOC_CLASSES
+from retraining_operator.standins.state import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    AlarmSource,
+    Durations,
+    EmulatorState,
+    ObjectStore,
+)
+from retraining_operator.standins.training import (
+    MetricsProvider,
+    TrainingPlan,
+    TrainingPlanner,
+    TrainingStore,
+)
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Emulator:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        region: str = DEFAULT_REGION,
+        durations: Durations | None = None,
+        store: ObjectStore | None = None,
+        alarms: AlarmSource | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.state = EmulatorState(
+            clock=clock or Clock(),
+            account_id=account_id,
+            region=region,
+            durations=durations or Durations(),
+            store=store,
+            alarms=alarms,
+        )
+        self.training = TrainingStore(self.state)
+        self.hosting = HostingStore(self.state)
+        self.human_loops = HumanLoopStore(self.state, seed)
+        self.sagemaker = SageMakerControl(self)
+        self.a2i = A2IControl(self)
+        t, h, a = self.training, self.hosting, self.human_loops
+        self.sagemaker_operations: dict[str, Handler] = {
+            "CreateTrainingJob": t.create_training_job,
+            "DescribeTrainingJob": t.describe_training_job,
+            "StopTrainingJob": t.stop_training_job,
+            "ListTrainingJobs": t.list_training_jobs,
+            "CreateHyperParameterTuningJob": t.create_hyper_parameter_tuning_job,
+            "DescribeHyperParameterTuningJob": t.describe_hyper_parameter_tuning_job,
+            "StopHyperParameterTuningJob": t.stop_hyper_parameter_tuning_job,
+            "ListTrainingJobsForHyperParameterTuningJob": (
+                t.list_training_jobs_for_hyper_parameter_tuning_job
+            ),
+            "CreateModel": h.create_model,
+            "DescribeModel": h.describe_model,
+            "DeleteModel": h.delete_model,
+            "ListModels": h.list_models,
+            "CreateEndpointConfig": h.create_endpoint_config,
+            "DescribeEndpointConfig": h.describe_endpoint_config,
+            "DeleteEndpointConfig": h.delete_endpoint_config,
+            "ListEndpointConfigs": h.list_endpoint_configs,
+            "CreateEndpoint": h.create_endpoint,
+            "DescribeEndpoint": h.describe_endpoint,
+            "UpdateEndpoint": h.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": h.update_endpoint_weights_and_capacities,
+            "DeleteEndpoint": h.delete_endpoint,
+            "ListEndpoints": h.list_endpoints,
+            "CreateFlowDefinition": a.create_flow_definition,
+            "DescribeFlowDefinition": a.describe_flow_definition,
+            "DeleteFlowDefinition": a.delete_flow_definition,
+            "AddTags": self._add_tags,
+            "ListTags": self._list_tags,
+            "DeleteTags": self._delete_tags,
+        }
+        self.a2i_operations: dict[str, Handler] = {
+            "StartHumanLoop": a.start_human_loop,
+            "DescribeHumanLoop": a.describe_human_loop,
+            "ListHumanLoops": a.list_human_loops,
+            "StopHumanLoop": a.stop_human_loop,
+            "DeleteHumanLoop": a.delete_human_loop,
+        }
+
+    @property
+    def lock(self) -> Any:
+        return self.state.lock
+
+    @property
+    def clock(self) -> Clock:
+        return self.state.clock
+
+    @property
+    def durations(self) -> Durations:
+        return self.state.durations
+
+    def reset(self, seed: int = 0) -> None:
+        """Forget every resource and knob (durations back to their defaults)."""
+        with self.lock:
+            self.training.reset()
+            self.hosting.reset()
+            self.human_loops.reset(seed)
+            self.state.tags.clear()
+            defaults = Durations()
+            for f in dataclasses.fields(Durations):
+                setattr(self.state.durations, f.name, getattr(defaults, f.name))
+
+    # -- tags ------------------------------------------------------------------------------
+    def _known_arn(self, arn: str) -> None:
+        self.hosting.list_endpoints({})  # refresh: deleted endpoints lose their tags
+        known = self.training.arns() | self.hosting.arns() | self.human_loops.arns()
+        if arn not in known:
+            raise errors.validation(f"Resource {arn} does not exist.")
+
+    def _add_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._known_arn(params["ResourceArn"])
+        self.state.add_tags(params["ResourceArn"], params["Tags"])
+        tags = self.state.tags.get(params["ResourceArn"], {})
+        return {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+    def _list_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._known_arn(params["ResourceArn"])
+        tags = sorted(self.state.tags.get(params["ResourceArn"], {}).items())
+        page, token = paginate(
+            tags,
+            lambda kv: (kv[0], kv[0]),
+            descending=False,
+            max_results=params.get("MaxResults", 50),
+            next_token=params.get("NextToken"),
+            scope=f"ListTags/{params['ResourceArn']}",
+        )
+        result: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in page]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def _delete_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._known_arn(params["ResourceArn"])
+        tags = self.state.tags.get(params["ResourceArn"], {})
+        for key in params["TagKeys"]:
+            tags.pop(key, None)
+        return {}
+
+
+class SageMakerControl:
+    """Test-side knobs for SageMaker resources (thread-safe)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    @property
+    def durations(self) -> Durations:
+        """Mutable lifecycle durations (emulated seconds)."""
+        return self._emulator.durations
+
+    def plan_training(
+        self, job_name: str, plan: TrainingPlan | None = None, **fields: Any
+    ) -> TrainingPlan:
+        """How the job named `job_name` (created later) will end, e.g.
+        `plan_training("job-1", outcome="Failed", failure_reason="AlgorithmError: boom")`."""
+        plan = dataclasses.replace(plan or TrainingPlan(), **fields)
+        with self._emulator.lock:
+            self._emulator.training.plans[job_name.lower()] = plan
+        return plan
+
+    def set_training_planner(self, planner: TrainingPlanner | None) -> None:
+        """`planner(job_name, request) -> TrainingPlan | None` for jobs without a plan."""
+        with self._emulator.lock:
+            self._emulator.training.planner = planner
+
+    def set_metrics(self, job_name: str, metrics: Mapping[str, float]) -> None:
+        """Final metrics of one job (e.g. `{"validation:mAP": 0.71}`), even if it exists."""
+        with self._emulator.lock:
+            self._emulator.training.metric_overrides[job_name.lower()] = dict(metrics)
+
+    def set_metrics_provider(self, provider: MetricsProvider | None) -> None:
+        """`provider(job_name, hyperparameters) -> metrics | None` for all other jobs.
+        Without one, jobs report a stable pseudo-random `validation:mAP` in [0.6, 0.8)."""
+        with self._emulator.lock:
+            self._emulator.training.metrics_provider = provider
+
+    def fail_next_update(self, endpoint_name: str, reason: str) -> None:
+        """The next UpdateEndpoint of this endpoint fails while provisioning."""
+        with self._emulator.lock:
+            self._emulator.hosting.fail_next_update(endpoint_name, reason)
+
+    def check_inputs(self, enabled: bool) -> None:
+        """Fail training jobs whose input channels have no data in S3 (default on)."""
+        with self._emulator.lock:
+            self._emulator.training.check_inputs = enabled
+
+    def check_model_data(self, enabled: bool) -> None:
+        """Fail endpoint deployments whose ModelDataUrl is missing in S3 (default on)."""
+        with self._emulator.lock:
+            self._emulator.hosting.check_model_data = enabled
+
+    def call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """Invoke an operation in-process (no HTTP, no validation, no log); for setup."""
+        with self._emulator.lock:
+            return self._emulator.sagemaker_operations[operation](dict(params))
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        return self.call("DescribeTrainingJob", TrainingJobName=name)
+
+    def describe_endpoint(self, name: str) -> dict[str, Any]:
+        return self.call("DescribeEndpoint", EndpointName=name)
+
+    def training_job_names(self) -> list[str]:
+        with self._emulator.lock:
+            return [j.name for j in self._emulator.training.jobs.values()]
+
+
+class A2IControl:
+    """Test-side seeding of flow definitions and human loops (thread-safe)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+
+    @property
+    def _store(self) -> HumanLoopStore:
+        return self._emulator.human_loops
+
+    def create_flow_definition(
+        self,
+        name: str,
+        s3_output_path: str,
+        *,
+        role_arn: str | None = None,
+        created: datetime | None = None,
+    ) -> FlowDefinition:
+        """A flow definition whose outputs land under `s3_output_path` (bucket must exist)."""
+        with self._emulator.lock:
+            return self._store.seed_flow_definition(
+                name, s3_output_path, role_arn=role_arn, created=created
+            )
+
+    def add_loop(
+        self,
+        flow: str | FlowDefinition,
+        name: str | None = None,
+        *,
+        status: str = "Completed",
+        created: datetime | None = None,
+        completed_at: datetime | None = None,
+        output: Mapping[str, Any] | bytes | str | None = None,
+        task_object: str | None = None,
+        classes: Sequence[str] = VOC_CLASSES,
+        workers: int = 1,
+        failure_reason: str | None = None,
+    ) -> HumanLoop:
+        """One loop (`flow` by name or ARN). A Completed loop gets an output.json: random but
+        valid for `classes` unless `output` is given (a dict, or raw bytes/str: malformed
+        bodies are welcome)."""
+        with self._emulator.lock:
+            return self._store.seed_loop(
+                flow,
+                name,
+                status=status,
+                created=created,
+                completed_at=completed_at,
+                output=output,
+                task_object=task_object,
+                classes=classes,
+                workers=workers,
+                failure_reason=failure_reason,
+            )
+
+    def add_loops(
+        self,
+        flow: str | FlowDefinition,
+        count: int,
+        *,
+        status: str = "Completed",
+        start: datetime | None = None,
+        interval: float = 60.0,
+        classes: Sequence[str] = VOC_CLASSES,
+    ) -> list[HumanLoop]:
+        """`count` loops created `interval` seconds apart, the last at `start + (count-1) *
+        interval` (default: ending now)."""
+        now = self._emulator.clock.now()
+        first = start or now - timedelta(seconds=interval * max(count - 1, 0))
+        return [
+            self.add_loop(
+                flow,
+                status=status,
+                created=first + timedelta(seconds=i * interval),
+                classes=classes,
+            )
+            for i in range(count)
+        ]
+
+    def complete_loop(
+        self,
+        name: str,
+        output: Mapping[str, Any] | bytes | str | None = None,
+        *,
+        at: datetime | None = None,
+        classes: Sequence[str] = VOC_CLASSES,
+        workers: int = 1,
+    ) -> str:
+        """Complete an InProgress loop (writing its output.json now); returns the output URI."""
+        with self._emulator.lock:
+            return self._store.complete_loop(name, output, at=at, classes=classes, workers=workers)
+
+    def fail_loop(self, name: str, reason: str = "The human loop failed (emulated).") -> None:
+        with self._emulator.lock:
+            self._store.fail_loop(name, reason)
+
+    def loop(self, name: str) -> HumanLoop:
+        with self._emulator.lock:
+            return self._store.loop(name)
+
+    def loops(self, flow: str | None = None) -> list[HumanLoop]:
+        """All loops (of one flow definition), in creation order."""
+        with self._emulator.lock:
+            loops = list(self._store.loops.values())
+            if flow is not None:
+                flow_def = self._store.flow(flow)
+                loops = [loop for loop in loops if loop.flow is flow_def]
+        return sorted(loops, key=lambda loop: (loop.created, loop.name))
