@@ -1,0 +1,434 @@
+"""Rollout planning (pure): requests, names, the blue/green step machine, manual rollback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from retraining_operator.api import HistoryEntry, Outcome, RunStage
+from retraining_operator.reconcile.naming import (
+    SAGEMAKER_NAME,
+    TAG_MANAGED_BY,
+    TAG_POLICY_UID,
+    TAG_RUN_ID,
+    PolicyRef,
+)
+from retraining_operator.reconcile.rollout import (
+    BUSY_STATUSES,
+    EndpointView,
+    RolloutError,
+    RolloutNames,
+    RolloutResult,
+    Step,
+    UnknownRollbackTarget,
+    capacity_size,
+    decide_update,
+    deployment_config,
+    endpoint_config_request,
+    failed_configs,
+    history_entry,
+    plan_rollout,
+    resolve_rollback_target,
+    rollback_run,
+    serving_status,
+    target_variant,
+    update_endpoint_request,
+    user_tags,
+)
+from unit.rollout_policies import (
+    IMAGE,
+    MODEL_DATA,
+    POLICY,
+    RUN_ID,
+    T0,
+    current_config,
+    endpoint,
+    run,
+    single_variant_config,
+    spec,
+)
+
+NAMES = RolloutNames.for_run(POLICY, RUN_ID)
+
+
+def tags_of(request: dict[str, object]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in request["Tags"]}  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------
+# Names
+
+
+def test_names_are_deterministic_valid_and_distinct() -> None:
+    again = RolloutNames.for_run(POLICY, RUN_ID)
+    assert again == NAMES
+    every = [NAMES.model, *NAMES.configs]
+    assert len(set(every)) == 4
+    for name in every:
+        assert SAGEMAKER_NAME.match(name), name
+        assert len(name) <= 63, name
+    other_policy = RolloutNames.for_run(PolicyRef("vision", "pascal-detector", "other-uid"), RUN_ID)
+    assert other_policy.model != NAMES.model
+    assert RolloutNames.for_run(POLICY, "r20261125-000000").config != NAMES.config
+
+
+def test_explicit_model_name_is_kept() -> None:
+    assert RolloutNames.for_run(POLICY, "rb20261201-000000", model="older-model").model == (
+        "older-model"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Requests
+
+
+def test_plan_copies_current_config_and_swaps_only_the_target_variant_model() -> None:
+    plan = plan_rollout(
+        POLICY,
+        spec(),
+        run_id=RUN_ID,
+        model_data_url=MODEL_DATA,
+        image=IMAGE,
+        current_config=current_config(),
+        current_tags={"team": "vision", "aws:cloudformation:stack-name": "x", TAG_RUN_ID: "old"},
+    )
+    model = plan.create_model
+    assert model["ModelName"] == NAMES.model
+    assert model["PrimaryContainer"] == {"Image": IMAGE, "ModelDataUrl": MODEL_DATA}
+    assert model["ExecutionRoleArn"] == spec().training.role_arn
+    assert tags_of(model)[TAG_POLICY_UID] == POLICY.uid  # type: ignore[arg-type]
+
+    config = plan.create_endpoint_config
+    current = current_config()
+    assert config["EndpointConfigName"] == NAMES.config
+    assert "EndpointConfigArn" not in config
+    assert "CreationTime" not in config
+    assert config["DataCaptureConfig"] == current["DataCaptureConfig"]
+    assert config["KmsKeyId"] == current["KmsKeyId"]
+    target, other = config["ProductionVariants"]
+    assert target == {**current["ProductionVariants"][0], "ModelName": NAMES.model}
+    assert other == current["ProductionVariants"][1]  # a user's other variant is untouched
+    tags = tags_of(config)  # type: ignore[arg-type]
+    assert tags["team"] == "vision"
+    assert not any(k.startswith("aws:") for k in tags)
+    assert tags[TAG_RUN_ID] == RUN_ID  # our ownership tags replace the old config's
+
+    update = plan.update_endpoint
+    assert update is not None
+    assert update["EndpointName"] == "od-endpoint"
+    assert update["EndpointConfigName"] == NAMES.config
+    assert plan.create_endpoint is None
+    assert set(plan.to_json()) == {"CreateModel", "CreateEndpointConfig", "UpdateEndpoint"}
+
+
+def test_plan_without_endpoint_is_a_first_deployment() -> None:
+    plan = plan_rollout(
+        POLICY, spec(), run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE, current_config=None
+    )
+    (variant,) = plan.create_endpoint_config["ProductionVariants"]
+    assert variant == {
+        "VariantName": "AllTraffic",
+        "ModelName": NAMES.model,
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.xlarge",
+        "InitialVariantWeight": 1.0,
+    }
+    assert plan.update_endpoint is None
+    assert plan.create_endpoint == {
+        "EndpointName": "od-endpoint",
+        "EndpointConfigName": NAMES.config,
+        "Tags": POLICY.tags(RUN_ID),
+    }
+
+
+def test_plan_refuses_strategy_none_and_bad_artifacts() -> None:
+    with pytest.raises(RolloutError, match="strategy is None"):
+        plan_rollout(
+            POLICY,
+            spec(strategy="None"),
+            run_id=RUN_ID,
+            model_data_url=MODEL_DATA,
+            image=IMAGE,
+            current_config=None,
+        )
+    with pytest.raises(RolloutError, match="s3://"):
+        plan_rollout(
+            POLICY, spec(), run_id=RUN_ID, model_data_url="/tmp/m.tgz", image=IMAGE,
+            current_config=None,
+        )  # fmt: skip
+
+
+def test_target_variant_falls_back_to_the_only_variant_and_refuses_ambiguity() -> None:
+    assert target_variant(single_variant_config(), "Blue") == "AllTraffic"
+    with pytest.raises(
+        RolloutError, match=r"no production variant 'Blue'.*AllTraffic, Experimental"
+    ):
+        target_variant(current_config(), "Blue")
+
+
+def test_user_tags_drop_reserved_and_ownership_keys() -> None:
+    assert user_tags([{"Key": "a", "Value": "1"}, {"Key": TAG_MANAGED_BY, "Value": "x"}]) == [
+        {"Key": "a", "Value": "1"}
+    ]
+    assert user_tags(None) == []
+
+
+def test_endpoint_config_never_exceeds_the_tag_limit() -> None:
+    many = {f"k{i}": str(i) for i in range(60)}
+    request = endpoint_config_request(
+        POLICY, spec(), run_id=RUN_ID, config_name="c", model_name="m",
+        current=current_config(), current_tags=many,
+    )  # fmt: skip
+    assert len(request["Tags"]) == 50
+    assert tags_of(request)[TAG_POLICY_UID] == POLICY.uid  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10%", {"Type": "CAPACITY_PERCENT", "Value": 10}),
+        ("50%", {"Type": "CAPACITY_PERCENT", "Value": 50}),
+        ("2", {"Type": "INSTANCE_COUNT", "Value": 2}),
+    ],
+)
+def test_capacity_size(text: str, expected: dict[str, object]) -> None:
+    assert capacity_size(text) == expected
+
+
+def test_deployment_config_canary() -> None:
+    config = deployment_config(spec().deployment)
+    assert config == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 600,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            },
+            "TerminationWaitInSeconds": 600,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "od-endpoint-5xx"}]},
+    }
+
+
+def test_deployment_config_all_at_once_and_linear() -> None:
+    all_at_once = deployment_config(
+        spec(blueGreen={"trafficRouting": "AllAtOnce", "waitInterval": "5m"}).deployment
+    )
+    assert all_at_once is not None
+    routing = all_at_once["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300}
+
+    linear = deployment_config(
+        spec(
+            blueGreen={"trafficRouting": "Linear", "linearStepSize": "1", "waitInterval": "90s"},
+            autoRollbackAlarms=[],
+        ).deployment
+    )
+    assert linear is not None
+    assert linear["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 90,
+        "LinearStepSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+    }
+    assert "AutoRollbackConfiguration" not in linear  # no alarms, no empty list
+
+
+def test_deployment_config_rolling_and_its_bounds() -> None:
+    rolling = deployment_config(
+        spec(
+            strategy="Rolling",
+            rolling={"maximumBatchSize": "25%", "waitInterval": "2m",
+                     "rollbackMaximumBatchSize": "1", "maximumExecutionTimeout": "2h"},
+        ).deployment
+    )  # fmt: skip
+    assert rolling == {
+        "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            "WaitIntervalInSeconds": 120,
+            "MaximumExecutionTimeoutInSeconds": 7200,
+            "RollbackMaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "od-endpoint-5xx"}]},
+    }
+    with pytest.raises(RolloutError, match="maximumExecutionTimeout is 1m; SageMaker accepts 600s"):
+        deployment_config(
+            spec(strategy="Rolling", rolling={"maximumExecutionTimeout": "1m"}).deployment
+        )
+
+
+def test_variant_shift_and_none_send_no_deployment_config() -> None:
+    assert deployment_config(spec(strategy="VariantShift").deployment) is None
+    request = update_endpoint_request(spec(), config_name="c", guarded=False)
+    assert request == {"EndpointName": "od-endpoint", "EndpointConfigName": "c"}
+
+
+# ---------------------------------------------------------------------------------------
+# Endpoint view
+
+
+def test_endpoint_view_reads_pending_config_weights_and_failure() -> None:
+    view = EndpointView.from_describe(
+        endpoint(
+            "Updating",
+            pending="new-config",
+            failure="boom",
+            variants={"AllTraffic": (1.0, 0.9), "AllTraffic-alt": (0.0, 0.1)},
+        )
+    )
+    assert view.busy
+    assert view.pending_config_name == "new-config"
+    assert view.failure_reason == "boom"
+    alt = view.variant("AllTraffic-alt")
+    assert alt is not None
+    assert alt.weight == 0.1
+    assert view.variant("nope") is None
+
+
+# ---------------------------------------------------------------------------------------
+# The blue/green step machine
+
+
+def decide(answer: dict[str, object] | None, **kwargs: object):  # type: ignore[no-untyped-def]
+    view = EndpointView.from_describe(answer) if answer is not None else None
+    args: dict[str, object] = {"run": run(), "now": T0 + timedelta(hours=1)}
+    args.update(kwargs)
+    return decide_update(endpoint=view, config_name=NAMES.config, **args)  # type: ignore[arg-type]
+
+
+def test_missing_endpoint_is_created_and_recorded() -> None:
+    decision = decide(None)
+    assert decision.step is Step.CREATE_ENDPOINT
+    assert decision.config_name == NAMES.config
+    assert decision.run_updates["endpoint_config_name"] == NAMES.config
+    assert decision.run_updates["deploy_step_started_at"] == T0 + timedelta(hours=1)
+
+
+def test_in_service_on_another_config_is_updated_once() -> None:
+    decision = decide(endpoint())
+    assert decision.step is Step.UPDATE_ENDPOINT
+    assert decision.config_name == NAMES.config
+    # The next pass, with the request recorded, on the old config again = rolled back.
+    recorded = run(endpoint_config_name=NAMES.config, deploy_step_started_at=T0)
+    again = decide(endpoint(failure="Alarm od-endpoint-5xx fired"), run=recorded)
+    assert again.step is Step.FINISH
+    assert again.result is RolloutResult.DEGRADED
+    assert again.reason == "Alarm od-endpoint-5xx fired"
+
+
+@pytest.mark.parametrize("status", sorted(BUSY_STATUSES))
+def test_never_updates_a_busy_endpoint(status: str) -> None:
+    decision = decide(endpoint(status, pending="someone-elses-config"))
+    assert decision.step is Step.WAIT
+    assert decision.delay == timedelta(seconds=30)
+    assert not decision.run_updates
+
+
+def test_busy_with_our_pending_config_adopts_the_request() -> None:
+    decision = decide(endpoint("Updating", pending=NAMES.config))
+    assert decision.step is Step.WAIT
+    assert decision.run_updates["endpoint_config_name"] == NAMES.config
+
+
+def test_in_service_on_our_config_is_serving() -> None:
+    decision = decide(endpoint(config=NAMES.config))
+    assert decision.step is Step.FINISH
+    assert decision.result is RolloutResult.SERVING
+
+
+def test_a_config_that_failed_in_history_is_never_retried() -> None:
+    decision = decide(endpoint(), failed=frozenset({NAMES.config}))
+    assert decision.result is RolloutResult.DEGRADED
+
+
+def test_an_unrecorded_failed_update_is_detected_after_a_crash() -> None:
+    # The config exists (created at T0+1m), the endpoint changed later and reports a failure.
+    decision = decide(
+        endpoint(failure="rolled back", modified=T0 + timedelta(minutes=30)),
+        config_created=T0 + timedelta(minutes=1),
+    )
+    assert decision.result is RolloutResult.DEGRADED
+    # An old failure from before our config existed does not block the update.
+    old_failure = decide(
+        endpoint(failure="old", modified=T0), config_created=T0 + timedelta(minutes=1)
+    )
+    assert old_failure.step is Step.UPDATE_ENDPOINT
+
+
+def test_failed_states() -> None:
+    assert decide(endpoint("UpdateRollbackFailed")).result is RolloutResult.DEGRADED
+    assert decide(endpoint("Failed", failure="bad")).result is RolloutResult.FAILED
+    ours_failed = decide(endpoint("Failed", config=NAMES.config, failure="image pull"))
+    assert ours_failed.result is RolloutResult.FAILED
+    assert ours_failed.reason == "image pull"
+
+
+def test_failed_configs_from_history() -> None:
+    history = [
+        HistoryEntry(run_id="a", outcome=Outcome.ROLLED_BACK, endpoint_config_name="c1"),
+        HistoryEntry(run_id="b", outcome=Outcome.DEPLOYED, endpoint_config_name="c2"),
+        HistoryEntry(run_id="c", outcome=Outcome.FAILED, endpoint_config_name="c3"),
+    ]
+    assert failed_configs(history) == {"c1", "c3"}
+
+
+def test_records_of_a_finished_rollout() -> None:
+    done = run(model_name=NAMES.model, endpoint_config_name=NAMES.config)
+    now = T0 + timedelta(hours=2)
+    entry = history_entry(done, result=RolloutResult.SERVING, now=now, reason=None)
+    assert entry.outcome is Outcome.DEPLOYED
+    assert (entry.model_name, entry.endpoint_config_name) == (NAMES.model, NAMES.config)
+    assert entry.metric_value == 0.61
+    assert entry.finished_at == now
+    serving = serving_status(done, now=now)
+    assert serving.model_name == NAMES.model
+    assert serving.since == now
+    assert RolloutResult.DEGRADED.outcome is Outcome.ROLLED_BACK
+    assert RolloutResult.SKIPPED.outcome is Outcome.TRAINED
+
+
+# ---------------------------------------------------------------------------------------
+# Manual rollback
+
+
+HISTORY = [
+    HistoryEntry(run_id="r3", outcome=Outcome.GATE_REJECTED, metric_value=0.2),
+    HistoryEntry(
+        run_id="r2", outcome=Outcome.DEPLOYED, model_name="m2", model_data_url="s3://b/m2.tgz"
+    ),
+    HistoryEntry(
+        run_id="r1",
+        outcome=Outcome.DEPLOYED,
+        model_name="m1",
+        model_data_url="s3://b/m1.tgz",
+        metric_value=0.55,
+        training_job_name="tj1",
+    ),
+]
+
+
+def test_rollback_target_by_run_id_or_model_name() -> None:
+    assert resolve_rollback_target(HISTORY, "r1").model_name == "m1"
+    assert resolve_rollback_target(HISTORY, " m2 ").run_id == "r2"
+
+
+def test_rollback_target_unknown_or_without_model_is_a_clear_error() -> None:
+    with pytest.raises(UnknownRollbackTarget, match=r"'r9' names no run id.*r2 \(m2\), r1 \(m1\)"):
+        resolve_rollback_target(HISTORY, "r9")
+    with pytest.raises(UnknownRollbackTarget, match="r3 ended GateRejected and has no model"):
+        resolve_rollback_target(HISTORY, "r3")
+    with pytest.raises(UnknownRollbackTarget, match="models in history: none"):
+        resolve_rollback_target([], "r1")
+
+
+def test_rollback_run_reuses_the_model_under_a_new_run_id() -> None:
+    now = T0 + timedelta(days=3)
+    rb = rollback_run(HISTORY[2], target="r1", now=now)
+    assert rb.id == "rb20261127-220500"
+    assert rb.stage is RunStage.DEPLOYING
+    assert (rb.model_name, rb.model_data_url, rb.metric_value) == ("m1", "s3://b/m1.tgz", 0.55)
+    assert rb.trigger == "rollback-to:r1"
+    names = RolloutNames.for_run(POLICY, rb.id, model=rb.model_name)
+    assert names.model == "m1"
+    assert names.config != NAMES.config
