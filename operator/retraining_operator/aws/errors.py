@@ -86,7 +86,11 @@ def map_client_error(error: ClientError, operation: str = "") -> AwsError:
     if code in _THROTTLE_CODES:
         kind = Throttled
     elif code in _NOT_FOUND_CODES or (
-        code in _INVALID_CODES and any(text in lowered for text in _NOT_FOUND_TEXT)
+        # "Could not find ..." names the resource a Describe/Stop/Delete call was about; on
+        # a Create it names an input (a role, a bucket), which is a request to fix.
+        code in _INVALID_CODES
+        and not operation.startswith("Create")
+        and any(text in lowered for text in _NOT_FOUND_TEXT)
     ):
         kind = NotFound
     elif code in _EXISTS_CODES or (

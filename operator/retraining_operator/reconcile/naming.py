@@ -38,7 +38,9 @@ class PolicyRef:
         `plan-<sha256(namespace/name)[:16]>`: the same file always plans the same names,
         but they differ from the names the operator makes for the live object (real UID).
         """
-        return cls(namespace=namespace, name=name, uid=f"plan-{_digest(namespace, name, length=16)}")
+        return cls(
+            namespace=namespace, name=name, uid=f"plan-{_digest(namespace, name, length=16)}"
+        )
 
     def tags(self, run_id: str) -> list[dict[str, str]]:
         return ownership_tags(

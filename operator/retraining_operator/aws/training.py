@@ -1,0 +1,136 @@
+"""SageMaker training gateway: thin boto3 calls, `ClientError` mapped to typed errors.
+
+Each function makes one API call with the request it is given and returns AWS's
+answer; decisions live in `reconcile/`, composition in `workflow/training.py`.
+Errors: `NotFound`, `AlreadyExists`, `Throttled`, `Unavailable`, `AccessDenied`,
+`LimitExceeded`, `InvalidRequest` (all `AwsError`, see `aws/errors.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, NotFound, map_client_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import (
+        CreateHyperParameterTuningJobRequestTypeDef,
+        CreateTrainingJobRequestTypeDef,
+        DescribeEndpointConfigOutputTypeDef,
+        DescribeEndpointOutputTypeDef,
+        DescribeHyperParameterTuningJobResponseTypeDef,
+        DescribeModelOutputTypeDef,
+        DescribeTrainingJobResponseTypeDef,
+    )
+
+# A Stop* call on a job that already ended is a ValidationException with one of these.
+_ALREADY_ENDED_TEXT = ("already", "not in progress", "status", "cannot be stopped", "completed")
+
+
+@contextmanager
+def _mapped(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        raise map_client_error(error, operation) from error
+
+
+# ---------------------------------------------------------------------------------------
+# Training jobs
+
+
+def describe_training_job(sm: SageMakerClient, name: str) -> DescribeTrainingJobResponseTypeDef:
+    with _mapped("DescribeTrainingJob"):
+        return sm.describe_training_job(TrainingJobName=name)
+
+
+def create_training_job(sm: SageMakerClient, request: CreateTrainingJobRequestTypeDef) -> str:
+    """Submit; returns the job ARN. `AlreadyExists` when the name is taken (adopt it)."""
+    with _mapped("CreateTrainingJob"):
+        return sm.create_training_job(**request)["TrainingJobArn"]
+
+
+def stop_training_job(sm: SageMakerClient, name: str) -> bool:
+    """Ask SageMaker to stop the job. False when it was already ending or gone."""
+    try:
+        with _mapped("StopTrainingJob"):
+            sm.stop_training_job(TrainingJobName=name)
+    except NotFound:
+        return False
+    except InvalidRequest as error:
+        if any(text in error.message.lower() for text in _ALREADY_ENDED_TEXT):
+            return False
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# Hyperparameter tuning jobs
+
+
+def describe_tuning_job(
+    sm: SageMakerClient, name: str
+) -> DescribeHyperParameterTuningJobResponseTypeDef:
+    with _mapped("DescribeHyperParameterTuningJob"):
+        return sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+def create_tuning_job(
+    sm: SageMakerClient, request: CreateHyperParameterTuningJobRequestTypeDef
+) -> str:
+    """Submit; returns the tuning job ARN. `AlreadyExists` when the name is taken."""
+    with _mapped("CreateHyperParameterTuningJob"):
+        return sm.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
+
+
+def stop_tuning_job(sm: SageMakerClient, name: str) -> bool:
+    """Stop the tuning job (and its running training jobs). False if already ending/gone."""
+    try:
+        with _mapped("StopHyperParameterTuningJob"):
+            sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except NotFound:
+        return False
+    except InvalidRequest as error:
+        if any(text in error.message.lower() for text in _ALREADY_ENDED_TEXT):
+            return False
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# What an endpoint serves (for training.baseModel.fromEndpoint)
+
+
+def describe_endpoint(sm: SageMakerClient, name: str) -> DescribeEndpointOutputTypeDef:
+    with _mapped("DescribeEndpoint"):
+        return sm.describe_endpoint(EndpointName=name)
+
+
+def describe_endpoint_config(sm: SageMakerClient, name: str) -> DescribeEndpointConfigOutputTypeDef:
+    with _mapped("DescribeEndpointConfig"):
+        return sm.describe_endpoint_config(EndpointConfigName=name)
+
+
+def describe_model(sm: SageMakerClient, name: str) -> DescribeModelOutputTypeDef:
+    with _mapped("DescribeModel"):
+        return sm.describe_model(ModelName=name)
+
+
+__all__ = [
+    "AlreadyExists",
+    "NotFound",
+    "create_training_job",
+    "create_tuning_job",
+    "describe_endpoint",
+    "describe_endpoint_config",
+    "describe_model",
+    "describe_training_job",
+    "describe_tuning_job",
+    "stop_training_job",
+    "stop_tuning_job",
+]

@@ -1,0 +1,313 @@
+"""`retraining-operator plan ...`: print the exact AWS requests the operator would send.
+
+Nothing here calls AWS. `plan training` reads a RetrainingPolicy YAML file and prints
+the `CreateTrainingJob` request of one run as JSON on stdout (the
+`CreateHyperParameterTuningJob` request when the policy sets `training.tuning`; a note
+on stderr says which). Each `plan` target registers itself with a
+`_register_<target>(plan_sub)` function; handlers import their dependencies lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+from retraining_operator.commands import Subparsers
+
+if TYPE_CHECKING:
+    from retraining_operator.api import RetrainingPolicySpec
+    from retraining_operator.reconcile.naming import PolicyRef
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class PlanError(Exception):
+    """Bad input to a plan command (exit code 2, message on stderr)."""
+
+
+def register(sub: Subparsers) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="print the AWS requests the operator would send for a policy (no AWS calls)",
+        description="Print the exact AWS requests the operator would send, as JSON, "
+        "without calling AWS.",
+    )
+    plan_sub = plan.add_subparsers(dest="plan_target", metavar="TARGET", required=True)
+    _register_training(plan_sub)
+    _register_rollout(plan_sub)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared helpers for plan targets
+
+
+def load_policy(path: str) -> tuple[PolicyRef, RetrainingPolicySpec]:
+    """A RetrainingPolicy YAML file -> (identity, validated spec).
+
+    The policy UID is `metadata.uid` when the file has one; otherwise a stable stand-in
+    derived from namespace/name (`PolicyRef.without_uid`).
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from retraining_operator.api import API_GROUP, KIND, RetrainingPolicySpec
+    from retraining_operator.reconcile.naming import PolicyRef
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document: Any = yaml.safe_load(handle)
+    except OSError as error:
+        raise PlanError(f"cannot read {path}: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise PlanError(f"{path} is not a {KIND} (kind: {KIND}, apiVersion: {API_GROUP}/...)")
+    api_version = str(document.get("apiVersion", ""))
+    if not api_version.startswith(f"{API_GROUP}/"):
+        raise PlanError(f"{path}: apiVersion must be {API_GROUP}/<version>, not {api_version!r}")
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name")
+    if not name:
+        raise PlanError(f"{path}: metadata.name is required")
+    namespace = str(metadata.get("namespace") or "default")
+    try:
+        spec = RetrainingPolicySpec.model_validate(document.get("spec") or {})
+    except ValidationError as error:
+        raise PlanError(f"{path}: invalid spec:\n{error}") from error
+    uid = metadata.get("uid")
+    policy = (
+        PolicyRef(namespace=namespace, name=str(name), uid=str(uid))
+        if uid
+        else PolicyRef.without_uid(namespace, str(name))
+    )
+    return policy, spec
+
+
+def _run_id(text: str | None) -> str:
+    from datetime import UTC, datetime
+
+    from retraining_operator.reconcile.naming import run_id_for
+
+    if text is None:
+        return run_id_for(datetime.now(UTC))
+    if not re.fullmatch(RUN_ID_PATTERN, text):
+        raise PlanError(f"--run-id {text!r} must match {RUN_ID_PATTERN}")
+    return text
+
+
+def _emit(document: object) -> None:
+    import json
+
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------------------------------
+# plan training
+
+
+def _register_training(plan_sub: Subparsers) -> None:
+    training = plan_sub.add_parser(
+        "training",
+        help="print the CreateTrainingJob (or tuning job) request of one run",
+        description="Print the exact CreateTrainingJob request (CreateHyperParameterTuningJob "
+        "if training.tuning is set) for one run of a policy, as JSON on stdout. The job "
+        "name uses metadata.uid if the file has one, else a stand-in derived from "
+        "namespace/name.",
+    )
+    training.add_argument("--policy", required=True, metavar="FILE.yaml", help="policy file")
+    training.add_argument(
+        "--train-manifest", required=True, metavar="S3_URI", help="train augmented manifest"
+    )
+    training.add_argument(
+        "--validation-manifest",
+        required=True,
+        metavar="S3_URI",
+        help="validation augmented manifest",
+    )
+    training.add_argument(
+        "--train-samples",
+        required=True,
+        type=int,
+        metavar="N",
+        help="lines in the train manifest (num_training_samples)",
+    )
+    training.add_argument(
+        "--base-model",
+        metavar="S3_URI",
+        help="model.tar.gz to continue from (default: training.baseModel.s3Uri; required "
+        "when the policy uses fromEndpoint, since plan does not call AWS)",
+    )
+    training.add_argument(
+        "--run-id", metavar="ID", help="run id used in names and tags (default: from now)"
+    )
+    training.set_defaults(handler=_plan_training)
+
+
+def _plan_training(args: argparse.Namespace) -> int:
+    try:
+        return _plan_training_checked(args)
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _plan_training_checked(args: argparse.Namespace) -> int:
+    from retraining_operator.api import S3_URI_PATTERN
+    from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.reconcile.training_request import (
+        TrainingData,
+        TrainingSpecError,
+        training_job_request,
+        tuning_job_request,
+    )
+    from retraining_operator.workflow.training import training_image_uri
+
+    policy, spec = load_policy(args.policy)
+    base_model = args.base_model or spec.training.base_model.s3_uri
+    if not base_model:
+        raise PlanError(
+            "the policy takes its base model from the endpoint (baseModel.fromEndpoint); "
+            "pass --base-model s3://.../model.tar.gz"
+        )
+    for flag, value in (
+        ("--train-manifest", args.train_manifest),
+        ("--validation-manifest", args.validation_manifest),
+        ("--base-model", base_model),
+    ):
+        if not re.fullmatch(S3_URI_PATTERN, value):
+            raise PlanError(f"{flag} {value!r} is not an s3:// URI")
+    data = TrainingData(
+        train_manifest_s3_uri=args.train_manifest,
+        validation_manifest_s3_uri=args.validation_manifest,
+        train_samples=args.train_samples,
+        base_model_s3_uri=base_model,
+    )
+    run_id = _run_id(args.run_id)
+    try:
+        image = training_image_uri(spec)
+        if spec.training.tuning is not None:
+            print(
+                "# CreateHyperParameterTuningJob (training.tuning is set)",
+                file=sys.stderr,
+            )
+            _emit(tuning_job_request(spec, policy, run_id, data, image_uri=image))
+        else:
+            _emit(training_job_request(spec, policy, run_id, data, image_uri=image))
+    except (TrainingSpecError, ImageLookupError) as error:
+        raise PlanError(str(error)) from error
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# plan rollout
+
+
+def _register_rollout(plan_sub: Subparsers) -> None:
+    rollout = plan_sub.add_parser(
+        "rollout",
+        help="print the CreateModel, CreateEndpointConfig and UpdateEndpoint requests",
+        description="Print the requests that roll a trained model out to the policy's "
+        'endpoint, as one JSON object {"CreateModel": ..., "CreateEndpointConfig": ..., '
+        '"UpdateEndpoint": ...} on stdout. The new config copies the current one (a '
+        "DescribeEndpointConfig answer) with the target variant serving the new model; "
+        "UpdateEndpoint carries the policy's blue/green or rolling DeploymentConfig and "
+        "auto-rollback alarms (VariantShift: the config adding the new model as a second "
+        "variant, without DeploymentConfig). Names use metadata.uid if the file has one.",
+    )
+    rollout.add_argument("--policy", required=True, metavar="FILE.yaml", help="policy file")
+    rollout.add_argument(
+        "--model-data",
+        required=True,
+        metavar="S3_URI",
+        help="the trained model.tar.gz (the training job's S3ModelArtifacts)",
+    )
+    rollout.add_argument(
+        "--current-endpoint-config",
+        required=True,
+        metavar="FILE.json",
+        help="the endpoint's current config: the JSON answer of "
+        "`aws sagemaker describe-endpoint-config`",
+    )
+    rollout.add_argument(
+        "--current-tags",
+        metavar="FILE.json",
+        help="the current config's tags to copy: the JSON answer of `aws sagemaker list-tags`",
+    )
+    rollout.add_argument(
+        "--image",
+        metavar="URI",
+        help="inference image of the model (default: the policy's training image, which "
+        "serves for built-in object detection)",
+    )
+    rollout.add_argument(
+        "--run-id", metavar="ID", help="run id used in names and tags (default: from now)"
+    )
+    rollout.set_defaults(handler=_plan_rollout)
+
+
+def _plan_rollout(args: argparse.Namespace) -> int:
+    try:
+        return _plan_rollout_checked(args)
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _read_json(path: str, flag: str) -> Any:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise PlanError(f"{flag}: cannot read {path}: {error.strerror or error}") from error
+    except json.JSONDecodeError as error:
+        raise PlanError(f"{flag}: {path} is not valid JSON: {error}") from error
+
+
+def _plan_rollout_checked(args: argparse.Namespace) -> int:
+    from retraining_operator.api import S3_URI_PATTERN, Strategy
+    from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.reconcile.rollout import RolloutError, plan_rollout
+    from retraining_operator.workflow.training import training_image_uri
+
+    policy, spec = load_policy(args.policy)
+    if not re.fullmatch(S3_URI_PATTERN, args.model_data):
+        raise PlanError(f"--model-data {args.model_data!r} is not an s3:// URI")
+    current = _read_json(args.current_endpoint_config, "--current-endpoint-config")
+    if not isinstance(current, dict) or not isinstance(current.get("ProductionVariants"), list):
+        raise PlanError(
+            "--current-endpoint-config must be a DescribeEndpointConfig answer "
+            "(a JSON object with ProductionVariants)"
+        )
+    tags: Any = None
+    if args.current_tags:
+        loaded = _read_json(args.current_tags, "--current-tags")
+        tags = loaded.get("Tags", []) if isinstance(loaded, dict) else loaded
+        if not isinstance(tags, list):
+            raise PlanError('--current-tags must be a ListTags answer ({"Tags": [...]})')
+    run_id = _run_id(args.run_id)
+    try:
+        image = args.image or training_image_uri(spec)
+        plan = plan_rollout(
+            policy,
+            spec,
+            run_id=run_id,
+            model_data_url=args.model_data,
+            image=image,
+            current_config=current,
+            current_tags=tags,
+        )
+    except (RolloutError, ImageLookupError) as error:
+        raise PlanError(str(error)) from error
+    if spec.deployment.strategy is Strategy.VARIANT_SHIFT:
+        print(
+            "# VariantShift: the config adds the new model as a second variant; weights are "
+            "then stepped with UpdateEndpointWeightsAndCapacities",
+            file=sys.stderr,
+        )
+    _emit(plan.to_json())
+    return 0
