@@ -29,6 +29,12 @@ envtest:
 
 test: setup lint typecheck
 	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/pytest
+	@echo "== demo smoke run =="
+	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/retraining-operator demo
+
+# The main job: the whole loop on local stand-ins (real kube-apiserver, emulated AWS).
+demo: setup
+	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/retraining-operator demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

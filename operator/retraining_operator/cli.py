@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "retraining_operator.commands.plan",
     "retraining_operator.standins.cli",  # argparse only; the stand-ins load inside its handler
     "retraining_operator.commands.manifest",
+    "retraining_operator.commands.demo",
 )
 
 

@@ -1,0 +1,287 @@
+"""The demo: the whole retraining loop on local stand-ins, narrated as it happens.
+
+Starts a real kube-apiserver + etcd (envtest binaries), the AWS stand-ins (S3/STS/CloudWatch
+on moto, the SageMaker + A2I emulator on a real-time clock with short lifecycles), installs
+the CRD, seeds an A2I flow definition with reviewed images and an endpoint serving a model,
+applies a RetrainingPolicy, runs the real operator (`retraining-operator run`, a subprocess)
+and prints each step: polled -> manifest -> training job -> gate -> canary -> serving.
+Exit 0 when the loop closes (the endpoint serves the new model), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
+from retraining_operator.standins.clock import Clock
+from retraining_operator.standins.demo import DemoWorld, seed_demo
+from retraining_operator.standins.kubeapi import REPO_ROOT, ControlPlane, find_assets
+from retraining_operator.standins.seed import VOC_CLASSES
+from retraining_operator.standins.stack import AwsStandins, isolated_aws_env
+from retraining_operator.standins.state import Durations
+
+NAMESPACE = "demo"
+POLICY = "pascal-detector"
+CRD_FILE = REPO_ROOT / "crds" / "retrainingpolicies.yaml"
+
+# Short lifecycles (seconds) so the whole loop fits in well under two minutes.
+DEMO_DURATIONS = Durations(
+    training_starting=2.0,
+    training_downloading=2.0,
+    training_training=4.0,
+    training_uploading=2.0,
+    training_stopping=2.0,
+    endpoint_creating=3.0,
+    endpoint_updating=3.0,
+    endpoint_rolling_back=3.0,
+    endpoint_weights=2.0,
+    endpoint_deleting=2.0,
+    tuning_stopping=2.0,
+)
+
+
+def demo_policy(world: DemoWorld, *, min_new_samples: int) -> dict[str, Any]:
+    """The seed notebook's PASCAL VOC detector, pointed at the stand-ins' world."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "RetrainingPolicy",
+        "metadata": {"name": POLICY, "namespace": NAMESPACE},
+        "spec": {
+            "aws": {"region": "us-east-1"},
+            "humanLoops": {"flowDefinitionArn": world.flow_definition_arn, "pollInterval": "10s"},
+            "labels": {"classes": list(VOC_CLASSES), "attributeName": "a2i-retraining"},
+            "dataset": {
+                "outputS3Uri": f"s3://{world.bucket}/a2i-results",
+                "minNewSamples": min_new_samples,
+                "validation": {"manifestS3Uri": world.validation_manifest},
+                "replay": {"manifestS3Uri": world.train_manifest, "samplesPerNewSample": 1},
+            },
+            "training": {
+                "roleArn": world.role_arn,
+                "algorithm": "object-detection",
+                "baseModel": {"fromEndpoint": True},
+                "resources": {"instanceType": "ml.p3.2xlarge", "volumeSizeInGB": 50},
+                "maxRuntime": "100h",
+                "outputS3Uri": f"s3://{world.bucket}/a2i-results/incremental-training",
+                "hyperParameters": {
+                    "base_network": "resnet-50",
+                    "num_classes": "20",
+                    "learning_rate": "0.0001",
+                    "mini_batch_size": "1",
+                    "epochs": "1",
+                    "image_shape": "300",
+                },
+            },
+            "gate": {"metric": "validation:mAP", "minimum": 0.5, "maxRegression": 0.01},
+            "deployment": {
+                "endpointName": world.endpoint_name,
+                "variantName": "AllTraffic",
+                "strategy": "BlueGreen",
+                "blueGreen": {
+                    "trafficRouting": "Canary",
+                    "canarySize": "10%",
+                    "waitInterval": "5s",
+                    "terminationWait": "0s",
+                    "maximumExecutionTimeout": "10m",
+                },
+                "retainPreviousModels": 2,
+            },
+        },
+    }
+
+
+class Narrator:
+    """Prints what changed: phase, run stage, and every new Kubernetes Event."""
+
+    def __init__(self, out: TextIO, began: float) -> None:
+        self.out = out
+        self.began = began
+        self.seen_events: set[str] = set()
+        self.last_line = ""
+
+    def say(self, text: str) -> None:
+        self.out.write(f"[{time.monotonic() - self.began:5.1f}s] {text}\n")
+        self.out.flush()
+
+    def status(self, status: dict[str, Any]) -> None:
+        run = status.get("currentRun") or {}
+        ingest = status.get("ingest") or {}
+        line = (
+            f"phase={status.get('phase', '-')} pending={ingest.get('pendingSamples', 0)}"
+            f" stage={run.get('stage', '-')}"
+            + (f" job={run['trainingJobName']}" if run.get("trainingJobName") else "")
+        )
+        if line != self.last_line:
+            self.say(line)
+            self.last_line = line
+
+    def events(self, events: list[Any]) -> None:
+        for event in sorted(events, key=lambda e: e.metadata.creation_timestamp or 0):
+            if event.metadata.uid in self.seen_events:
+                continue
+            self.seen_events.add(event.metadata.uid)
+            self.say(f"  event {event.type:7} {event.reason}: {event.message}")
+
+
+class DemoRun:
+    def __init__(
+        self,
+        out: TextIO = sys.stdout,
+        *,
+        loops: int = 24,
+        timeout: float = 110.0,
+        keep: bool = False,
+    ) -> None:
+        self.out = out
+        self.loops = loops
+        self.timeout = timeout
+        self.keep = keep
+        self.began = time.monotonic()
+        self.narrator = Narrator(out, self.began)
+
+    def run(self) -> int:
+        say = self.narrator.say
+        assets = find_assets()
+        workdir = Path(tempfile.mkdtemp(prefix="rtp-demo-"))
+        with AwsStandins(clock=Clock(speed=1.0), durations=DEMO_DURATIONS) as aws:
+            world = seed_demo(aws, self.loops)
+            aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.74})
+            say(
+                f"AWS stand-ins up: {self.loops} reviewed images in A2I flow "
+                f"{world.flow_definition_arn.rsplit('/', 1)[-1]}, endpoint {world.endpoint_name} "
+                f"serving {world.model_name}"
+            )
+            with ControlPlane(assets, workdir=workdir / "kube") as plane:
+                say(f"kube-apiserver up in {plane.startup_seconds:.1f}s ({assets.name})")
+                api = _clients(plane.kubeconfig)
+                _install_crd(api)
+                _create_namespace(api)
+                api["custom"].create_namespaced_custom_object(
+                    API_GROUP,
+                    API_VERSION,
+                    NAMESPACE,
+                    PLURAL,
+                    demo_policy(world, min_new_samples=min(20, self.loops)),
+                )
+                say(f"applied RetrainingPolicy {NAMESPACE}/{POLICY}")
+                env = {**os.environ, **isolated_aws_env(aws), "KUBECONFIG": str(plane.kubeconfig)}
+                log_path = workdir / "operator.log"
+                with log_path.open("wb") as log:
+                    operator = subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "retraining_operator",
+                            "run",
+                            "--namespace",
+                            NAMESPACE,
+                            "--liveness=",
+                            "--metrics-port=0",
+                            "--tick-seconds=2",
+                            "--observe-seconds=2",
+                        ],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                    say(f"operator started (pid {operator.pid}, log {log_path})")
+                    try:
+                        closed = self._watch(api, world, aws)
+                    finally:
+                        operator.send_signal(signal.SIGTERM)
+                        try:
+                            operator.wait(timeout=20)
+                        except subprocess.TimeoutExpired:
+                            operator.kill()
+                if not closed:
+                    say("operator log (last lines):")
+                    self.out.write(_tail(log_path))
+        say("cleaned up: operator, kube-apiserver, etcd and stand-ins stopped")
+        return 0 if closed else 1
+
+    def _watch(self, api: dict[str, Any], world: DemoWorld, aws: AwsStandins) -> bool:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            obj = api["custom"].get_namespaced_custom_object(
+                API_GROUP, API_VERSION, NAMESPACE, PLURAL, POLICY
+            )
+            status = obj.get("status") or {}
+            self.narrator.status(status)
+            events = (
+                api["core"]
+                .list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={POLICY}")
+                .items
+            )
+            self.narrator.events(events)
+            history = status.get("history") or []
+            if history and history[0].get("outcome") != "Deployed":
+                self.narrator.say(f"loop did not close: {history[0]}")
+                return False
+            serving = (status.get("serving") or {}).get("modelName")
+            if status.get("phase") == "Serving" and serving and history:
+                endpoint = aws.sagemaker.describe_endpoint(world.endpoint_name)
+                self.narrator.say(
+                    f"loop closed: endpoint {world.endpoint_name} is {endpoint['EndpointStatus']} "
+                    f"on {endpoint['EndpointConfigName']}, serving {serving} "
+                    f"(was {world.model_name}); validation:mAP {history[0].get('metricValue')}"
+                )
+                return True
+            time.sleep(1.0)
+        self.narrator.say(f"timed out after {self.timeout:.0f}s")
+        return False
+
+
+def _clients(kubeconfig: Path) -> dict[str, Any]:
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    return {
+        "custom": client.CustomObjectsApi(api_client),
+        "core": client.CoreV1Api(api_client),
+        "ext": client.ApiextensionsV1Api(api_client),
+    }
+
+
+def _install_crd(api: dict[str, Any]) -> None:
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    api["ext"].create_custom_resource_definition(crd)
+    _wait(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in (
+                api["ext"]
+                .read_custom_resource_definition(crd["metadata"]["name"])
+                .status.conditions
+                or []
+            )
+        ),
+        "the CRD to be Established",
+    )
+
+
+def _create_namespace(api: dict[str, Any]) -> None:
+    api["core"].create_namespace({"metadata": {"name": NAMESPACE}})
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return "".join(f"    {line}\n" for line in text)
