@@ -1,0 +1,59 @@
+# Container image of the a2i-retraining-operator (see docs/packaging.md).
+#
+#   docker build -t <registry>/a2i-retraining-operator:0.1.0 .
+#
+# The base is pinned by tag and by the digest of its multi-architecture index. Bump both
+# together (e.g. `docker buildx imagetools inspect python:3.11.<patch>-slim-bookworm`).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+# ---------------------------------------------------------------------------------- builder
+# Builds the wheel and installs it with its runtime dependencies (no `dev`, no `standins`
+# extra) into /opt/venv, which is all the final stage takes.
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+
+# The venv has no pip of its own: the base image's pip installs into it (`--python`).
+RUN python -m venv --without-pip /opt/venv \
+    && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir /wheels/*.whl
+
+# ------------------------------------------------------------------------------------ final
+FROM ${PYTHON_IMAGE}
+
+# Build with --build-arg REVISION=$(git rev-parse HEAD); the version label follows pyproject.toml
+# (a test keeps them equal).
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="a2i-retraining-operator" \
+      org.opencontainers.image.description="Kubernetes operator that closes the human-in-the-loop retraining loop for Amazon SageMaker models (A2I -> manifests -> incremental training -> gated rollout)." \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+
+# A fixed numeric user (65532, as in distroless "nonroot") so Kubernetes can verify
+# runAsNonRoot; HOME points at /tmp, the only writable path when the root filesystem is read-only.
+RUN groupadd --system --gid 65532 operator \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
+       --shell /usr/sbin/nologin operator
+
+COPY --from=builder /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:${PATH} \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+USER 65532:65532
+WORKDIR /tmp
+
+# 8080: kopf liveness endpoint (/healthz); 9090: Prometheus metrics.
+EXPOSE 8080 9090
+
+ENTRYPOINT ["retraining-operator", "run"]

@@ -1,0 +1,536 @@
+"""The Helm chart, rendered with the real `helm`: lint, schema, RBAC, pod security, wiring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from helmkit import (
+    CHART_DIR,
+    DIGEST,
+    FULLNAME,
+    IRSA_ROLE,
+    NAMESPACE,
+    REPO_ROOT,
+    VALUE_SETS,
+    by_kind,
+    container_env,
+    helm,
+    lint,
+    one,
+    render,
+    template_text,
+)
+from pss_restricted import violations
+
+from support import tools
+
+SETS = sorted(VALUE_SETS)
+RTP_GROUP = "retraining.hitl.dev"
+SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
+PYPROJECT_VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.fixture(scope="module", params=SETS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(VALUE_SETS[request.param])
+
+
+def _pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+# ------------------------------------------------------------------------------ lint, render
+
+
+def test_helm_binary_is_helm() -> None:
+    out = subprocess.run(
+        [tools.helm_path(), "version", "--short"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("v"), out.stdout
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_helm_lint_strict_passes(name: str) -> None:
+    result = lint(VALUE_SETS[name])
+    assert "0 chart(s) failed" in result.stdout
+    assert "[ERROR]" not in result.stdout, result.stdout
+    assert "[WARNING]" not in result.stdout, result.stdout
+
+
+EXPECTED_KINDS = {
+    "default": ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"],
+    "ha-peering": [
+        "ClusterKopfPeering",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ],
+    "namespaced": [
+        "Deployment",
+        "KopfPeering",
+        "KopfPeering",
+        "Role",
+        "Role",
+        "RoleBinding",
+        "RoleBinding",
+        "ServiceAccount",
+    ],
+    "irsa-monitoring": [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ],
+}
+
+
+def test_template_renders_the_expected_objects(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = rendered
+    assert sorted(doc["kind"] for doc in docs) == EXPECTED_KINDS[name]
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "rtp"
+        assert labels["app.kubernetes.io/version"] == PYPROJECT_VERSION
+        cluster_scoped = doc["kind"] in {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
+        assert ("namespace" in doc["metadata"]) is not cluster_scoped, doc["metadata"]
+
+
+def test_chart_metadata_matches_the_package() -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == PYPROJECT_VERSION == "0.1.0"
+    assert chart["type"] == "application"
+
+
+# ------------------------------------------------------------------------------ the CRD
+
+
+def test_chart_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
+    source = (REPO_ROOT / "crds" / "retrainingpolicies.yaml").read_bytes()
+    copy = (CHART_DIR / "crds" / "retrainingpolicies.yaml").read_bytes()
+    assert copy == source, "run: cp crds/retrainingpolicies.yaml charts/*/crds/"
+    # The chart ships no other CRD, and Helm installs exactly this one from crds/.
+    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == ["retrainingpolicies.yaml"]
+    shown = [d for d in yaml.safe_load_all(helm("show", "crds", str(CHART_DIR)).stdout) if d]
+    assert shown == [yaml.safe_load(source)]
+
+
+def test_crd_is_not_a_template() -> None:
+    # In templates/ Helm would delete it (and every policy) on uninstall; crds/ keeps it.
+    docs = render({})
+    assert not by_kind(docs, "CustomResourceDefinition")
+    with_crds = [d for d in yaml.safe_load_all(template_text({}, "--include-crds").stdout) if d]
+    assert len(by_kind(with_crds, "CustomResourceDefinition")) == 1
+
+
+# ------------------------------------------------------------------------------ the schema
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("typo=1", "additional properties 'typo' not allowed"),
+        ("image.tagg=v1", "additional properties 'tagg' not allowed"),
+        ("operator.tickSecond=5", "additional properties 'tickSecond' not allowed"),
+        ("metrics.serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
+        ("securityContext.privilegd=true", "additional properties 'privilegd' not allowed"),
+        ("podSecurityContext.seccompProfile.typ=x", "additional properties 'typ' not allowed"),
+        ("replicaCount=2", "/replicaCount"),
+        ("watchNamespaces={team-*}", "/watchNamespaces/0"),
+        ("image.digest=abc123", "/image/digest"),
+        ("operator.logFormat=xml", "/operator/logFormat"),
+        ("operator.maxWorkers=0", "/operator/maxWorkers"),
+    ],
+)
+def test_schema_rejects_typos_and_bad_values(setting: str, complaint: str) -> None:
+    result = template_text({}, "--set", setting, check=False)
+    assert result.returncode != 0, result.stdout[:500]
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr, result.stderr
+
+
+def _walk(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "object" or "properties" in node:
+            found.append((path, node))
+        for key, value in node.items():
+            found += _walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _walk(value, f"{path}/{index}")
+    return found
+
+
+# Objects whose keys are free by nature: maps of strings, and Kubernetes pass-through objects
+# the API server validates (plus `global`, which Helm passes to every subchart).
+OPEN_OBJECTS = {
+    "/properties/global",
+    "/definitions/stringMap",
+    "/properties/affinity/properties/nodeAffinity",
+    "/properties/affinity/properties/podAffinity",
+    "/properties/affinity/properties/podAntiAffinity",
+}
+
+
+def test_schema_is_closed_at_every_object_level() -> None:
+    objects = _walk(SCHEMA, "")
+    assert len(objects) > 25
+    for path, node in objects:
+        if path in OPEN_OBJECTS:
+            assert "properties" not in node, path
+            continue
+        assert node.get("additionalProperties") is False, f"{path} is open"
+    stringmap = SCHEMA["definitions"]["stringMap"]
+    assert stringmap["additionalProperties"] == {"type": "string"}
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merged(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_values_yaml_validates_and_every_default_is_declared() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    jsonschema.Draft7Validator(SCHEMA).validate(values)
+    for overrides in VALUE_SETS.values():
+        jsonschema.Draft7Validator(SCHEMA).validate(_merged(values, overrides))
+    declared = set(SCHEMA["properties"])
+    assert set(values) == declared - {"global"}
+
+
+# ------------------------------------------------------------------------------ RBAC
+
+
+def _rule(groups: list[str], resources: list[str], verbs: list[str], names: Any = ()) -> Any:
+    return (tuple(groups), tuple(resources), tuple(sorted(verbs)), tuple(names))
+
+
+def _normalized(rules: list[dict[str, Any]]) -> set[Any]:
+    return {
+        _rule(r["apiGroups"], r["resources"], r["verbs"], r.get("resourceNames", ())) for r in rules
+    }
+
+
+OPERATOR_RULES = {
+    _rule([RTP_GROUP], ["retrainingpolicies"], ["get", "list", "watch", "patch"]),
+    _rule([RTP_GROUP], ["retrainingpolicies/status"], ["get", "patch"]),
+    _rule([""], ["events"], ["create"]),
+}
+
+
+def _peering_rules(resource: str, name: str) -> set[Any]:
+    return {
+        _rule(["kopf.dev"], [resource], ["list", "watch"]),
+        _rule(["kopf.dev"], [resource], ["get", "patch"], [name]),
+    }
+
+
+EXPECTED_RULES: dict[str, dict[tuple[str, str | None], set[Any]]] = {
+    "default": {("ClusterRole", None): OPERATOR_RULES},
+    "irsa-monitoring": {("ClusterRole", None): OPERATOR_RULES},
+    "ha-peering": {
+        ("ClusterRole", None): OPERATOR_RULES | _peering_rules("clusterkopfpeerings", "rtp-peering")
+    },
+    "namespaced": {
+        ("Role", ns): OPERATOR_RULES | _peering_rules("kopfpeerings", "a2i-retraining-operator")
+        for ns in ("vision", "audio")
+    },
+}
+
+
+def test_rbac_grants_exactly_the_expected_rules(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = rendered
+    roles = {
+        (doc["kind"], doc["metadata"].get("namespace")): _normalized(doc["rules"])
+        for doc in docs
+        if doc["kind"] in ("Role", "ClusterRole")
+    }
+    assert roles == EXPECTED_RULES[name]
+    # Never namespaces, CRDs, secrets or anything else: kopf finds the CRD by API discovery and
+    # does not read namespaces when cluster-wide (and the chart takes exact names otherwise).
+    for rules in roles.values():
+        resources = {res for _, resources, _, _ in rules for res in resources}
+        assert not resources & {"namespaces", "customresourcedefinitions", "secrets", "pods"}
+
+
+def test_rbac_has_no_wildcards_anywhere(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    rbac = [d for d in docs if d["kind"] in ("Role", "ClusterRole")]
+    assert rbac
+    for role in rbac:
+        assert "aggregationRule" not in role
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                for value in rule.get(field, []):
+                    assert "*" not in value, (role["metadata"]["name"], rule)
+
+
+def test_bindings_bind_the_chart_service_account(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    account = one(docs, "ServiceAccount")["metadata"]
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
+    bindings = by_kind(docs, "RoleBinding") + by_kind(docs, "ClusterRoleBinding")
+    assert bindings
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+        ]
+        ref = binding["roleRef"]
+        role_ns = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        assert (ref["kind"], role_ns, ref["name"]) in roles
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+
+
+def test_rbac_can_be_left_to_the_cluster_admin() -> None:
+    docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+    missing = template_text({"serviceAccount": {"create": False}}, check=False)
+    assert missing.returncode != 0
+    assert "serviceAccount.name is required" in missing.stderr
+
+
+# ------------------------------------------------------------------------------ pod security
+
+
+def test_pod_meets_pod_security_restricted(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    template = one(docs, "Deployment")["spec"]["template"]
+    assert violations(template["spec"], template["metadata"].get("annotations")) == []
+
+
+def test_pod_hardening_beyond_the_profile(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    spec = _pod_spec(docs)
+    (container,) = spec["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsUser"] == spec["securityContext"]["runAsUser"] == 65532
+    assert sc["runAsGroup"] == spec["securityContext"]["runAsGroup"] == 65532
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in spec["volumes"]
+    assert spec["enableServiceLinks"] is False
+    for kind in ("requests", "limits"):
+        assert set(container["resources"][kind]) == {"cpu", "memory"}
+
+
+# ------------------------------------------------------------------------------ deployment
+
+
+def test_standalone_uses_recreate_and_peering_a_rolling_update() -> None:
+    standalone = one(render({}), "Deployment")["spec"]
+    assert standalone["replicas"] == 1
+    assert standalone["strategy"] == {"type": "Recreate"}
+    for name in ("ha-peering", "namespaced"):
+        spec = one(render(VALUE_SETS[name]), "Deployment")["spec"]
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
+    assert one(render({"replicaCount": 0}), "Deployment")["spec"]["replicas"] == 0
+
+
+EXPECTED_ENV: dict[str, dict[str, Any]] = {
+    "default": {
+        "RTP_LIVENESS": "http://0.0.0.0:8080/healthz",
+        "RTP_METRICS_PORT": "9090",
+        "RTP_LOG_FORMAT": "json",
+        "RTP_TICK_SECONDS": "10",
+        "RTP_OBSERVE_SECONDS": "30",
+        "RTP_MAX_WORKERS": "16",
+        "RTP_AWS_CALLS_PER_SECOND": "20",
+        "RTP_FETCH_CONCURRENCY": "16",
+        "RTP_ALLOWED_ROLE_PATTERNS": "",
+    },
+}
+EXPECTED_ENV["ha-peering"] = EXPECTED_ENV["default"] | {
+    "RTP_PEERING": "rtp-peering",
+    "RTP_LOG_FORMAT": "text",
+}
+EXPECTED_ENV["namespaced"] = EXPECTED_ENV["default"] | {
+    "RTP_WATCH_NAMESPACES": "vision,audio",
+    "RTP_PEERING": "a2i-retraining-operator",
+    "RTP_LIVENESS": "",
+    "RTP_METRICS_PORT": "0",
+    "RTP_TICK_SECONDS": "2.5",
+    "RTP_OBSERVE_SECONDS": "120",
+    "RTP_MAX_WORKERS": "4",
+    "RTP_AWS_CALLS_PER_SECOND": "0",
+    "RTP_FETCH_CONCURRENCY": "8",
+    "RTP_ALLOWED_ROLE_PATTERNS": (
+        "arn:aws:iam::111122223333:role/vision-*,arn:aws:iam::111122223333:role/audio-*"
+    ),
+}
+EXPECTED_ENV["irsa-monitoring"] = EXPECTED_ENV["default"] | {
+    "AWS_STS_REGIONAL_ENDPOINTS": "regional"
+}
+
+
+def test_operator_settings_map_to_environment_variables(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = rendered
+    env = container_env(one(docs, "Deployment"))
+    # kopf's peering identity comes from the downward API.
+    assert env.pop("POD_ID") == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env == EXPECTED_ENV[name]
+    (container,) = _pod_spec(docs)["containers"]
+    assert container.get("args") == (["--verbose"] if name == "ha-peering" else None)
+
+
+def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
+    # `retraining-operator run --help` names the environment variable behind every flag.
+    run_help = subprocess.run(
+        [str(Path(sys.executable).with_name("retraining-operator")), "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    chart_variables = set()
+    for name in SETS:
+        chart_variables |= set(container_env(one(render(VALUE_SETS[name]), "Deployment")))
+    rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
+    assert len(rtp_variables) == 11
+    missing = sorted(v for v in rtp_variables if v not in run_help)
+    assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
+
+
+def test_liveness_probe_targets_kopf_liveness_endpoint() -> None:
+    docs = render({})
+    (container,) = _pod_spec(docs)["containers"]
+    env = container_env(one(docs, "Deployment"))
+    probe = container["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env["RTP_LIVENESS"] == f"http://0.0.0.0:{ports[probe['port']]}{probe['path']}"
+    assert (ports["health"], probe["path"]) == (8080, "/healthz")
+    assert ports["metrics"] == 9090
+    custom = render({"livenessProbe": {"port": 8181, "path": "/live"}})
+    assert container_env(one(custom, "Deployment"))["RTP_LIVENESS"] == "http://0.0.0.0:8181/live"
+    off = render({"livenessProbe": {"enabled": False}, "metrics": {"enabled": False}})
+    (bare,) = _pod_spec(off)["containers"]
+    assert "livenessProbe" not in bare
+    assert "ports" not in bare
+
+
+def test_metrics_service_and_service_monitor_line_up() -> None:
+    docs = render(VALUE_SETS["irsa-monitoring"])
+    service = one(docs, "Service")
+    monitor = one(docs, "ServiceMonitor")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    # The monitor only selects the metrics Service, never another Service of the release.
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "metrics"
+    failed = template_text(
+        {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, check=False
+    )
+    assert failed.returncode != 0
+    assert "metrics.serviceMonitor.enabled needs metrics.enabled" in failed.stderr
+
+
+def test_service_account_carries_the_irsa_annotation() -> None:
+    docs = render(VALUE_SETS["irsa-monitoring"])
+    account = one(docs, "ServiceAccount")["metadata"]
+    assert account["annotations"] == {"eks.amazonaws.com/role-arn": IRSA_ROLE}
+    assert "annotations" not in one(render({}), "ServiceAccount")["metadata"]
+
+
+def test_image_reference_tag_digest_and_pull_settings() -> None:
+    def image(values: dict[str, Any]) -> tuple[str, str, Any]:
+        spec = _pod_spec(render(values))
+        (container,) = spec["containers"]
+        return container["image"], container["imagePullPolicy"], spec.get("imagePullSecrets")
+
+    assert image({}) == ("a2i-retraining-operator:0.1.0", "IfNotPresent", None)
+    assert image(VALUE_SETS["ha-peering"])[0] == (
+        f"registry.example.com/ml/a2i-retraining-operator@{DIGEST}"
+    )
+    assert image(VALUE_SETS["irsa-monitoring"]) == (
+        "a2i-retraining-operator:0.1.0-rc1",
+        "Always",
+        [{"name": "registry-credentials"}],
+    )
+
+
+def test_scheduling_and_pod_metadata_pass_through() -> None:
+    values = VALUE_SETS["irsa-monitoring"]
+    template = one(render(values), "Deployment")["spec"]["template"]
+    spec = template["spec"]
+    assert spec["nodeSelector"] == values["nodeSelector"]
+    assert spec["tolerations"] == values["tolerations"]
+    assert spec["affinity"] == values["affinity"]
+    assert template["metadata"]["annotations"] == values["podAnnotations"]
+    assert template["metadata"]["labels"]["example.com/cost-center"] == "ml"
+    assert _pod_spec(render(VALUE_SETS["ha-peering"]))["priorityClassName"] == (
+        "system-cluster-critical"
+    )
+    assert "priorityClassName" not in _pod_spec(render({}))
+
+
+def test_peering_objects_follow_the_watch_scope() -> None:
+    cluster = one(render(VALUE_SETS["ha-peering"]), "ClusterKopfPeering")
+    assert (cluster["apiVersion"], cluster["metadata"]["name"]) == ("kopf.dev/v1", "rtp-peering")
+    namespaced = by_kind(render(VALUE_SETS["namespaced"]), "KopfPeering")
+    assert {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in namespaced} == {
+        ("vision", "a2i-retraining-operator"),
+        ("audio", "a2i-retraining-operator"),
+    }
+    unmanaged = render({"peering": {"enabled": True, "createPeeringObjects": False}})
+    assert not by_kind(unmanaged, "ClusterKopfPeering")
+
+
+def test_notes_render_for_every_value_set(tmp_path: Path) -> None:
+    for name in SETS:
+        values = tmp_path / f"{name}.json"
+        values.write_text(json.dumps(VALUE_SETS[name]))
+        result = helm(
+            "install",
+            "rtp",
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+            "--values",
+            str(values),
+        )
+        notes = result.stdout.split("NOTES:", 1)[1]
+        assert f"deployment/{FULLNAME}" in notes
+        assert "never upgrades or deletes it" in notes
+        assert ("IRSA role " + IRSA_ROLE in notes) is (name == "irsa-monitoring")
