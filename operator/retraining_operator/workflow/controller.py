@@ -169,8 +169,17 @@ class Controller:
         except (Throttled, Unavailable) as error:
             # botocore already retried with backoff; wait for the next tick, not Degraded.
             self._event(result, "Warning", "AwsBusy", f"{error.operation}: {error}", ns, name)
-        except (RolloutError, dataset.DatasetError, ingest.IngestError) as error:
-            degraded = (type(error).__name__.removesuffix("Error") or "Error", str(error))
+        except UnknownRollbackTarget as error:
+            degraded = ("RollbackTargetUnknown", str(error))
+            self._event(result, "Warning", degraded[0], str(error), ns, name)
+        except RolloutError as error:
+            degraded = ("RolloutBlocked", str(error))
+            self._event(result, "Warning", degraded[0], str(error), ns, name)
+        except dataset.DatasetError as error:
+            degraded = ("DatasetUnavailable", str(error))
+            self._event(result, "Warning", degraded[0], str(error), ns, name)
+        except ingest.IngestError as error:
+            degraded = ("IngestFailed", str(error))
             self._event(result, "Warning", degraded[0], str(error), ns, name)
         except AwsError as error:
             degraded = (error.code or type(error).__name__, f"{error.operation}: {error}")
