@@ -7,16 +7,14 @@ lifecycles, so every step happens as it would against AWS, only faster.
 
 from __future__ import annotations
 
-import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+
 from retraining_operator.standins.demo import DemoWorld, seed_demo
 from retraining_operator.standins.demo_run import DEMO_DURATIONS, demo_policy
 from retraining_operator.standins.stack import AwsStandins
-
 from support.kube import KubeCluster
 from support.operator import OperatorProcess, chart_rbac, wait_for
 

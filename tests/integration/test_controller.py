@@ -12,11 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from retraining_operator.api import RETRAIN_NOW_ANNOTATION, RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.standins.demo import DemoWorld, seed_demo
+from retraining_operator.standins.seed import VOC_CLASSES
 from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.controller import Controller, PolicyView
 
@@ -29,30 +31,7 @@ def policy_spec(world: DemoWorld, **deployment: Any) -> dict[str, Any]:
     return {
         "aws": {"region": "us-east-1"},
         "humanLoops": {"flowDefinitionArn": world.flow_definition_arn, "pollInterval": "30s"},
-        "labels": {
-            "classes": [
-                "aeroplane",
-                "bicycle",
-                "bird",
-                "boat",
-                "bottle",
-                "bus",
-                "car",
-                "cat",
-                "chair",
-                "cow",
-                "diningtable",
-                "dog",
-                "horse",
-                "motorbike",
-                "person",
-                "pottedplant",
-                "sheep",
-                "sofa",
-                "train",
-                "tvmonitor",
-            ]
-        },
+        "labels": {"classes": list(VOC_CLASSES)},
         "dataset": {
             "outputS3Uri": f"s3://{world.bucket}/a2i-results",
             "minNewSamples": 10,
@@ -155,12 +134,14 @@ def test_full_loop_then_a_rejected_second_run(aws: AwsStandins, world: DemoWorld
     assert status.history[0].outcome.value == "Deployed"
     assert status.history[0].metric_value == pytest.approx(0.72)
     serving = status.serving
-    assert serving is not None and serving.model_name != world.model_name
+    assert serving is not None
+    assert serving.model_name != world.model_name
     endpoint = aws.sagemaker.describe_endpoint(world.endpoint_name)
     assert endpoint["EndpointConfigName"] == serving.endpoint_config_name
     assert endpoint["EndpointStatus"] == "InService"
     ready = {c.type.value: c for c in status.conditions}
-    assert ready["Ready"].status == "True" and ready["Degraded"].status == "False"
+    assert ready["Ready"].status == "True"
+    assert ready["Degraded"].status == "False"
     for reason in (
         "SamplesIngested",
         "RunStarted",
@@ -172,7 +153,7 @@ def test_full_loop_then_a_rejected_second_run(aws: AwsStandins, world: DemoWorld
         assert reason in h.reasons()
     assert status.last_training_job_name == job
 
-    # Second run: the gate's regression bar (0.72 - 0.01) rejects 0.65; the first model keeps serving.
+    # Second run: the regression bar (0.72 - 0.01) rejects 0.65; the first model keeps serving.
     aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.65})
     aws.a2i.add_loops("fd-demo", 10, interval=5.0)
     status = h.until(lambda s: len(s.history) == 2, seconds=120)
@@ -196,7 +177,8 @@ def test_retrain_now_trains_below_threshold(aws: AwsStandins, world: DemoWorld) 
     assert status.current_run is None
     h.annotations[RETRAIN_NOW_ANNOTATION] = "true"
     status = h.tick()
-    assert status.current_run is not None and status.current_run.trigger == "RetrainNow"
+    assert status.current_run is not None
+    assert status.current_run.trigger == "RetrainNow"
     assert RETRAIN_NOW_ANNOTATION not in h.annotations
 
 
@@ -239,7 +221,8 @@ def test_refused_role_is_degraded_without_aws_calls(aws: AwsStandins, world: Dem
     )
     status = h.tick()
     degraded = {c.type.value: c for c in status.conditions}["Degraded"]
-    assert degraded.status == "True" and degraded.reason == "RoleNotAllowed"
+    assert degraded.status == "True"
+    assert degraded.reason == "RoleNotAllowed"
     assert "other-team" in degraded.message
     assert status.phase.value == "Failed"
     assert aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops") == []

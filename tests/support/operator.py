@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from retraining_operator.standins.kubeapi import REPO_ROOT, free_port, tail
 from retraining_operator.standins.stack import AwsStandins, isolated_aws_env
-
 from support import tools
 from support.kube import KubeCluster
 
@@ -98,7 +98,7 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     def log(self, lines: int = 60) -> str:

@@ -18,6 +18,7 @@ import pydantic
 import pytest
 import yaml
 from pydantic import BaseModel
+
 from retraining_operator import api
 from support import crdschema
 
@@ -179,7 +180,8 @@ def test_patterns_bounds_and_defaults_match() -> None:
                 checked += 1
                 if crd_node.get(crd_key) != model_node.get(model_key):
                     problems.append(
-                        f"{path}: {crd_key} CRD={crd_node.get(crd_key)!r} model={model_node.get(model_key)!r}"
+                        f"{path}: {crd_key} CRD={crd_node.get(crd_key)!r} "
+                        f"model={model_node.get(model_key)!r}"
                     )
         if "default" in crd_node and "default" in model_node:
             checked += 1
@@ -207,7 +209,7 @@ def test_examples_validate_in_the_models(path: Path) -> None:
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_examples_are_refused_by_the_models(path: Path) -> None:
-    expected, obj = crdschema.load_invalid(path)
+    _expected, obj = crdschema.load_invalid(path)
     with pytest.raises(pydantic.ValidationError):
         api.RetrainingPolicySpec.model_validate(obj["spec"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import celpy
 import pytest
 import yaml
+
 from support import crdschema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,8 @@ def test_crd_names_scope_and_subresources() -> None:
     assert spec["names"]["categories"] == ["hitl"]
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1"
-    assert version["served"] and version["storage"]
+    assert version["served"]
+    assert version["storage"]
     assert version["subresources"] == {"status": {}}
 
 
