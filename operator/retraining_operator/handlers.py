@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from retraining_operator import kube, metrics
-from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
+from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
 from retraining_operator.aws.errors import AwsError, Throttled, Unavailable
 from retraining_operator.aws.session import AwsSession, CallBudget, role_session_name
 from retraining_operator.config import OperatorConfig
@@ -65,6 +66,20 @@ def _view(
         spec=dict(spec),
         status=dict(status),
     )
+
+
+def _status_writer(namespace: str, name: str, stored: Any) -> Callable[[Any], None]:
+    """A checkpoint that patches the status subresource only when the status changed
+    (most passes change nothing: no write, no watch event, no load on the API server)."""
+    last = {"body": merge_patch_body(RetrainingPolicyStatus.model_validate(dict(stored)))}
+
+    def write(new: RetrainingPolicyStatus) -> None:
+        body = merge_patch_body(new)
+        if body != last["body"]:
+            kube.patch_status(namespace, name, body)
+            last["body"] = body
+
+    return write
 
 
 def _post(body: Any, events: list[Event]) -> None:
@@ -118,9 +133,7 @@ def reconcile(
         return
     controller: Controller = _state["controller"]
     view = _view(meta, spec, status, uid, name, namespace)
-    result = controller.reconcile(
-        view, lambda s: kube.patch_status(view.ref.namespace, name, merge_patch_body(s))
-    )
+    result = controller.reconcile(view, _status_writer(view.ref.namespace, name, status))
     _post(body, result.events)
     for key in result.clear_annotations:
         patch.metadata.annotations[key] = None
