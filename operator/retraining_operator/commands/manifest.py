@@ -1,0 +1,152 @@
+"""`retraining-operator manifest`: A2I outputs -> augmented manifest, offline.
+
+Same converter and writers as the operator's ingest. Every quarantined input is named on
+stderr with its path, loop name (when known) and reason. Exit codes: 0 a manifest was
+written; 1 no input was valid (nothing written); 2 bad arguments or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from retraining_operator.commands import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "manifest",
+        help="convert A2I output.json files into an augmented manifest (offline)",
+        description="Read every output.json below --input (a directory or s3://prefix), "
+        "convert each to an object-detection augmented-manifest line exactly as the operator "
+        "does, and write the valid lines sorted by human loop name to --output (a file or "
+        "s3://bucket/key). Quarantined inputs are listed on stderr with their reason.",
+    )
+    parser.add_argument(
+        "--input", required=True, help="directory, output.json file, or s3://prefix"
+    )
+    classes = parser.add_mutually_exclusive_group(required=True)
+    classes.add_argument("--classes", help="comma-separated class names (index = class id)")
+    classes.add_argument(
+        "--classes-file",
+        help="file with one class name per line (or a JSON list); index = class id",
+    )
+    parser.add_argument(
+        "--attribute-name",
+        default="a2i-retraining",
+        help="manifest attribute for the labels (default: a2i-retraining)",
+    )
+    parser.add_argument("--output", required=True, help="manifest file or s3://bucket/key")
+    parser.add_argument(
+        "--unknown-label",
+        choices=["Quarantine", "Drop"],
+        default="Quarantine",
+        help="a box with a label not in the classes quarantines the sample (default) or is dropped",
+    )
+    parser.add_argument(
+        "--worker-answer",
+        choices=["First", "Latest"],
+        default="First",
+        help="with several worker answers, use the first (default) or the newest",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="parallel S3 reads (default 16)"
+    )
+    parser.add_argument("--region", default=None, help="AWS region for S3 (default: from env)")
+    parser.set_defaults(handler=_manifest)
+
+
+def _read_classes(args: argparse.Namespace) -> list[str]:
+    import json
+    from pathlib import Path
+
+    if args.classes is not None:
+        return [name.strip() for name in args.classes.split(",") if name.strip()]
+    text = Path(args.classes_file).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        loaded = json.loads(text)
+        if not isinstance(loaded, list) or not all(isinstance(item, str) for item in loaded):
+            raise ValueError(f"{args.classes_file}: a JSON classes file must be a list of strings")
+        return loaded
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from retraining_operator.api import LabelsSpec
+    from retraining_operator.workflow import offline
+
+    def fail(message: str) -> int:
+        print(f"retraining-operator manifest: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        labels = LabelsSpec(
+            classes=_read_classes(args),
+            attribute_name=args.attribute_name,
+            unknown_label=args.unknown_label,
+            worker_answer=args.worker_answer,
+        )
+    except (OSError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in item['loc']) or 'labels'}: {item['msg']}"
+                for item in error.errors()
+            )
+            return fail(f"invalid labels: {details}")
+        return fail(str(error))
+
+    s3 = None
+    if args.input.startswith("s3://") or args.output.startswith("s3://"):
+        import boto3
+
+        from retraining_operator.aws.s3 import S3
+        from retraining_operator.aws.session import AwsSession
+
+        region = args.region or boto3.Session().region_name or "us-east-1"
+        s3 = S3(AwsSession(region, pool=max(args.concurrency, 1)).s3())
+    try:
+        if args.input.startswith("s3://"):
+            from retraining_operator.aws.s3 import S3Location
+
+            assert s3 is not None
+            sources = offline.s3_sources(s3, S3Location.parse(args.input))
+        else:
+            sources = offline.local_sources(Path(args.input))
+        if args.output.startswith("s3://"):
+            from retraining_operator.aws.s3 import S3Location
+
+            assert s3 is not None
+            sink = offline.s3_sink(s3, S3Location.parse(args.output))
+        else:
+            sink = offline.file_sink(Path(args.output))
+    except (offline.OfflineInputError, ValueError) as error:
+        return fail(str(error))
+    if not sources:
+        return fail(f"no {offline.OUTPUT_NAME} below {args.input}")
+
+    result = offline.build_manifest(sources, labels, sink, concurrency=args.concurrency)
+    for item in result.quarantined:
+        print(f"quarantined: {item.describe()}", file=sys.stderr)
+    for converted, box in result.dropped:
+        print(
+            f"dropped box: {converted.source} (loop {converted.loop_name}): boundingBoxes"
+            f"[{box.index}] label {box.label!r} is not a known class",
+            file=sys.stderr,
+        )
+    if result.written is None:
+        print(
+            f"no valid sample in {result.inputs} inputs ({len(result.quarantined)} "
+            "quarantined); nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"wrote {result.written.lines} lines to {result.written.uri} from {result.inputs} "
+        f"inputs; {len(result.quarantined)} quarantined, {len(result.dropped)} boxes dropped",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,377 @@
+"""One A2I `output.json` -> one augmented-manifest line for SageMaker object detection.
+
+For valid input the line is exactly what the workshop notebook's
+`convert_a2i_to_augmented_manifest` produces (same keys, same order, same values,
+serialised with `json.dumps` defaults), with class ids taken from `spec.labels.classes`
+(index = id) and the attribute named by `spec.labels.attributeName`:
+
+    {"source-ref": inputContent.taskObject,
+     "<attr>": {"annotations": [{"class_id", "width", "top", "height", "left"}, ...],
+                "image_size": [{"width", "depth": 3, "height"}]},
+     "<attr>-metadata": {"job-name": "a2i/<humanLoopName>", "class-map": {"0": ...},
+                         "human-annotated": "yes", "objects": [{"confidence": 1}, ...],
+                         "creation-date": <submissionTime>, "type": "groundtruth/object-detection"}}
+
+Several worker answers: `labels.workerAnswer: First` (default, as the notebook) takes
+`humanAnswers[0]`; `Latest` takes the answer with the newest `submissionTime` (the first
+of equals). Only the chosen answer is validated and used; with `Latest` every answer's
+`submissionTime` must parse.
+
+Anything the notebook would crash on, or would turn into a line that trains the model on
+garbage, is quarantined instead (see `QuarantineReason`): the first problem found is
+reported, with the JSON path of the offending field. A box whose label is not a known
+class is quarantined with the whole sample, unless `labels.unknownLabel: Drop`, which
+drops only that box and reports it in `Converted.dropped`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from retraining_operator.api import LabelsSpec, UnknownLabel, WorkerAnswer
+from retraining_operator.manifest.quarantine import Quarantined, QuarantineReason
+
+# An A2I output for one image is a few KB; anything far larger is not one.
+MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
+
+
+@dataclass(frozen=True)
+class DroppedBox:
+    """A box removed under `unknownLabel: Drop`."""
+
+    index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A valid sample: the manifest line (JSON text, no newline) and what it came from."""
+
+    loop_name: str
+    source_ref: str
+    line: str
+    submission_time: str
+    boxes: int
+    dropped: tuple[DroppedBox, ...] = field(default=())
+    source: str | None = None  # where the raw output came from (path or s3:// URI)
+
+
+ConversionResult = Converted | Quarantined
+
+
+class _Reject(Exception):
+    def __init__(self, reason: QuarantineReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def class_map(classes: Sequence[str]) -> dict[str, str]:
+    """`{"0": "aeroplane", ...}` as the notebook builds it (index = class id)."""
+    return {str(i): name for i, name in enumerate(classes)}
+
+
+class Converter:
+    """Converts A2I outputs for one label configuration (class ids computed once)."""
+
+    def __init__(self, labels: LabelsSpec) -> None:
+        self.labels = labels
+        self.attribute = labels.attribute_name
+        self._class_map = class_map(labels.classes)
+        self._class_ids = {name: i for i, name in enumerate(labels.classes)}
+
+    def convert_bytes(
+        self,
+        raw: bytes,
+        *,
+        source: str | None = None,
+        expected_loop_name: str | None = None,
+    ) -> ConversionResult:
+        """Parse and convert one `output.json`; never raises for bad content."""
+        if len(raw) > MAX_OUTPUT_BYTES:
+            return Quarantined(
+                QuarantineReason.OUTPUT_TOO_LARGE,
+                f"{len(raw)} bytes, more than the {MAX_OUTPUT_BYTES} bytes an A2I output may have",
+                loop_name=expected_loop_name,
+                source=source,
+            )
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            return Quarantined(
+                QuarantineReason.INVALID_JSON,
+                f"not UTF-8 text ({error.reason} at byte {error.start})",
+                loop_name=expected_loop_name,
+                source=source,
+            )
+        except json.JSONDecodeError as error:
+            return Quarantined(
+                QuarantineReason.INVALID_JSON,
+                f"not JSON: {error.msg} at line {error.lineno} column {error.colno}",
+                loop_name=expected_loop_name,
+                source=source,
+            )
+        return self.convert(document, source=source, expected_loop_name=expected_loop_name)
+
+    def convert(
+        self,
+        document: Any,
+        *,
+        source: str | None = None,
+        expected_loop_name: str | None = None,
+    ) -> ConversionResult:
+        """Convert one parsed `output.json`; never raises for bad content."""
+        loop_name = expected_loop_name
+        if isinstance(document, Mapping) and isinstance(document.get("humanLoopName"), str):
+            loop_name = document["humanLoopName"] or expected_loop_name
+        try:
+            converted = self._convert(document, expected_loop_name)
+        except _Reject as reject:
+            return Quarantined(reject.reason, reject.detail, loop_name=loop_name, source=source)
+        return converted if source is None else dataclasses.replace(converted, source=source)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _convert(self, document: Any, expected_loop_name: str | None) -> Converted:
+        if not isinstance(document, Mapping):
+            raise _Reject(
+                QuarantineReason.INVALID_JSON,
+                f"the document is a JSON {_json_type(document)}, not an object",
+            )
+        loop_name = _string(document, "humanLoopName", "humanLoopName")
+        if expected_loop_name is not None and loop_name != expected_loop_name:
+            raise _Reject(
+                QuarantineReason.LOOP_NAME_MISMATCH,
+                f"humanLoopName is {loop_name!r} but the output belongs to loop "
+                f"{expected_loop_name!r}",
+            )
+        input_content = _mapping(document, "inputContent", "inputContent")
+        source_ref = _string(input_content, "taskObject", "inputContent.taskObject")
+        if not _is_s3_object_uri(source_ref):
+            raise _Reject(
+                QuarantineReason.INVALID_FIELD,
+                f"inputContent.taskObject must be an s3://bucket/key URI, got {source_ref[:200]!r}",
+            )
+        answers = _get(document, "humanAnswers", "humanAnswers")
+        if not isinstance(answers, list):
+            raise _Reject(
+                QuarantineReason.INVALID_FIELD,
+                f"humanAnswers must be a list, got a JSON {_json_type(answers)}",
+            )
+        if not answers:
+            raise _Reject(QuarantineReason.NO_ANSWERS, "humanAnswers is empty: nobody answered")
+        index = self._choose_answer(answers)
+        path = f"humanAnswers[{index}]"
+        answer = answers[index]
+        if not isinstance(answer, Mapping):
+            raise _Reject(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
+        submission_time = _string(answer, "submissionTime", f"{path}.submissionTime")
+        _parse_time(submission_time, f"{path}.submissionTime")
+        content = _mapping(answer, "answerContent", f"{path}.answerContent")
+        result = _mapping(content, "annotatedResult", f"{path}.answerContent.annotatedResult")
+        result_path = f"{path}.answerContent.annotatedResult"
+        image = _mapping(result, "inputImageProperties", f"{result_path}.inputImageProperties")
+        image_path = f"{result_path}.inputImageProperties"
+        image_width = _number(image, "width", f"{image_path}.width")
+        image_height = _number(image, "height", f"{image_path}.height")
+        if image_width <= 0 or image_height <= 0:
+            raise _Reject(
+                QuarantineReason.NON_POSITIVE_SIZE,
+                f"{image_path} is {image_width}x{image_height}: the image must have a "
+                "positive width and height",
+            )
+        boxes = _get(result, "boundingBoxes", f"{result_path}.boundingBoxes")
+        if not isinstance(boxes, list):
+            raise _Reject(
+                QuarantineReason.INVALID_FIELD,
+                f"{result_path}.boundingBoxes must be a list, got a JSON {_json_type(boxes)}",
+            )
+        annotations: list[dict[str, Any]] = []
+        dropped: list[DroppedBox] = []
+        for number, box in enumerate(boxes):
+            box_path = f"{result_path}.boundingBoxes[{number}]"
+            if not isinstance(box, Mapping):
+                raise _Reject(QuarantineReason.INVALID_FIELD, f"{box_path} must be an object")
+            label = _get(box, "label", f"{box_path}.label")
+            if not isinstance(label, str):
+                raise _Reject(
+                    QuarantineReason.INVALID_FIELD,
+                    f"{box_path}.label must be a string, got a JSON {_json_type(label)}",
+                )
+            class_id = self._class_ids.get(label)
+            if class_id is None:
+                if self.labels.unknown_label is UnknownLabel.DROP:
+                    dropped.append(DroppedBox(number, label))
+                    continue
+                raise _Reject(
+                    QuarantineReason.UNKNOWN_LABEL,
+                    f"{box_path}.label {label[:128]!r} is not one of spec.labels.classes",
+                )
+            width = _number(box, "width", f"{box_path}.width")
+            top = _number(box, "top", f"{box_path}.top")
+            height = _number(box, "height", f"{box_path}.height")
+            left = _number(box, "left", f"{box_path}.left")
+            if width <= 0 or height <= 0:
+                raise _Reject(
+                    QuarantineReason.NON_POSITIVE_SIZE,
+                    f"{box_path} is {width}x{height}: a box must have a positive width and height",
+                )
+            if left < 0 or top < 0 or left + width > image_width or top + height > image_height:
+                raise _Reject(
+                    QuarantineReason.BOX_OUTSIDE_IMAGE,
+                    f"{box_path} (left {left}, top {top}, width {width}, height {height}) "
+                    f"reaches outside the {image_width}x{image_height} image",
+                )
+            # Same key order and the same (unconverted) values as the notebook.
+            annotations.append(
+                {
+                    "class_id": class_id,
+                    "width": box["width"],
+                    "top": box["top"],
+                    "height": box["height"],
+                    "left": box["left"],
+                }
+            )
+        line = {
+            "source-ref": source_ref,
+            self.attribute: {
+                "annotations": annotations,
+                "image_size": [{"width": image["width"], "depth": 3, "height": image["height"]}],
+            },
+            f"{self.attribute}-metadata": {
+                "job-name": f"a2i/{loop_name}",
+                "class-map": self._class_map,
+                "human-annotated": "yes",
+                "objects": [{"confidence": 1} for _ in annotations],
+                "creation-date": submission_time,
+                "type": OBJECT_DETECTION_TYPE,
+            },
+        }
+        return Converted(
+            loop_name=loop_name,
+            source_ref=source_ref,
+            line=json.dumps(line),
+            submission_time=submission_time,
+            boxes=len(annotations),
+            dropped=tuple(dropped),
+        )
+
+    def _choose_answer(self, answers: list[Any]) -> int:
+        if self.labels.worker_answer is WorkerAnswer.FIRST:
+            return 0
+        best_index = 0
+        best_time: datetime | None = None
+        for index, answer in enumerate(answers):
+            path = f"humanAnswers[{index}]"
+            if not isinstance(answer, Mapping):
+                raise _Reject(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
+            when = _parse_time(
+                _string(answer, "submissionTime", f"{path}.submissionTime"),
+                f"{path}.submissionTime",
+            )
+            if best_time is None or when > best_time:
+                best_index, best_time = index, when
+        return best_index
+
+
+def convert_output(
+    raw: bytes,
+    labels: LabelsSpec,
+    *,
+    source: str | None = None,
+    expected_loop_name: str | None = None,
+) -> ConversionResult:
+    """Convenience: `Converter(labels).convert_bytes(raw, ...)`."""
+    return Converter(labels).convert_bytes(
+        raw, source=source, expected_loop_name=expected_loop_name
+    )
+
+
+# -- field access with precise reasons ---------------------------------------------------
+
+
+def _get(container: Mapping[str, Any], key: str, path: str) -> Any:
+    if key not in container:
+        raise _Reject(QuarantineReason.MISSING_FIELD, f"{path} is missing")
+    return container[key]
+
+
+def _mapping(container: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = _get(container, key, path)
+    if not isinstance(value, Mapping):
+        raise _Reject(
+            QuarantineReason.INVALID_FIELD,
+            f"{path} must be an object, got a JSON {_json_type(value)}",
+        )
+    return value
+
+
+def _string(container: Mapping[str, Any], key: str, path: str) -> str:
+    value = _get(container, key, path)
+    if not isinstance(value, str) or not value:
+        raise _Reject(
+            QuarantineReason.INVALID_FIELD,
+            f"{path} must be a non-empty string, got a JSON {_json_type(value)}",
+        )
+    return value
+
+
+def _number(container: Mapping[str, Any], key: str, path: str) -> float:
+    value = _get(container, key, path)
+    # bool is an int in Python but `true` is not a coordinate.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Reject(
+            QuarantineReason.NON_NUMERIC,
+            f"{path} must be a number, got a JSON {_json_type(value)} ({str(value)[:64]!r})",
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _Reject(
+            QuarantineReason.NON_NUMERIC, f"{path} must be a finite number: {str(value)[:64]}"
+        )
+    return number
+
+
+def _parse_time(text: str, path: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Reject(
+            QuarantineReason.INVALID_TIMESTAMP,
+            f"{path} {text[:64]!r} is not an ISO 8601 timestamp",
+        ) from None
+    # A timestamp without an offset is taken as UTC (A2I writes "...Z").
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _is_s3_object_uri(text: str) -> bool:
+    if not text.startswith("s3://"):
+        return False
+    bucket, _, key = text[5:].partition("/")
+    return bool(bucket) and bool(key)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__

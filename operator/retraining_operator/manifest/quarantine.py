@@ -1,0 +1,68 @@
+"""Why a sample was quarantined: machine-readable reasons and the record kept in S3.
+
+A sample that cannot become a manifest line is never dropped silently: it gets one
+`QuarantineReason` (stable, CamelCase, safe to match on in alerts), a human detail
+(which field, which box, which value), and is stored with its raw content under
+`<outputS3Uri>/quarantine/<loop name>.json` by the ingest workflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class QuarantineReason(StrEnum):
+    INVALID_JSON = "InvalidJson"  # not UTF-8, not JSON, or not a JSON object
+    MISSING_FIELD = "MissingField"  # a required field is absent
+    INVALID_FIELD = "InvalidField"  # a field has the wrong type or shape
+    NO_ANSWERS = "NoAnswers"  # humanAnswers is empty
+    UNKNOWN_LABEL = "UnknownLabel"  # a box's label is not in spec.labels.classes
+    BOX_OUTSIDE_IMAGE = "BoxOutsideImage"  # a box reaches outside inputImageProperties
+    NON_POSITIVE_SIZE = "NonPositiveSize"  # a box or the image has width/height <= 0
+    NON_NUMERIC = "NonNumeric"  # a coordinate/size is not a finite number
+    INVALID_TIMESTAMP = "InvalidTimestamp"  # submissionTime is not ISO 8601
+    LOOP_NAME_MISMATCH = "LoopNameMismatch"  # output.json names another human loop
+    OUTPUT_TOO_LARGE = "OutputTooLarge"  # output.json is larger than the ingest limit
+    OUTPUT_MISSING = "OutputMissing"  # the loop is Completed but its output.json is gone
+    DUPLICATE_LOOP = "DuplicateLoop"  # the same loop appears twice in one input (CLI)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A sample that did not become a manifest line, and why."""
+
+    reason: QuarantineReason
+    detail: str
+    loop_name: str | None = None
+    source: str | None = None  # where the raw output came from (path or s3:// URI)
+
+    def describe(self) -> str:
+        """One line for logs, stderr and Events: `<source> (<loop>): <Reason>: <detail>`."""
+        where = self.source or "<input>"
+        loop = f" (loop {self.loop_name})" if self.loop_name else ""
+        return f"{where}{loop}: {self.reason}: {self.detail}"
+
+
+def quarantine_record(item: Quarantined, raw: bytes | None, *, at: datetime) -> bytes:
+    """The JSON document stored for a quarantined sample: reason, detail, source, raw bytes.
+
+    The raw output is kept verbatim as text when it is UTF-8, else base64, so a person
+    can fix and re-feed it (e.g. with `retraining-operator manifest`).
+    """
+    record: dict[str, object] = {
+        "reason": str(item.reason),
+        "detail": item.detail,
+        "humanLoopName": item.loop_name,
+        "source": item.source,
+        "quarantinedAt": at.isoformat(),
+    }
+    if raw is not None:
+        try:
+            record["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["rawBase64"] = base64.b64encode(raw).decode("ascii")
+    return json.dumps(record, indent=1, sort_keys=True).encode("utf-8")

@@ -1,0 +1,352 @@
+"""The ingest ledger: which human loops were consumed, what is pending, what each run took.
+
+One small JSON document per policy, `<outputS3Uri>/ledger/head.json`, written with S3
+conditional writes (If-Match on its ETag), so every change is atomic and a concurrent
+writer is detected instead of overwritten. This module is the pure model: parse,
+change, serialise. See docs/dataset.md for the whole state layout and the rules.
+
+- `loops`: loop name -> (creation time, outcome) for every loop that was *settled* by a
+  poll: a 16-hex segment id (its line is in that pending segment), `Q` (quarantined),
+  `F` (Failed) or `S` (Stopped). A loop is in at most one segment, ever: exactly once.
+  Entries older than `horizon` are pruned; no listing ever reaches back past it.
+- `pending`: immutable, content-addressed segments (`pending/<sha256>.jsonl`) not yet
+  claimed by a run, in commit order.
+- `runs`: the last `MAX_RUNS` claims: run id -> the segments it consumed (and, once
+  written, its manifests). Claiming moves segments out of `pending` in the same write, so
+  a segment belongs to one run only; re-claiming the same run id returns the same set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+LEDGER_VERSION = 1
+MAX_RUNS = 50
+SEGMENT_ID_LENGTH = 16
+
+QUARANTINED = "Q"
+FAILED = "F"
+STOPPED = "S"
+_SETTLED_CODES = {QUARANTINED, FAILED, STOPPED}
+# Keep entries a little past the horizon: listing filters are compared at second precision.
+_PRUNE_MARGIN = timedelta(seconds=2)
+
+
+class LedgerCorrupt(ValueError):
+    """The ledger document cannot be read (not JSON, wrong version, wrong shape)."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _time(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LedgerCorrupt(f"ledger field {what} must be a timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise LedgerCorrupt(f"ledger field {what} is not a timestamp: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class PendingSegment:
+    """One immutable JSON Lines object of converted samples (`pending/<sha256>.jsonl`)."""
+
+    sha256: str
+    samples: int
+    loops: int
+    added_at: datetime
+
+    @property
+    def id(self) -> str:
+        return self.sha256[:SEGMENT_ID_LENGTH]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "samples": self.samples,
+            "loops": self.loops,
+            "addedAt": _iso(self.added_at),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> PendingSegment:
+        try:
+            added = _time(raw["addedAt"], "addedAt")
+            assert added is not None
+            return cls(str(raw["sha256"]), int(raw["samples"]), int(raw["loops"]), added)
+        except (KeyError, TypeError, ValueError, AssertionError) as error:
+            raise LedgerCorrupt(f"bad pending segment entry: {error}") from None
+
+
+@dataclass
+class RunClaim:
+    """The segments one run consumed, and its assembled dataset once written."""
+
+    run_id: str
+    claimed_at: datetime
+    segments: list[PendingSegment]
+    result: dict[str, Any] | None = None
+
+    @property
+    def samples(self) -> int:
+        return sum(segment.samples for segment in self.segments)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "claimedAt": _iso(self.claimed_at),
+            "segments": [segment.to_json() for segment in self.segments],
+            "result": self.result,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RunClaim:
+        try:
+            claimed = _time(raw["claimedAt"], "claimedAt")
+            assert claimed is not None
+            result = raw.get("result")
+            return cls(
+                run_id=str(raw["runId"]),
+                claimed_at=claimed,
+                segments=[PendingSegment.from_json(item) for item in raw["segments"]],
+                result=dict(result) if isinstance(result, Mapping) else None,
+            )
+        except (KeyError, TypeError, AssertionError) as error:
+            raise LedgerCorrupt(f"bad run claim entry: {error}") from None
+
+
+@dataclass
+class Totals:
+    """Monotonic counters since the ledger was created (shown in the status)."""
+
+    ingested_loops: int = 0
+    samples: int = 0
+    quarantined: int = 0
+    failed_loops: int = 0
+    dropped_boxes: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "ingestedLoops": self.ingested_loops,
+            "samples": self.samples,
+            "quarantined": self.quarantined,
+            "failedLoops": self.failed_loops,
+            "droppedBoxes": self.dropped_boxes,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Totals:
+        raw = raw if isinstance(raw, Mapping) else {}
+        return cls(
+            ingested_loops=int(raw.get("ingestedLoops", 0)),
+            samples=int(raw.get("samples", 0)),
+            quarantined=int(raw.get("quarantined", 0)),
+            failed_loops=int(raw.get("failedLoops", 0)),
+            dropped_boxes=int(raw.get("droppedBoxes", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """What a poll decided for one settled loop."""
+
+    name: str
+    created: datetime
+    outcome: str  # a segment id, QUARANTINED, FAILED or STOPPED
+
+
+@dataclass
+class Ledger:
+    watermark: datetime | None = None
+    horizon: datetime | None = None
+    output_prefix: str | None = None  # A2I's output prefix, learned from one DescribeHumanLoop
+    totals: Totals = field(default_factory=Totals)
+    pending: list[PendingSegment] = field(default_factory=list)
+    runs: list[RunClaim] = field(default_factory=list)
+    # The loop index travels as one compact string (`name created code;...`) and is parsed
+    # only when a poll needs it: a run claim with 100k loops in the window stays small.
+    loops_text: str = field(default="", repr=False)
+    _loops: dict[str, tuple[int, str]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def loops(self) -> dict[str, tuple[int, str]]:
+        """Loop name -> (creation time in ms since the epoch, outcome code)."""
+        if self._loops is None:
+            self._loops = _decode_loops(self.loops_text)
+            self.loops_text = ""
+        return self._loops
+
+    @loops.setter
+    def loops(self, value: dict[str, tuple[int, str]]) -> None:
+        self._loops = value
+        self.loops_text = ""
+
+    def loops_encoded(self) -> str:
+        return self.loops_text if self._loops is None else _encode_loops(self._loops)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def __contains__(self, loop_name: object) -> bool:
+        return loop_name in self.loops
+
+    @property
+    def pending_samples(self) -> int:
+        return sum(segment.samples for segment in self.pending)
+
+    @property
+    def oldest_pending(self) -> datetime | None:
+        return min((segment.added_at for segment in self.pending), default=None)
+
+    def run(self, run_id: str) -> RunClaim | None:
+        return next((claim for claim in self.runs if claim.run_id == run_id), None)
+
+    def outcome(self, loop_name: str) -> str | None:
+        entry = self.loops.get(loop_name)
+        return None if entry is None else entry[1]
+
+    # -- changes -------------------------------------------------------------------------
+
+    def record(
+        self,
+        outcomes: Iterable[LoopOutcome],
+        *,
+        segment: PendingSegment | None = None,
+        dropped_boxes: int = 0,
+    ) -> None:
+        """Add one poll batch: the settled loops and (if any samples) their segment.
+
+        The caller guarantees that no loop of the batch is already in the ledger
+        (`overlap()`), which is what makes every loop enter exactly one segment.
+        """
+        outcomes = list(outcomes)
+        clash = self.overlap(outcome.name for outcome in outcomes)
+        if clash:
+            raise ValueError(f"loops already in the ledger: {sorted(clash)[:5]}")
+        samples = 0
+        for item in outcomes:
+            code = item.outcome
+            if code not in _SETTLED_CODES and (segment is None or code != segment.id):
+                raise ValueError(f"unknown outcome {code!r} for loop {item.name}")
+            self.loops[item.name] = (_ms(item.created), code)
+            if code == QUARANTINED:
+                self.totals.quarantined += 1
+            elif code in (FAILED, STOPPED):
+                self.totals.failed_loops += 1
+            else:
+                samples += 1
+        if segment is not None:
+            if segment.samples != samples:
+                raise ValueError("segment sample count does not match its loops")
+            if all(existing.sha256 != segment.sha256 for existing in self.pending):
+                self.pending.append(segment)
+        self.totals.ingested_loops += samples + sum(
+            1 for item in outcomes if item.outcome == QUARANTINED
+        )
+        self.totals.samples += samples
+        self.totals.dropped_boxes += dropped_boxes
+
+    def overlap(self, names: Iterable[str]) -> set[str]:
+        return {name for name in names if name in self.loops}
+
+    def advance(self, watermark: datetime, horizon: datetime | None) -> None:
+        """Move the watermark/horizon forward (never back) and prune entries below the horizon."""
+        if self.watermark is None or watermark > self.watermark:
+            self.watermark = watermark
+        if horizon is not None and (self.horizon is None or horizon > self.horizon):
+            self.horizon = horizon
+        if self.horizon is not None:
+            cutoff = _ms(self.horizon - _PRUNE_MARGIN)
+            self.loops = {name: entry for name, entry in self.loops.items() if entry[0] >= cutoff}
+
+    def claim(self, run_id: str, now: datetime) -> RunClaim:
+        """All pending segments become `run_id`'s (idempotent: a second claim returns the first)."""
+        existing = self.run(run_id)
+        if existing is not None:
+            return existing
+        claim = RunClaim(run_id=run_id, claimed_at=now, segments=list(self.pending))
+        self.pending = []
+        self.runs.append(claim)
+        if len(self.runs) > MAX_RUNS:
+            self.runs = self.runs[-MAX_RUNS:]
+        return claim
+
+    def release(self, run_id: str) -> None:
+        """Give a claimed run's segments back to `pending` (a run abandoned before training)."""
+        claim = self.run(run_id)
+        if claim is None:
+            return
+        self.runs = [item for item in self.runs if item.run_id != run_id]
+        known = {segment.sha256 for segment in self.pending}
+        self.pending = [s for s in claim.segments if s.sha256 not in known] + self.pending
+
+    # -- wire ----------------------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        document = {
+            "version": LEDGER_VERSION,
+            "watermark": _iso(self.watermark),
+            "horizon": _iso(self.horizon),
+            "outputPrefix": self.output_prefix,
+            "totals": self.totals.to_json(),
+            "pending": [segment.to_json() for segment in self.pending],
+            "runs": [claim.to_json() for claim in self.runs],
+            "loops": self.loops_encoded(),
+        }
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Ledger:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise LedgerCorrupt(f"the ledger is not JSON: {error}") from None
+        if not isinstance(raw, dict):
+            raise LedgerCorrupt("the ledger is not a JSON object")
+        if raw.get("version") != LEDGER_VERSION:
+            raise LedgerCorrupt(
+                f"ledger version {raw.get('version')!r} is not {LEDGER_VERSION} "
+                "(written by a newer operator?)"
+            )
+        loops_text = raw.get("loops", "")
+        if not isinstance(loops_text, str):
+            raise LedgerCorrupt("ledger field loops must be a string")
+        output_prefix = raw.get("outputPrefix")
+        return cls(
+            watermark=_time(raw.get("watermark"), "watermark"),
+            horizon=_time(raw.get("horizon"), "horizon"),
+            output_prefix=output_prefix if isinstance(output_prefix, str) else None,
+            totals=Totals.from_json(raw.get("totals")),
+            loops_text=loops_text,
+            pending=[PendingSegment.from_json(item) for item in raw.get("pending", [])],
+            runs=[RunClaim.from_json(item) for item in raw.get("runs", [])],
+        )
+
+
+def _encode_loops(loops: Mapping[str, tuple[int, str]]) -> str:
+    # Loop names are [a-z0-9-] (A2I's pattern), so spaces and semicolons never clash.
+    return ";".join(f"{name} {created} {code}" for name, (created, code) in loops.items())
+
+
+def _decode_loops(text: str) -> dict[str, tuple[int, str]]:
+    loops: dict[str, tuple[int, str]] = {}
+    if not text:
+        return loops
+    for record in text.split(";"):
+        parts = record.split(" ")
+        if len(parts) != 3 or not parts[1].lstrip("-").isdigit():
+            raise LedgerCorrupt(f"bad ledger entry {record[:80]!r}")
+        loops[parts[0]] = (int(parts[1]), parts[2])
+    return loops

@@ -1,0 +1,312 @@
+"""Assemble one run's dataset from the pending samples: train and validation manifests.
+
+    claim      ledger: all pending segments -> runs[run_id]       (If-Match; idempotent)
+    pass 1     read the claimed segments: how many new lines go to train / validation
+    replay     read the replay manifest once to count its usable lines
+    pass 2     stream segments (+ replay lines, interleaved) into the train manifest and
+               the holdout lines into the validation manifest; both are content-addressed
+               `<outputS3Uri>/manifests/<sha256>.jsonl`, multipart when large
+    record     ledger: runs[run_id].result = the URIs and counts
+
+Every step is deterministic for (claimed segments, spec, run id), so a crash anywhere and
+a retry with the same run id produce the same manifests (same URIs), and the claimed
+loops never appear in another run. Nothing is held whole in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from retraining_operator.api import RetrainingPolicySpec, RunSamples
+from retraining_operator.aws.errors import AccessDenied, AwsError, NotFound
+from retraining_operator.aws.s3 import S3, S3Location
+from retraining_operator.aws.session import AwsSession
+from retraining_operator.manifest import replay as replay_rules
+from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
+from retraining_operator.manifest.split import is_validation, source_ref_of
+from retraining_operator.reconcile.ledger import Ledger, PendingSegment, RunClaim
+from retraining_operator.workflow.ingest import PENDING_PREFIX
+from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore
+from retraining_operator.workflow.sinks import S3LineSink
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PREFIX = "manifests"
+STAGING_PREFIX = "staging"
+
+
+class DatasetError(Exception):
+    """The run's dataset cannot be assembled; `retryable` says whether waiting may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class NothingToTrain(DatasetError):
+    """No pending samples (or none that would go to training): keep collecting."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class ValidationSource(StrEnum):
+    HOLDOUT = "Holdout"  # the hash split of the new samples
+    MANIFEST = "Manifest"  # spec.dataset.validation.manifestS3Uri
+    TRAIN = "Train"  # holdout empty (holdoutPercent 0, or no image fell in it): as the seed
+
+
+@dataclass(frozen=True)
+class AssembledDataset:
+    run_id: str
+    train_manifest_s3_uri: str
+    validation_manifest_s3_uri: str
+    samples: RunSamples  # new, replay, validation, train (= num_training_samples)
+    validation_source: ValidationSource
+    segments: int
+    replay_skipped: int = 0  # replay lines that were not usable object-detection lines
+
+    @property
+    def num_training_samples(self) -> int:
+        return self.samples.train
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trainManifestS3Uri": self.train_manifest_s3_uri,
+            "validationManifestS3Uri": self.validation_manifest_s3_uri,
+            "samples": self.samples.to_wire(),
+            "validationSource": str(self.validation_source),
+            "segments": self.segments,
+            "replaySkipped": self.replay_skipped,
+        }
+
+    @classmethod
+    def from_json(cls, run_id: str, raw: dict[str, Any]) -> AssembledDataset:
+        return cls(
+            run_id=run_id,
+            train_manifest_s3_uri=str(raw["trainManifestS3Uri"]),
+            validation_manifest_s3_uri=str(raw["validationManifestS3Uri"]),
+            samples=RunSamples.model_validate(raw["samples"]),
+            validation_source=ValidationSource(raw["validationSource"]),
+            segments=int(raw["segments"]),
+            replay_skipped=int(raw.get("replaySkipped", 0)),
+        )
+
+
+def assemble_run_dataset(
+    session: AwsSession,
+    spec: RetrainingPolicySpec,
+    run_id: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    part_size: int = DEFAULT_PART_SIZE,
+) -> AssembledDataset:
+    """Claim every pending sample for `run_id` and write its manifests (idempotent).
+
+    Calling it again with the same run id (after a crash, or just twice) returns the same
+    manifests and never claims more samples. Raises `NothingToTrain` when nothing is
+    pending (or every new image fell into the validation holdout; the samples stay
+    pending), `DatasetError` when S3 or the replay/validation manifests fail
+    (`retryable=False` for a missing manifest or denied access: fix the spec or IAM).
+    """
+    now = clock or (lambda: datetime.now(UTC))
+    s3 = S3(session.s3())
+    store = LedgerStore(s3, spec.dataset.output_s3_uri)
+    try:
+        store.load()
+        claim = _claim(store, run_id, now)
+        if claim.result is not None:
+            return AssembledDataset.from_json(run_id, claim.result)
+        dataset = _build(s3, spec, claim, part_size)
+        if dataset is None:
+            store.update(lambda ledger: ledger.release(run_id))
+            raise NothingToTrain(
+                f"all {claim.samples} pending samples fall into the validation holdout; "
+                "they stay pending until a sample for training arrives"
+            )
+        result = dataset.to_json()
+
+        def record(ledger: Ledger) -> None:
+            current = ledger.run(run_id)
+            if current is not None:
+                current.result = result
+
+        store.update(record)
+    except LedgerError as error:
+        raise DatasetError(str(error), retryable=error.retryable) from error
+    except AwsError as error:
+        retryable = not isinstance(error, NotFound | AccessDenied)
+        raise DatasetError(
+            f"assembling the dataset of run {run_id} failed: {error}", retryable=retryable
+        ) from error
+    log.info(
+        "run %s dataset: %d new (%d validation), %d replay, train %s (%d lines), validation %s",
+        run_id,
+        dataset.samples.new,
+        dataset.samples.validation,
+        dataset.samples.replay,
+        dataset.train_manifest_s3_uri,
+        dataset.samples.train,
+        dataset.validation_manifest_s3_uri,
+    )
+    return dataset
+
+
+def _claim(store: LedgerStore, run_id: str, now: Callable[[], datetime]) -> RunClaim:
+    existing = store.ledger.run(run_id)
+    if existing is not None:
+        return existing
+    if not store.ledger.pending:
+        raise NothingToTrain("no new samples are pending")
+
+    def claim(ledger: Ledger) -> RunClaim:
+        if ledger.run(run_id) is None and not ledger.pending:
+            raise NothingToTrain("no new samples are pending")
+        return ledger.claim(run_id, now())
+
+    return store.update(claim)
+
+
+def _segment_lines(s3: S3, output: S3Location, segments: list[PendingSegment]) -> Iterator[bytes]:
+    for segment in segments:
+        location = output.child(PENDING_PREFIX, f"{segment.sha256}.jsonl")
+        for line in s3.iter_lines(location):
+            if line.strip():
+                yield line
+
+
+def _build(
+    s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int
+) -> AssembledDataset | None:
+    dataset = spec.dataset
+    output = S3Location.parse(dataset.output_s3_uri)
+    validation_uri = dataset.validation.manifest_s3_uri
+    holdout = 0 if validation_uri else dataset.validation.holdout_percent
+
+    def goes_to_validation(line: bytes) -> bool:
+        return holdout > 0 and is_validation(source_ref_of(line), holdout)
+
+    # Pass 1: the split sizes (replay needs the number of new training lines up front).
+    new_total = new_validation = 0
+    for line in _segment_lines(s3, output, claim.segments):
+        new_total += 1
+        new_validation += goes_to_validation(line)
+    new_train = new_total - new_validation
+    if new_train == 0:
+        return None
+
+    replay = dataset.replay
+    per_new = replay.samples_per_new_sample if replay else 0
+    replay_total = replay_skipped = 0
+    replay_location: S3Location | None = None
+    if replay is not None and per_new > 0:
+        replay_location = S3Location.parse(replay.manifest_s3_uri)
+        replay_total, replay_skipped = _count_replay(
+            s3, replay_location, spec.labels.attribute_name
+        )
+    wanted = per_new * new_train if replay_total else 0
+
+    # Count the configured validation manifest before writing anything (fails fast if absent).
+    configured_validation = (
+        _count_lines(s3, S3Location.parse(validation_uri)) if validation_uri is not None else 0
+    )
+
+    manifests = output.child(MANIFEST_PREFIX)
+    staging = output.child(STAGING_PREFIX, claim.run_id)
+    train_sink = S3LineSink(
+        s3, directory=manifests, staging=staging.child("train.jsonl"), part_size=part_size
+    )
+    validation_sink = (
+        S3LineSink(
+            s3,
+            directory=manifests,
+            staging=staging.child("validation.jsonl"),
+            part_size=part_size,
+        )
+        if new_validation
+        else None
+    )
+    try:
+        replay_lines: Iterator[bytes] = iter(())
+        if replay_location is not None and wanted:
+            usable = (
+                normalized
+                for normalized in (
+                    replay_rules.normalize_replay_line(line, spec.labels.attribute_name)
+                    for line in s3.iter_lines(replay_location)
+                )
+                if normalized is not None
+            )
+            replay_lines = replay_rules.replayed(usable, replay_total, wanted, claim.run_id)
+
+        def new_train_lines() -> Iterator[bytes]:
+            for line in _segment_lines(s3, output, claim.segments):
+                if goes_to_validation(line):
+                    assert validation_sink is not None
+                    validation_sink.write(line)
+                else:
+                    yield line
+
+        for line in replay_rules.interleave(new_train_lines(), replay_lines, per_new):
+            train_sink.write(line)
+        train = train_sink.close()
+        validation = validation_sink.close() if validation_sink else None
+    except BaseException:
+        train_sink.abort()
+        if validation_sink is not None:
+            validation_sink.abort()
+        raise
+
+    if validation_uri is not None:
+        source = ValidationSource.MANIFEST
+        validation_count = configured_validation
+        validation_manifest = validation_uri
+    elif validation is not None:
+        source = ValidationSource.HOLDOUT
+        validation_count = validation.lines
+        validation_manifest = validation.uri
+    else:
+        source = ValidationSource.TRAIN
+        validation_count = train.lines
+        validation_manifest = train.uri
+    replay_written = train.lines - new_train
+    return AssembledDataset(
+        run_id=claim.run_id,
+        train_manifest_s3_uri=train.uri,
+        validation_manifest_s3_uri=validation_manifest,
+        samples=RunSamples(
+            new=new_total, replay=replay_written, validation=validation_count, train=train.lines
+        ),
+        validation_source=source,
+        segments=len(claim.segments),
+        replay_skipped=replay_skipped,
+    )
+
+
+def _count_replay(s3: S3, location: S3Location, attribute_name: str) -> tuple[int, int]:
+    usable = skipped = 0
+    for line in s3.iter_lines(location):
+        if not line.strip():
+            continue
+        if replay_rules.normalize_replay_line(line, attribute_name) is None:
+            skipped += 1
+        else:
+            usable += 1
+    if skipped:
+        log.warning(
+            "replay manifest %s: %d lines are not object-detection lines for attribute %r; "
+            "they are not replayed",
+            location.uri,
+            skipped,
+            attribute_name,
+        )
+    return usable, skipped
+
+
+def _count_lines(s3: S3, location: S3Location) -> int:
+    return sum(1 for line in s3.iter_lines(location) if line.strip())

@@ -1,0 +1,100 @@
+"""Read and atomically update the ingest ledger (`<outputS3Uri>/ledger/head.json`).
+
+Every update is read-modify-write with S3 conditional writes: `If-None-Match: *` to
+create it, `If-Match: <ETag>` to replace it. A lost race (another poll or a run claim
+wrote in between) re-reads the ledger and re-applies the change, so nothing written
+concurrently is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from retraining_operator.aws.s3 import S3, S3Location, WriteConflict
+from retraining_operator.reconcile.ledger import Ledger, LedgerCorrupt
+
+log = logging.getLogger(__name__)
+
+LEDGER_KEY = "ledger/head.json"
+MAX_ATTEMPTS = 8
+
+T = TypeVar("T")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be read or updated; `retryable` says whether waiting may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def ledger_location(output_s3_uri: str) -> S3Location:
+    return S3Location.parse(output_s3_uri).child(LEDGER_KEY)
+
+
+class LedgerStore:
+    """The ledger of one policy, with the ETag it was read at."""
+
+    def __init__(self, s3: S3, output_s3_uri: str) -> None:
+        self.s3 = s3
+        self.location = ledger_location(output_s3_uri)
+        self.ledger = Ledger()
+        self.etag: str | None = None
+        self._stale = True
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
+
+    def load(self) -> Ledger:
+        """Read the ledger (an empty one if it does not exist yet)."""
+        found = self.s3.get_with_etag(self.location)
+        if found is None:
+            self.ledger, self.etag, self._stale = Ledger(), None, False
+            return self.ledger
+        data, etag = found
+        try:
+            self.ledger = Ledger.from_json(data)
+        except LedgerCorrupt as error:
+            raise LedgerError(
+                f"the ingest ledger {self.uri} is unreadable: {error}. Restore it from a "
+                "previous S3 object version; deleting it re-ingests every loop A2I still lists",
+                retryable=False,
+            ) from error
+        self.etag = etag
+        self._stale = False
+        return self.ledger
+
+    def update(self, change: Callable[[Ledger], T]) -> T:
+        """Apply `change` to the current ledger and write it; re-read and retry on a race.
+
+        `change` may run more than once (on a fresh copy each time) and must decide from
+        the ledger it is given. Its return value of the successful attempt is returned.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if self._stale:
+                self.load()
+            # Until the write succeeds, the in-memory ledger may hold an unwritten change.
+            self._stale = True
+            result = change(self.ledger)
+            body = self.ledger.to_json()
+            try:
+                if self.etag is None:
+                    self.etag = self.s3.put(self.location, body, if_none_match=True)
+                else:
+                    self.etag = self.s3.put(self.location, body, if_match=self.etag)
+            except WriteConflict:
+                log.info(
+                    "ledger %s changed concurrently; re-reading (attempt %d)", self.uri, attempt
+                )
+                continue
+            self._stale = False
+            return result
+        raise LedgerError(
+            f"the ingest ledger {self.uri} kept changing during {MAX_ATTEMPTS} attempts to "
+            "update it (is a second operator writing to the same dataset.outputS3Uri?)",
+            retryable=True,
+        )
