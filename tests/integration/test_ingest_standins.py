@@ -285,6 +285,8 @@ def test_broken_outputs_are_quarantined_counted_and_kept(
     assert result.new_samples == 10
     assert result.quarantined == len(cases) + 1
     assert result.status.quarantined_samples == len(cases) + 1
+    assert sum(result.quarantined_by_reason.values()) == len(cases) + 1
+    assert result.quarantined_by_reason["OutputMissing"] == 1
     reasons = {note.loop_name: str(note.reason) for note in result.quarantine}
     assert reasons == {
         **{name: reason for name, (_, reason) in cases.items()},
@@ -325,6 +327,9 @@ def test_drop_mode_drops_only_the_box_and_says_so(
     (line,) = _lines(aws, result.segments[0])
     assert len(line["a2i-retraining"]["annotations"]) == kept
     assert _ledger(aws).totals.dropped_boxes == 1
+    assert result.event_message() == (
+        "Dropped 1 bounding box(es) whose label is not in spec.labels.classes (unknownLabel: Drop)"
+    )
 
 
 # -- dataset assembly -----------------------------------------------------------------------

@@ -63,6 +63,9 @@ from retraining_operator.workflow import dataset, ingest, rollout, training
 
 log = logging.getLogger(__name__)
 
+# Sustained AWS throttling is reported as an Event at most this often per policy.
+THROTTLE_REPORT_SECONDS = 60.0
+
 SessionFactory = Callable[[PolicyRef, RetrainingPolicySpec], AwsSession]
 Checkpoint = Callable[[RetrainingPolicyStatus], None]
 
@@ -123,6 +126,12 @@ class Controller:
         # When each policy's in-flight job/rollout was last described (memory only: after a
         # restart the first pass looks at once).
         self._last_observed: dict[str, float] = {}
+        # When each policy last polled A2I. Status holds it too, but a pass may see a stale
+        # status (the watch lags, or the API server refused the last status write): memory
+        # keeps polls to one per pollInterval anyway.
+        self._last_polled: dict[str, datetime] = {}
+        # When sustained AWS throttling was last reported per policy (monotonic seconds).
+        self._throttle_reported: dict[str, float] = {}
 
     # -- the pass ---------------------------------------------------------------------
 
@@ -185,6 +194,7 @@ class Controller:
             degraded = (error.code or type(error).__name__, f"{error.operation}: {error}")
             self._event(result, "Warning", "AwsError", degraded[1], ns, name)
 
+        self._report_throttling(session, view, result)
         self._finish(result, view, spec, now, degraded)
         checkpoint(result.status)
         return result
@@ -217,8 +227,12 @@ class Controller:
         now: datetime,
     ) -> None:
         status = result.status
+        last_poll = max(
+            (t for t in (status.ingest.last_poll_time, self._last_polled.get(view.ref.uid)) if t),
+            default=None,
+        )
         due = now >= schedule.next_poll_at(
-            last_poll=status.ingest.last_poll_time,
+            last_poll=last_poll,
             interval=parse_duration(spec.human_loops.poll_interval),
             uid=view.ref.uid,
             operator_started=self.started_at,
@@ -236,11 +250,13 @@ class Controller:
                 return
             raise
         status.ingest = polled.status
+        if polled.status.last_poll_time is not None:
+            self._last_polled[view.ref.uid] = polled.status.last_poll_time
         labels = (view.ref.namespace, view.ref.name)
         metrics.LOOPS_INGESTED.labels(*labels).inc(polled.new_samples)
         metrics.PENDING_SAMPLES.labels(*labels).set(polled.status.pending_samples)
-        for note in polled.quarantine:
-            metrics.LOOPS_QUARANTINED.labels(*labels, str(note.reason)).inc()
+        for reason, count in polled.quarantined_by_reason.items():
+            metrics.LOOPS_QUARANTINED.labels(*labels, reason).inc(count)
         if polled.new_samples:
             self._event(
                 result,
@@ -675,6 +691,31 @@ class Controller:
         if entry.outcome in (Outcome.DEPLOYED, Outcome.TRAINED):
             metrics.LAST_SUCCESS.labels(*self._nn(view)).set(time.time())
         self._last_observed.pop(view.ref.uid, None)
+
+    def _report_throttling(self, session: AwsSession, view: PolicyView, result: PassResult) -> None:
+        """A Warning Event when AWS throttled this policy's calls, at most one per
+        THROTTLE_REPORT_SECONDS (the count accumulates in between). botocore retries
+        throttled calls with backoff, so this is news about speed, not about failure."""
+        uid = view.ref.uid
+        last = self._throttle_reported.get(uid)
+        now = time.monotonic()
+        if last is not None and now - last < THROTTLE_REPORT_SECONDS:
+            return
+        count = session.take_throttled()
+        if not count:
+            return
+        self._throttle_reported[uid] = now
+        budget = self.config.aws_calls_per_second
+        self._event(
+            result,
+            "Warning",
+            "AwsThrottled",
+            f"AWS throttled {count} request(s) of this policy "
+            + (" since the last report" if last is not None else "")
+            + "; retrying with exponential backoff"
+            + (f" within the operator's budget of {budget:g} calls/s" if budget else ""),
+            *self._nn(view),
+        )
 
     def _observe_due(self, uid: str) -> bool:
         last = self._last_observed.get(uid)

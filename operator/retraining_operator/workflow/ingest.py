@@ -20,7 +20,8 @@ import functools
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,22 +90,33 @@ class PollResult:
     fetch_errors: int = 0
     segments: tuple[str, ...] = ()
     quarantine: tuple[QuarantineNote, ...] = ()  # the first MAX_NOTES of this poll
+    # Every sample quarantined by this poll, counted per reason (for metrics; not capped).
+    quarantined_by_reason: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
 
     def event_message(self) -> str | None:
-        """A Kubernetes Event message for this poll's quarantined samples (None if none)."""
-        if not self.quarantined:
-            return None
-        shown = "; ".join(
-            f"{note.loop_name or '?'}: {note.reason} ({note.detail[:160]})"
-            for note in self.quarantine[:5]
-        )
-        more = self.quarantined - min(len(self.quarantine), 5)
-        tail = f"; and {more} more" if more > 0 else ""
-        where = ""
-        if self.quarantine and self.quarantine[0].record_uri:
-            where = f". Records: {self.quarantine[0].record_uri.rsplit('/', 1)[0]}/"
-        return f"Quarantined {self.quarantined} A2I output(s): {shown}{tail}{where}"
+        """A Kubernetes Event message for this poll's quarantined samples and dropped boxes.
+
+        None when there is nothing to report.
+        """
+        parts: list[str] = []
+        if self.quarantined:
+            shown = "; ".join(
+                f"{note.loop_name or '?'}: {note.reason} ({note.detail[:160]})"
+                for note in self.quarantine[:5]
+            )
+            more = self.quarantined - min(len(self.quarantine), 5)
+            tail = f"; and {more} more" if more > 0 else ""
+            where = ""
+            if self.quarantine and self.quarantine[0].record_uri:
+                where = f". Records: {self.quarantine[0].record_uri.rsplit('/', 1)[0]}/"
+            parts.append(f"Quarantined {self.quarantined} A2I output(s): {shown}{tail}{where}")
+        if self.dropped_boxes:
+            parts.append(
+                f"Dropped {self.dropped_boxes} bounding box(es) whose label is not in "
+                "spec.labels.classes (unknownLabel: Drop)"
+            )
+        return ". ".join(parts) or None
 
 
 # -- fetching ------------------------------------------------------------------------------
@@ -246,6 +258,7 @@ class _Tally:
     fetch_errors: int = 0
     segments: list[str] = field(default_factory=list)
     notes: list[QuarantineNote] = field(default_factory=list)
+    by_reason: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     retry_created: list[datetime] = field(default_factory=list)
 
@@ -365,6 +378,7 @@ def poll(
         fetch_errors=tally.fetch_errors,
         segments=tuple(tally.segments),
         quarantine=tuple(tally.notes),
+        quarantined_by_reason=dict(tally.by_reason),
         errors=tuple(tally.errors),
     )
 
@@ -442,6 +456,9 @@ def _commit(
     store.update(change)
     tally.new_samples += len(committed.kept)
     tally.quarantined += len(committed.quarantined)
+    tally.by_reason.update(
+        str(f.quarantined.reason) for f in committed.quarantined if f.quarantined
+    )
     for f in committed.quarantined:
         if len(tally.notes) < MAX_NOTES and f.quarantined is not None:
             tally.notes.append(
