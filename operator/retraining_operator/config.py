@@ -11,9 +11,11 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     peering: str | None = None
     metrics_port: int = 0  # the CLI defaults to 9090; 0 = no /metrics server
-    # How often each policy's timer fires; polls, job checks and rollout steps are due
-    # by their own intervals and only checked at this granularity.
-    tick_seconds: float = 10.0
+    # The longest a policy waits between passes. A pass comes earlier when a poll, an
+    # observation or maxWait is due (the pass says when), or when spec/annotations change.
+    tick_seconds: float = 30.0
+    # A fresh operator spreads policies' first polls over this many seconds.
+    poll_spread_seconds: float = 30.0
     # How often an in-flight training job or rollout is described at most.
     observe_seconds: float = 30.0
     # Worker threads for (blocking) handlers: how many policies reconcile at once.

@@ -3,17 +3,23 @@
 kopf watches and posts Events; status writes go straight to the API server so a run id
 is durable *before* the AWS call that depends on it (kopf's own patch lands only when a
 handler returns).
+
+A write is conditional on the resourceVersion the pass read the object at: the API server
+refuses it (409) if the object changed since, so a pass that worked from a stale view (the
+watch lagging, or reconnecting after an API server outage) never overwrites newer status.
+Refusals and an unreachable API server raise `StatusWriteFailed` (retry on a later pass).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
-
 
 _lock = threading.Lock()
 _api: list[client.CustomObjectsApi] = []
@@ -31,8 +37,90 @@ def _custom_objects() -> client.CustomObjectsApi:
         return _api[0]
 
 
-def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch `.status` through the status subresource."""
-    _custom_objects().patch_namespaced_custom_object_status(
-        API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}
+class StatusWriteFailed(Exception):
+    """The status was not written: the object changed since it was read (`conflict`), or
+    the API server is unreachable or overloaded. Either way: try again on a later pass."""
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.conflict = conflict
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The object as a pass saw it: the version, and what a status write depends on."""
+
+    resource_version: str | None
+    generation: int | None
+    status: dict[str, Any]
+
+
+def patch_status(
+    namespace: str, name: str, status: dict[str, Any], *, seen: Seen | None = None
+) -> Seen:
+    """Merge-patch `.status` through the status subresource; returns the object as written.
+
+    With `seen`, the write is conditional on `seen.resource_version`. If the object moved on
+    by metadata alone (kopf's own finalizer and annotation patches: same generation, same
+    status as `seen`), the write is repeated once at the current version; any other change
+    means the caller worked from a stale view: `StatusWriteFailed(conflict=True)`.
+    """
+    api = _custom_objects()
+    body: dict[str, Any] = {"status": status}
+    if seen is not None and seen.resource_version:
+        body["metadata"] = {"resourceVersion": seen.resource_version}
+    try:
+        try:
+            written = api.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, body
+            )
+        except client.ApiException as error:
+            if error.status != 409 or seen is None:
+                raise
+            current = cast(
+                "dict[str, Any]",
+                api.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name),
+            )
+            meta = current.get("metadata") or {}
+            if (
+                meta.get("generation") != seen.generation
+                or (current.get("status") or {}) != seen.status
+            ):
+                raise StatusWriteFailed(
+                    f"{namespace}/{name} changed since this pass read it (resourceVersion "
+                    f"{seen.resource_version}, now {meta.get('resourceVersion')})",
+                    conflict=True,
+                ) from error
+            body["metadata"] = {"resourceVersion": meta.get("resourceVersion")}
+            written = api.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, body
+            )
+    except client.ApiException as error:
+        if error.status == 409:
+            raise StatusWriteFailed(
+                f"{namespace}/{name} changed while this pass wrote its status", conflict=True
+            ) from error
+        if error.status == 429 or (error.status or 0) >= 500:
+            raise StatusWriteFailed(f"API server answered {error.status} {error.reason}") from error
+        raise
+    except urllib3.exceptions.HTTPError as error:
+        raise StatusWriteFailed(f"API server unreachable: {error}") from error
+    obj = cast("dict[str, Any]", written)
+    meta = obj.get("metadata") or {}
+    return Seen(
+        resource_version=meta.get("resourceVersion"),
+        generation=meta.get("generation"),
+        status=dict(obj.get("status") or {}),
     )
+
+
+def clear_annotations(namespace: str, name: str, keys: list[str]) -> None:
+    """Remove annotations the operator has acted on (retrain-now, rollback-to)."""
+    body = {"metadata": {"annotations": dict.fromkeys(keys)}}
+    try:
+        _custom_objects().patch_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, name, body
+        )
+    except client.ApiException as error:
+        if error.status != 404:  # gone meanwhile: nothing to clear
+            raise StatusWriteFailed(f"annotations not cleared: HTTP {error.status}") from error

@@ -57,6 +57,12 @@ AWS_ERRORS = Counter(
     ("service", "operation", "code"),
     registry=REGISTRY,
 )
+AWS_THROTTLED = Counter(
+    "rtp_aws_throttled_total",
+    "Throttled AWS responses (ThrottlingException, SlowDown, ...), retried ones included.",
+    ("service", "operation"),
+    registry=REGISTRY,
+)
 LAST_SUCCESS = Gauge(
     "rtp_last_successful_run_timestamp_seconds",
     "Unix time of the last run that ended Deployed or Trained.",
@@ -79,3 +85,6 @@ class MetricsObserver:
 
     def failed(self, service: str, operation: str, code: str) -> None:
         AWS_ERRORS.labels(service, operation, code).inc()
+
+    def throttled(self, service: str, operation: str) -> None:
+        AWS_THROTTLED.labels(service, operation).inc()

@@ -61,6 +61,9 @@ def aws_standins() -> Iterator[AwsStandins]:
 @pytest.fixture
 def aws(aws_standins: AwsStandins, monkeypatch: pytest.MonkeyPatch) -> AwsStandins:
     aws_standins.reset()
+    # `reset()` keeps the clock's speed (the stand-ins CLI runs at speed 10 across resets);
+    # a test that switched to real time (e2e, reliability) must not leak it into the next.
+    aws_standins.clock.reset()
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     for name, value in isolated_aws_env(aws_standins).items():

@@ -36,6 +36,11 @@ _LIMIT_CODES = frozenset({"ResourceLimitExceeded", "ServiceQuotaExceededExceptio
 _INVALID_CODES = frozenset({"ValidationException", "ValidationError", "InvalidParameterValue"})
 
 
+def is_throttle_code(code: str) -> bool:
+    """Whether an AWS error code means "slow down" (throttling, S3 SlowDown)."""
+    return code in _THROTTLE_CODES
+
+
 class AwsError(Exception):
     """An AWS call failed. `code` is the AWS error code, `operation` the API called."""
 

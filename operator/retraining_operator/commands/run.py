@@ -54,9 +54,10 @@ def register(sub: Subparsers) -> None:
     run.add_argument(
         "--tick-seconds",
         type=float,
-        default=float(os.environ.get("RTP_TICK_SECONDS", "10")),
-        help="how often each policy is reconciled; polls and job checks are due by their own "
-        "intervals and checked at this granularity [RTP_TICK_SECONDS]",
+        default=float(os.environ.get("RTP_TICK_SECONDS", "30")),
+        help="the longest a policy waits between reconcile passes; a pass comes earlier when "
+        "its next poll, job/rollout check or maxWait is due, or when its spec or annotations "
+        "change [RTP_TICK_SECONDS]",
     )
     run.add_argument(
         "--observe-seconds",

@@ -368,7 +368,7 @@ class HumanLoopStore:
                     human_loop_name=loop.name,
                     task_object=task,
                     classes=classes,
-                    rng=random.Random(self.rng.getrandbits(64)),  # noqa: S311 - simulation
+                    rng=random.Random(self.rng.getrandbits(64)),
                     submitted_at=at,
                     workers=workers,
                 )

@@ -20,13 +20,13 @@ class Control:
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
+        request = urllib.request.Request(
             f"{self.base_url}/{path}",
             data=data,
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
             return json.loads(response.read() or b"null")
 
     def health(self) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
 
 
 def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-bucket") -> DemoWorld:
-    rng = random.Random(standins.seed)  # noqa: S311 - simulation, not crypto
+    rng = random.Random(standins.seed)
     standins.create_bucket(bucket)
     flow = standins.a2i.create_flow_definition("fd-demo", f"s3://{bucket}/a2i-results")
     standins.a2i.add_loops(flow.name, loops, interval=60.0)

@@ -103,7 +103,7 @@ class Faults:
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)  # noqa: S311 - simulation, not crypto
+        self._rng = random.Random(self.seed)
 
     # -- configuration -------------------------------------------------------------------
     def add(self, rule: FaultRule | None = None, /, **fields: Any) -> FaultRule:
@@ -138,14 +138,14 @@ class Faults:
     def reseed(self, seed: int) -> None:
         with self._lock:
             self.seed = seed
-            self._rng = random.Random(seed)  # noqa: S311 - simulation, not crypto
+            self._rng = random.Random(seed)
 
     def reset(self, seed: int = 0) -> None:
         """No rules and a fresh random sequence."""
         with self._lock:
             self._slots.clear()
             self.seed = seed
-            self._rng = random.Random(seed)  # noqa: S311 - simulation, not crypto
+            self._rng = random.Random(seed)
 
     def rules(self) -> list[FaultRule]:
         with self._lock:
@@ -162,7 +162,7 @@ class Faults:
             self._slots = [_Slot(r) for r in rules]
             if seed is not None:
                 self.seed = seed
-                self._rng = random.Random(seed)  # noqa: S311 - simulation, not crypto
+                self._rng = random.Random(seed)
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:

@@ -422,8 +422,8 @@ class MotoStandin:
         """Drop every bucket, object, alarm and metric (moto's `/moto-api/reset`)."""
         import urllib.request
 
-        request = urllib.request.Request(f"{self.direct_url}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+        request = urllib.request.Request(f"{self.direct_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
     def stop(self) -> None:

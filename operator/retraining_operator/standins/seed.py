@@ -63,7 +63,7 @@ def a2i_timestamp(when: datetime) -> str:
 def make_rng(seed: int | str | random.Random | None) -> random.Random:
     if isinstance(seed, random.Random):
         return seed
-    return random.Random(seed)  # noqa: S311 - simulation, not crypto
+    return random.Random(seed)
 
 
 def random_loop_name(rng: random.Random) -> str:

@@ -581,7 +581,7 @@ class TrainingStore:
             arn=self.state.arn("hyper-parameter-tuning-job", name),
             request=dict(params),
             created=self.state.clock.now(),
-            rng=random.Random(name),  # noqa: S311 - simulation, not crypto
+            rng=random.Random(name),
         )
         tuning.last_modified = tuning.created
         self.tuning[name.lower()] = tuning

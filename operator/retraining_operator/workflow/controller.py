@@ -94,6 +94,12 @@ class PassResult:
     events: list[Event] = field(default_factory=list)
     clear_annotations: list[str] = field(default_factory=list)
     spec_error: str | None = None
+    # Seconds until something is due (a poll, an observation, maxWait): when to pass again.
+    requeue_after: float | None = None
+    due: list[float] = field(default_factory=list)
+
+    def due_in(self, seconds: float) -> None:
+        self.due.append(max(0.0, seconds))
 
 
 class _Retry(Exception):
@@ -197,6 +203,9 @@ class Controller:
         self._report_throttling(session, view, result)
         self._finish(result, view, spec, now, degraded)
         checkpoint(result.status)
+        if result.status.current_run is not None:
+            result.due_in(self.config.observe_seconds)
+        result.requeue_after = min([*result.due, self.config.tick_seconds])
         return result
 
     def finalize(self, view: PolicyView) -> list[Event]:
@@ -231,15 +240,20 @@ class Controller:
             (t for t in (status.ingest.last_poll_time, self._last_polled.get(view.ref.uid)) if t),
             default=None,
         )
-        due = now >= schedule.next_poll_at(
+        interval = parse_duration(spec.human_loops.poll_interval)
+        next_poll = schedule.next_poll_at(
             last_poll=last_poll,
-            interval=parse_duration(spec.human_loops.poll_interval),
+            interval=interval,
             uid=view.ref.uid,
             operator_started=self.started_at,
-            spread=timedelta(seconds=self.config.tick_seconds * 3),
+            spread=timedelta(seconds=self.config.poll_spread_seconds),
         )
-        if spec.suspend or not due:
+        if spec.suspend:
             return
+        if now < next_poll:
+            result.due_in((next_poll - now).total_seconds())
+            return
+        result.due_in(interval.total_seconds())
         try:
             polled = ingest.poll(
                 session, spec, clock=self.clock, concurrency=self.config.fetch_concurrency
@@ -296,6 +310,8 @@ class Controller:
                 self._event(
                     result, "Warning", "RetrainNowIgnored", decision.message, *self._nn(view)
                 )
+            if decision.due_in is not None:
+                result.due_in(decision.due_in.total_seconds())
             return
         run_id = run_id_for(now)
         if any(h.run_id == run_id for h in status.history):  # two runs in one second
@@ -710,7 +726,7 @@ class Controller:
             result,
             "Warning",
             "AwsThrottled",
-            f"AWS throttled {count} request(s) of this policy "
+            f"AWS throttled {count} request(s) of this policy"
             + (" since the last report" if last is not None else "")
             + "; retrying with exponential backoff"
             + (f" within the operator's budget of {budget:g} calls/s" if budget else ""),
