@@ -252,3 +252,12 @@ def policy_deleted(
     except AwsError as error:
         raise kopf.PermanentError(f"could not stop the training job: {error}") from error
     _post(body, events)
+    _forget(uid)
+
+
+def _forget(uid: str) -> None:
+    """A deleted policy's AWS sessions and pass lock go with it."""
+    with _sessions_lock:
+        for key in [k for k in _sessions if k[0] == uid]:
+            del _sessions[key]
+        _pass_locks.pop(uid, None)

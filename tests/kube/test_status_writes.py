@@ -129,11 +129,11 @@ class _Stop:
     def __bool__(self) -> bool:
         return self.set
 
-    async def wait(self, timeout: float | None = None) -> None:
+    async def wait(self, seconds: float | None = None) -> None:  # kopf's signature
         import asyncio
 
-        deadline = asyncio.get_running_loop().time() + (timeout or 1e9)
-        while not self.set and asyncio.get_running_loop().time() < deadline:
+        deadline = asyncio.get_running_loop().time() + (seconds or 1e9)
+        while not self.set and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
