@@ -362,7 +362,7 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "RTP_LIVENESS": "http://0.0.0.0:8080/healthz",
         "RTP_METRICS_PORT": "9090",
         "RTP_LOG_FORMAT": "json",
-        "RTP_TICK_SECONDS": "10",
+        "RTP_TICK_SECONDS": "30",
         "RTP_OBSERVE_SECONDS": "30",
         "RTP_MAX_WORKERS": "16",
         "RTP_AWS_CALLS_PER_SECOND": "20",
