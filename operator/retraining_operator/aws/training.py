@@ -8,7 +8,7 @@ Errors: `NotFound`, `AlreadyExists`, `Throttled`, `Unavailable`, `AccessDenied`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -55,11 +55,11 @@ def create_training_job(sm: SageMakerClient, request: CreateTrainingJobRequestTy
         return sm.create_training_job(**request)["TrainingJobArn"]
 
 
-def stop_training_job(sm: SageMakerClient, name: str) -> bool:
-    """Ask SageMaker to stop the job. False when it was already ending or gone."""
+def _stop(operation: str, call: Callable[[], object]) -> bool:
+    """Run a Stop* call; False when the job was already ending or is gone."""
     try:
-        with _mapped("StopTrainingJob"):
-            sm.stop_training_job(TrainingJobName=name)
+        with _mapped(operation):
+            call()
     except NotFound:
         return False
     except InvalidRequest as error:
@@ -67,6 +67,11 @@ def stop_training_job(sm: SageMakerClient, name: str) -> bool:
             return False
         raise
     return True
+
+
+def stop_training_job(sm: SageMakerClient, name: str) -> bool:
+    """Ask SageMaker to stop the job. False when it was already ending or gone."""
+    return _stop("StopTrainingJob", lambda: sm.stop_training_job(TrainingJobName=name))
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,16 +95,10 @@ def create_tuning_job(
 
 def stop_tuning_job(sm: SageMakerClient, name: str) -> bool:
     """Stop the tuning job (and its running training jobs). False if already ending/gone."""
-    try:
-        with _mapped("StopHyperParameterTuningJob"):
-            sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-    except NotFound:
-        return False
-    except InvalidRequest as error:
-        if any(text in error.message.lower() for text in _ALREADY_ENDED_TEXT):
-            return False
-        raise
-    return True
+    return _stop(
+        "StopHyperParameterTuningJob",
+        lambda: sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+    )
 
 
 # ---------------------------------------------------------------------------------------
