@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from retraining_operator.aws.errors import (
     AlreadyExists,
-    AwsError,
+    AwsRetryLater,
     InvalidRequest,
     NotFound,
     map_client_error,
@@ -44,7 +44,7 @@ PAGE_SIZE = 100
 _BUSY_TEXT = ("in-progress", "in progress")
 
 
-class EndpointBusy(AwsError):
+class EndpointBusy(AwsRetryLater):
     """The endpoint is Creating/Updating/RollingBack: SageMaker refused the call; try later."""
 
 

@@ -1,14 +1,19 @@
 """Typed AWS errors: every gateway maps botocore's `ClientError` into one of these.
 
-Callers above the gateways never look at error codes. The controller turns
-`Throttled`/`Unavailable` into a retry later (kopf `TemporaryError`), and
-`AccessDenied`/`InvalidRequest`/`LimitExceeded` into a Degraded condition whose
-message is the AWS message (it names the resource and the problem).
+Callers above the gateways never look at error codes. Each typed error is one of the
+operator's two words (`retraining_operator.errors`): `Throttled`/`Unavailable` are
+`RetryLater` (botocore already retried with backoff; the next pass carries on), every
+other AWS error is `NeedsAttention` with the AWS error code as its reason
+(`AccessDenied`, `InvalidRequest`, `LimitExceeded`: fix IAM, the spec or a quota).
+Callers that expect a kind (`NotFound` on a describe, `AlreadyExists` on a create) catch
+it where they make the call.
 """
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
+
+from retraining_operator.errors import NeedsAttention, RetryLater
 
 # SageMaker reports a missing resource as ValidationException for most Describe* calls
 # ("Requested resource not found.", "Could not find endpoint ...").
@@ -42,40 +47,55 @@ def is_throttle_code(code: str) -> bool:
 
 
 class AwsError(Exception):
-    """An AWS call failed. `code` is the AWS error code, `operation` the API called."""
+    """An AWS call failed. `code` is the AWS error code, `operation` the API called.
+
+    Never raised as such: every concrete kind below is also `RetryLater` or
+    `NeedsAttention`, so `except AwsError` is for code that handles any AWS failure
+    locally (best-effort cleanup), and the pass's seam sees one of the two words.
+    """
 
     def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
-        super().__init__(message)
+        Exception.__init__(self, message)
         self.message = message
         self.code = code
         self.operation = operation
+        self.reason = code or type(self).__name__
+        self.after: float | None = None
 
 
-class NotFound(AwsError):
+class AwsRetryLater(AwsError, RetryLater):
+    """AWS was busy; waiting may help."""
+
+
+class AwsFailure(AwsError, NeedsAttention):
+    """AWS refused the call for a reason a person has to look at (reason = the AWS code)."""
+
+
+class NotFound(AwsFailure):
     """The named resource does not exist."""
 
 
-class AlreadyExists(AwsError):
+class AlreadyExists(AwsFailure):
     """A create call found a resource with that name (adopt it)."""
 
 
-class Throttled(AwsError):
+class Throttled(AwsRetryLater):
     """AWS throttled the call even after the client's own retries: try again later."""
 
 
-class Unavailable(AwsError):
+class Unavailable(AwsRetryLater):
     """AWS answered with a server error (5xx) even after retries: try again later."""
 
 
-class AccessDenied(AwsError):
+class AccessDenied(AwsFailure):
     """The credentials in use may not make this call (fix the IAM policy or role)."""
 
 
-class LimitExceeded(AwsError):
+class LimitExceeded(AwsFailure):
     """An account quota was reached (e.g. instances of this type for training jobs)."""
 
 
-class InvalidRequest(AwsError):
+class InvalidRequest(AwsFailure):
     """AWS refused the request as invalid: a spec problem a person has to fix."""
 
 
@@ -111,6 +131,6 @@ def map_client_error(error: ClientError, operation: str = "") -> AwsError:
     elif status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalError"}:
         kind = Unavailable
     else:
-        kind = AwsError
+        kind = AwsFailure
     text = f"{operation}: {code}: {message}" if operation else f"{code}: {message}"
     return kind(text, code=code, operation=operation)

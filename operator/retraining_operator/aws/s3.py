@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from retraining_operator.aws.errors import AwsError, NotFound, map_client_error
+from retraining_operator.aws.errors import AwsError, AwsRetryLater, NotFound, map_client_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,7 +26,7 @@ _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict",
 _URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
 
 
-class WriteConflict(AwsError):
+class WriteConflict(AwsRetryLater):
     """A conditional write lost: the object changed (If-Match) or exists (If-None-Match)."""
 
 
