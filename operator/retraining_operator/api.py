@@ -56,16 +56,30 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+# SageMaker takes at most 100 hyperparameters; the operator adds these to the policy's
+# (num_classes unless the policy sets it; the other two always).
+MAX_HYPERPARAMETERS = 100
+OPERATOR_ADDED_HYPERPARAMETERS = ("num_classes", "use_pretrained_model", "num_training_samples")
+
+# Every duration in the spec is at most a year (the CRD says so in CEL too): longer values
+# are typos, and unbounded ones overflow timedelta/datetime arithmetic in the pass.
+MAX_DURATION = "8760h"
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a Go-style duration ("90s", "1h30m", "24h") as the CRD and CEL accept it."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"invalid duration {text!r}: use a number with a unit, e.g. 90s, 5m, 24h")
     seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {text!r} is out of range (at most {MAX_DURATION})") from None
 
 
 def _check_duration(text: str) -> str:
-    parse_duration(text)
+    if parse_duration(text) > parse_duration(MAX_DURATION):
+        raise ValueError(f"must be at most {MAX_DURATION}")
     return text
 
 
@@ -246,6 +260,10 @@ class ParameterRange(_Model):
                 raise ValueError("a Categorical range needs values")
         elif self.min is None or self.max is None or self.min >= self.max:
             raise ValueError("a Continuous/Integer range needs min < max")
+        elif self.type is ParameterType.INTEGER and not (
+            self.min.is_integer() and self.max.is_integer()
+        ):
+            raise ValueError("an Integer range needs whole-number min and max")
         return self
 
 
@@ -289,6 +307,13 @@ class TrainingSpec(_Model):
         spot_wait = self.spot.max_wait if self.spot.enabled else None
         if spot_wait is not None and parse_duration(spot_wait) < parse_duration(self.max_runtime):
             raise ValueError("training.spot.maxWait must be >= training.maxRuntime")
+        total = len(set(self.hyper_parameters) | set(OPERATOR_ADDED_HYPERPARAMETERS))
+        if total > MAX_HYPERPARAMETERS:
+            raise ValueError(
+                f"training.hyperParameters: {total} after the operator adds "
+                f"{', '.join(OPERATOR_ADDED_HYPERPARAMETERS)}; SageMaker allows "
+                f"{MAX_HYPERPARAMETERS}"
+            )
         return self
 
 
@@ -328,9 +353,9 @@ class BlueGreenSpec(_Model):
 
 class RollingSpec(_Model):
     maximum_batch_size: Annotated[str, Field(pattern=STEP_SIZE_PATTERN)] = "50%"
-    wait_interval: Duration = "5m"
+    wait_interval: Annotated[Duration, _duration_between(high="1h")] = "5m"
     rollback_maximum_batch_size: Annotated[str, Field(pattern=STEP_SIZE_PATTERN)] | None = None
-    maximum_execution_timeout: Duration = "1h"
+    maximum_execution_timeout: Annotated[Duration, _duration_between(high="8h")] = "1h"
 
 
 class VariantShiftSpec(_Model):

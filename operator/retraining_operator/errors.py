@@ -22,10 +22,12 @@ from __future__ import annotations
 class RetryLater(Exception):
     """Stop this pass here; a later pass carries on (nothing for a person to do yet)."""
 
-    def __init__(self, message: str, after: float | None = None) -> None:
+    def __init__(self, message: str, after: float | None = None, *, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.after = after
+        # CamelCase word for the Warning Event that says the pass will try again.
+        self.reason = reason or "RetryLater"
 
 
 class NeedsAttention(Exception):

@@ -17,63 +17,86 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import kopf
 
 from retraining_operator import kube, metrics
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
-from retraining_operator.aws.errors import AwsError, Throttled, Unavailable
 from retraining_operator.aws.session import AwsSession, CallBudget, role_session_name
 from retraining_operator.config import OperatorConfig
+from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.status import merge_patch_body
-from retraining_operator.workflow.controller import Controller, Event, PolicyView
+from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
+from retraining_operator.workflow.controller import Controller
 
 FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 
-_state: dict[str, Any] = {"config": OperatorConfig(), "controller": None, "registered": False}
-_sessions: dict[tuple[str, str, str | None], AwsSession] = {}
-_sessions_lock = threading.Lock()
+
+@dataclass
+class OperatorState:
+    """Operator-wide state: set by `configure` (settings) and `startup` (the rest)."""
+
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    registered: bool = False
+    budget: CallBudget | None = None
+    controller: Controller | None = None
+    executor: ThreadPoolExecutor | None = None
+
+    def running(self) -> tuple[Controller, ThreadPoolExecutor]:
+        if self.controller is None or self.executor is None:
+            raise RuntimeError("the operator has not started (startup handler not run)")
+        return self.controller, self.executor
 
 
-_wakeups: dict[str, asyncio.Event] = {}
-# Held by a policy's pass and by its finalizer: deletion never races a pass that is
-# submitting a training job.
-_pass_locks: dict[str, threading.Lock] = {}
+@dataclass
+class PolicyState:
+    """Per policy, in kopf's per-object memo (kopf forgets it when the object is deleted)."""
+
+    memo: PolicyMemo = field(default_factory=PolicyMemo)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held by a policy's pass and by its finalizer: deletion never races a pass that is
+    # submitting a training job.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_state = OperatorState()
+_policies_lock = threading.Lock()
+
+
+def _policy(memo: Any) -> PolicyState:
+    """The policy's state in kopf's memo for this object (made on first use)."""
+    with _policies_lock:
+        state = memo.get("policy")
+        if state is None:
+            state = memo["policy"] = PolicyState()
+        return cast(PolicyState, state)
 
 
 def configure(config: OperatorConfig) -> None:
     """Called by the runner before kopf starts: settings, the daemon and its wake-up."""
-    _state["config"] = config
-    if not _state["registered"]:
+    _state.config = config
+    if not _state.registered:
         # On deletion kopf stops the daemon (it exits within a pass) and re-checks every
         # second, not every 60 s, before the finalizer runs and is released.
         kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0)(policy_daemon)
         kopf.on.update(*RESOURCE, id="wake")(wake_on_change)
-        _state["registered"] = True
-
-
-def _pass_lock(uid: str) -> threading.Lock:
-    with _sessions_lock:
-        return _pass_locks.setdefault(uid, threading.Lock())
+        _state.registered = True
 
 
 def _session(ref: PolicyRef, spec: Any) -> AwsSession:
-    key = (ref.uid, spec.aws.region, spec.aws.role_arn)
-    with _sessions_lock:
-        if key not in _sessions:
-            config: OperatorConfig = _state["config"]
-            _sessions[key] = AwsSession(
-                spec.aws.region,
-                role_arn=spec.aws.role_arn,
-                session_name=role_session_name(ref.namespace, ref.name),
-                pool=max(config.fetch_concurrency, 10),
-                budget=_state["budget"],
-                observer=metrics.MetricsObserver(),
-            )
-        return _sessions[key]
+    config = _state.config
+    return AwsSession(
+        spec.aws.region,
+        role_arn=spec.aws.role_arn,
+        session_name=role_session_name(ref.namespace, ref.name),
+        pool=max(config.fetch_concurrency, 10),
+        budget=_state.budget,
+        observer=metrics.MetricsObserver(),
+    )
 
 
 def _view(
@@ -117,7 +140,7 @@ def _post(body: Any, events: list[Event]) -> None:
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    config: OperatorConfig = _state["config"]
+    config = _state.config
     settings.persistence.finalizer = FINALIZER
     # Progress lives in annotations so the status subresource holds only our own, bounded status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
@@ -137,9 +160,9 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     # chart's least-privilege RBAC needs neither (and startup is not delayed by retries).
     settings.scanning.disabled = True
     metrics.serve(config.metrics_port)
-    _state["budget"] = CallBudget(config.aws_calls_per_second)
-    _state["controller"] = Controller(config, _session)
-    _state["executor"] = ThreadPoolExecutor(
+    _state.budget = CallBudget(config.aws_calls_per_second)
+    _state.controller = Controller(config, _session)
+    _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"
     )
     logger.info(
@@ -160,35 +183,34 @@ async def policy_daemon(
     uid: str,
     name: str,
     namespace: str | None,
+    memo: Any,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
     """The policy's loop: a pass, then sleep until something is due or the object changes."""
     loop = asyncio.get_running_loop()
-    wake = _wakeups.setdefault(uid, asyncio.Event())
-    config: OperatorConfig = _state["config"]
-    try:
-        while not stopped and not meta.get("deletionTimestamp"):
-            wake.clear()
-            try:
-                # kopf posts Events through context variables: carry them into the thread.
-                context = contextvars.copy_context()
-                delay = await loop.run_in_executor(
-                    _state["executor"],
-                    functools.partial(
-                        context.run, reconcile, body, meta, spec, status, uid, name, namespace
-                    ),
-                )
-            except kube.StatusWriteFailed as error:
-                logger.warning("status not written (%s); retrying", error)
-                delay = min(5.0, config.tick_seconds)
-            except Exception:
-                logger.exception("reconcile pass failed; retrying in %ss", config.tick_seconds)
-                delay = config.tick_seconds
-            await _sleep(stopped, wake, max(delay, 0.2))
-    finally:
-        if _wakeups.get(uid) is wake:
-            del _wakeups[uid]
+    policy = _policy(memo)
+    executor = _state.running()[1]
+    tick = _state.config.tick_seconds
+    while not stopped and not meta.get("deletionTimestamp"):
+        policy.wake.clear()
+        try:
+            # kopf posts Events through context variables: carry them into the thread.
+            context = contextvars.copy_context()
+            delay = await loop.run_in_executor(
+                executor,
+                functools.partial(
+                    context.run, reconcile, body, meta, spec, status, uid, name, namespace, policy
+                ),
+            )
+        except kube.StatusWriteFailed as error:
+            logger.warning("status not written (%s); retrying", error)
+            delay = min(5.0, tick)
+        except Exception:
+            # The pass has its own last-resort catch; this is the status write or Events.
+            logger.exception("reconcile pass failed; retrying in %ss", tick)
+            delay = tick
+        await _sleep(stopped, policy.wake, max(delay, 0.2))
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
@@ -202,11 +224,9 @@ async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
             task.cancel()
 
 
-async def wake_on_change(uid: str, **_: Any) -> None:
+async def wake_on_change(memo: Any, **_: Any) -> None:
     """Spec or annotations changed (retrain-now, rollback-to, suspend): pass now."""
-    wake = _wakeups.get(uid)
-    if wake is not None:
-        wake.set()
+    _policy(memo).wake.set()
 
 
 def reconcile(
@@ -217,18 +237,20 @@ def reconcile(
     uid: str,
     name: str,
     namespace: str | None,
+    policy: PolicyState,
 ) -> float:
     """One pass of the policy's state machine; returns seconds until the next one is due."""
-    controller: Controller = _state["controller"]
+    controller = _state.running()[0]
     view = _view(meta, spec, status, uid, name, namespace)
     writer = _status_writer(view.ref.namespace, name, meta, status)
-    with _pass_lock(uid):
-        result = controller.reconcile(view, writer)
+    with policy.lock:
+        result = controller.reconcile(view, writer, policy.memo)
     _post(body, result.events)
     if result.clear_annotations:
         kube.clear_annotations(view.ref.namespace, name, result.clear_annotations)
-    config: OperatorConfig = _state["config"]
-    return result.requeue_after if result.requeue_after is not None else config.tick_seconds
+    if result.requeue_after is not None:
+        return result.requeue_after
+    return _state.config.tick_seconds
 
 
 @kopf.on.delete(*RESOURCE)
@@ -240,24 +262,20 @@ def policy_deleted(
     uid: str,
     name: str,
     namespace: str | None,
+    memo: Any,
     **_: Any,
 ) -> None:
-    """The finalizer: stop the policy's in-flight training job, once; endpoints stay."""
-    controller: Controller = _state["controller"]
+    """The finalizer: stop the policy's in-flight training job, once; endpoints stay.
+    Everything the operator remembers of the policy is in kopf's memo, forgotten with it."""
+    controller = _state.running()[0]
+    policy = _policy(memo)
     try:
-        with _pass_lock(uid):
-            events = controller.finalize(_view(meta, spec, status, uid, name, namespace))
-    except (Throttled, Unavailable) as error:
+        with policy.lock:
+            events = controller.finalize(
+                _view(meta, spec, status, uid, name, namespace), policy.memo
+            )
+    except RetryLater as error:
         raise kopf.TemporaryError(f"AWS busy while stopping the job: {error}", delay=30) from error
-    except AwsError as error:
+    except NeedsAttention as error:
         raise kopf.PermanentError(f"could not stop the training job: {error}") from error
     _post(body, events)
-    _forget(uid)
-
-
-def _forget(uid: str) -> None:
-    """A deleted policy's AWS sessions and pass lock go with it."""
-    with _sessions_lock:
-        for key in [k for k in _sessions if k[0] == uid]:
-            del _sessions[key]
-        _pass_locks.pop(uid, None)

@@ -20,7 +20,7 @@ from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.standins.demo import seed_demo
 from retraining_operator.standins.demo_run import demo_policy
 from retraining_operator.standins.stack import AwsStandins
-from retraining_operator.workflow import controller as controller_module
+from retraining_operator.workflow import context
 from retraining_operator.workflow.controller import Controller, PassResult, PolicyView
 
 REF = PolicyRef(namespace="vision", name="detector", uid="9e0b6c1a-5f1e-4a43-8a51-2d4c6b8e0f17")
@@ -75,7 +75,7 @@ def test_absorbed_throttling_is_reported_once_then_aggregated(
 
     aws.faults.throttle("sagemaker-a2i-runtime", "ListHumanLoops", rate=1.0, times=1)
     assert _throttled(passes.run(advance=60)) == []  # within a minute: counted, not posted
-    monkeypatch.setattr(controller_module, "THROTTLE_REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(context, "THROTTLE_REPORT_SECONDS", 0.0)
     (message,) = _throttled(passes.run(advance=60))
     assert message.startswith("AWS throttled 1 request(s) of this policy since the last report")
     assert _throttled(passes.run(advance=60)) == []  # nothing new

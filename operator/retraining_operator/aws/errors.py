@@ -59,16 +59,23 @@ class AwsError(Exception):
         self.message = message
         self.code = code
         self.operation = operation
-        self.reason = code or type(self).__name__
-        self.after: float | None = None
 
 
 class AwsRetryLater(AwsError, RetryLater):
     """AWS was busy; waiting may help."""
 
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message, code=code, operation=operation)
+        self.reason = "AwsBusy"
+        self.after = None
+
 
 class AwsFailure(AwsError, NeedsAttention):
     """AWS refused the call for a reason a person has to look at (reason = the AWS code)."""
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message, code=code, operation=operation)
+        self.reason = code or type(self).__name__
 
 
 class NotFound(AwsFailure):

@@ -27,14 +27,19 @@ from typing import Any
 from botocore.loaders import create_loader
 from botocore.regions import EndpointResolver
 
+from retraining_operator.errors import NeedsAttention
+
 SDK_DISTRIBUTIONS = (
     ("sagemaker-core", "sagemaker/core/image_uri_config"),
     ("sagemaker", "sagemaker/image_uri_config"),  # the classic SDK, if that is what is installed
 )
 
 
-class ImageLookupError(LookupError):
+class ImageLookupError(NeedsAttention, LookupError):
     """No image URI for this algorithm/region/version (the message says which and why)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ImageNotFound", message)
 
 
 @cache

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
 
 from retraining_operator.api import (
+    MAX_HYPERPARAMETERS,
     CurrentRun,
     ParameterRange,
     ParameterType,
@@ -24,6 +25,7 @@ from retraining_operator.api import (
     TrainingSpec,
     parse_duration,
 )
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.naming import SAGEMAKER_NAME, PolicyRef
 
 if TYPE_CHECKING:
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 USE_PRETRAINED_MODEL = "use_pretrained_model"
 NUM_TRAINING_SAMPLES = "num_training_samples"
 OPERATOR_HYPERPARAMETERS = (USE_PRETRAINED_MODEL, NUM_TRAINING_SAMPLES)
-MAX_HYPERPARAMETERS = 100
 
 TRAINING_INPUT_MODE: Final = "Pipe"
 MANIFEST_CONTENT_TYPE = "application/x-recordio"
@@ -64,12 +65,15 @@ CHECKPOINTS_FOLDER = "checkpoints"
 TUNING_STRATEGY: Final = "Bayesian"
 
 
-class TrainingSpecError(ValueError):
+class TrainingSpecError(NeedsAttention, ValueError):
     """The policy (or the run's data) cannot make a valid training request.
 
-    The message says what to change; the controller reports it as Degraded and does
-    not retry until the spec changes.
+    The message says what to change; the pass reports it as Degraded `InvalidTrainingSpec`
+    (once) and the run waits, its samples kept, until the spec changes.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("InvalidTrainingSpec", message)
 
 
 @dataclass(frozen=True)
