@@ -142,12 +142,29 @@ def openapi_errors(schema: Schema, obj: Any) -> list[str]:
 _CEL_ENV = celpy.Environment()
 
 
+def as_cel_value(schema: Schema, value: Any) -> Any:
+    """The value as the API server types it for CEL: a `type: number` is always a double
+    (JSON `8` included), which cel-python would otherwise keep as an int."""
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {
+            key: as_cel_value(props.get(key, extra if isinstance(extra, dict) else {}), item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [as_cel_value(schema["items"], item) for item in value]
+    return value
+
+
 def cel_errors(schema: Schema, value: Any, path: str = "") -> list[str]:
     errors = []
     for rule in schema.get("x-kubernetes-validations", []):
         program = _CEL_ENV.program(_CEL_ENV.compile(rule["rule"]))
         try:
-            ok = bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+            typed = celpy.json_to_cel(as_cel_value(schema, value))
+            ok = bool(program.evaluate({"self": typed}))
         except celpy.CELEvalError as exc:  # the API server reports evaluation errors too
             errors.append(f"{path}: rule {rule['rule']!r} failed to evaluate: {exc.args[0]}")
             continue
