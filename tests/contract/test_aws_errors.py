@@ -11,6 +11,7 @@ from retraining_operator.aws.errors import (
     AccessDenied,
     AlreadyExists,
     AwsError,
+    AwsFailure,
     InvalidRequest,
     LimitExceeded,
     NotFound,
@@ -53,7 +54,7 @@ def _error(code: str, message: str, operation: str, status: int = 400) -> Client
             LimitExceeded,
         ),
         ("InternalFailure", "oops", "DescribeTrainingJob", 500, Unavailable),
-        ("SomethingNew", "?", "DescribeTrainingJob", 400, AwsError),
+        ("SomethingNew", "?", "DescribeTrainingJob", 400, AwsFailure),
     ],
 )
 def test_mapping(

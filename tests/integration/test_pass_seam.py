@@ -105,7 +105,8 @@ def test_a_spec_the_old_crd_admitted_ends_degraded_once(
     for _ in range(3):
         result = passes.run()
     degraded = passes.degraded()
-    assert degraded is not None and degraded[0] == "InvalidSpec"
+    assert degraded is not None
+    assert degraded[0] == "InvalidSpec"
     assert field in degraded[1]
     assert passes.count("InvalidSpec") == 1  # announced once, not per pass
     assert result.spec_error is not None
@@ -118,7 +119,8 @@ def test_a_huge_lookback_is_refused_not_overflowed(aws: AwsStandins, world: Any)
     passes = Passes(aws, spec)
     passes.run()
     degraded = passes.degraded()
-    assert degraded is not None and "must be at most 8760h" in degraded[1]
+    assert degraded is not None
+    assert "must be at most 8760h" in degraded[1]
 
 
 @pytest.mark.parametrize(
@@ -148,7 +150,8 @@ def test_a_domain_error_at_submission_is_degraded_once_and_the_run_waits(
     assert degraded == (reason, str(error))
     assert passes.count(reason) == 1
     run = RetrainingPolicyStatus.model_validate(passes.status).current_run
-    assert run is not None and run.stage is RunStage.TRAINING  # samples kept with the run
+    assert run is not None
+    assert run.stage is RunStage.TRAINING
     assert aws.log.count("sagemaker", "CreateTrainingJob") == 0
 
     monkeypatch.setattr(training, "ensure_training", real)  # the spec was fixed
@@ -173,7 +176,8 @@ def test_an_unexpected_error_is_degraded_logged_once_and_backs_off(
     with caplog.at_level(logging.ERROR, logger="retraining_operator"):
         results = [passes.run() for _ in range(3)]
     degraded = passes.degraded()
-    assert degraded is not None and degraded[0] == "InternalError"
+    assert degraded is not None
+    assert degraded[0] == "InternalError"
     assert "RecursionError: maximum recursion depth exceeded" in degraded[1]
     assert passes.count("InternalError") == 1
     tracebacks = [r for r in caplog.records if r.exc_info]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pydantic
 import pytest
 
 from retraining_operator.api import CurrentRun, RunSamples, RunStage
@@ -143,9 +144,13 @@ def test_no_training_samples_is_an_error() -> None:
 
 
 def test_too_many_hyperparameters_after_operator_additions() -> None:
-    many = {f"p{i}": "1" for i in range(99)}
-    with pytest.raises(TrainingSpecError, match="SageMaker allows 100"):
-        merged_hyperparameters(spec(hyperParameters=many), 5)
+    # 98 of the policy's own + num_classes, use_pretrained_model, num_training_samples = 101:
+    # refused with the spec, before any run (the CRD says the same in CEL).
+    many = {f"p{i}": "1" for i in range(98)}
+    with pytest.raises(pydantic.ValidationError, match="SageMaker allows 100"):
+        spec(hyperParameters=many)
+    fits = {f"p{i}": "1" for i in range(97)}
+    assert len(merged_hyperparameters(spec(hyperParameters=fits), 5)) == 100
 
 
 def test_missing_base_model_is_an_error() -> None:
@@ -311,7 +316,6 @@ def test_categorical_range_for_scheduler_steps() -> None:
     ("ranges", "message"),
     [
         ({"use_pretrained_model": {"type": "Integer", "min": 0, "max": 1}}, "set by the operator"),
-        ({"mini_batch_size": {"type": "Integer", "min": 1.5, "max": 8}}, "whole number"),
         ({"learning_rate": {"min": 0, "max": 0.1, "scaling": "Logarithmic"}}, "min > 0"),
         (
             {"momentum": {"min": 0.1, "max": 1.0, "scaling": "ReverseLogarithmic"}},
@@ -323,6 +327,12 @@ def test_bad_tuning_ranges_are_spec_errors(ranges: dict[str, object], message: s
     tuning_spec = spec(TUNING, tuning={"maxJobs": 2, "maxParallelJobs": 1, "ranges": ranges})
     with pytest.raises(TrainingSpecError, match=message):
         tuning_job_request(tuning_spec, POLICY, RUN_ID, DATA, image_uri=IMAGE)
+
+
+def test_a_fractional_integer_range_is_refused_with_the_spec() -> None:
+    ranges = {"mini_batch_size": {"type": "Integer", "min": 1.5, "max": 8}}
+    with pytest.raises(pydantic.ValidationError, match="whole-number min and max"):
+        spec(TUNING, tuning={"maxJobs": 2, "maxParallelJobs": 1, "ranges": ranges})
 
 
 def test_planned_job_kind_follows_tuning() -> None:
