@@ -195,7 +195,7 @@ class PolicyPass:
         status.current_run = None
         metrics.RUNS.labels(*self.labels, entry.outcome.value).inc()
         if entry.outcome in (Outcome.DEPLOYED, Outcome.TRAINED):
-            metrics.LAST_SUCCESS.labels(*self.labels).set(time.time())
+            metrics.LAST_SUCCESS.labels(*self.labels).set(self.now.timestamp())
         self.memo.last_observed = None
 
     def observe_due(self) -> bool:
