@@ -95,13 +95,15 @@ def _error(error: ClientError, operation: str) -> AwsError:
 class StoredObject:
     """One GetObject response whose body has not been read yet (a context manager).
 
-    `size` (ContentLength) and `etag` come from the headers. Leaving the context closes
-    the body, so an object that is not read (too large) costs no more than its headers.
+    `size` (ContentLength; None if the response had none) and `etag` come from the
+    headers. Leaving the context closes the body, so an object that is not read (too
+    large) costs no more than its headers.
     """
 
     def __init__(self, location: S3Location, response: Any) -> None:
         self.location = location
-        self.size = int(response.get("ContentLength", 0) or 0)
+        length = response.get("ContentLength")
+        self.size: int | None = None if length is None else int(length)
         self.etag = str(response.get("ETag", ""))
         self._body = response["Body"]
 
@@ -182,9 +184,10 @@ class S3:
                 return None
             raise
         with stored:
-            data = None if stored.size > limit else stored.read_at_most(limit)
+            size = stored.size
+            data = None if size is not None and size > limit else stored.read_at_most(limit)
             if data is None:
-                raise ObjectTooLarge(location, max(stored.size, limit + 1), stored.etag, limit)
+                raise ObjectTooLarge(location, max(size or 0, limit + 1), stored.etag, limit)
             return data, stored.etag
 
     def iter_lines(self, location: S3Location) -> Iterator[bytes]:

@@ -335,14 +335,15 @@ def _fetch_once(
         )
         return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
     with stored:
-        if stored.size > MAX_OUTPUT_BYTES:
+        if stored.size is not None and stored.size > MAX_OUTPUT_BYTES:
             return _too_large(loop, stored, stored.size, s3, quarantine_dir, clock)
-        with budget.hold(stored.size):
-            # Never more than ContentLength (+1) bytes: a body longer than announced is
-            # as suspect as a large one, and the budget reserved only ContentLength.
-            raw = stored.read_at_most(stored.size)
+        # Never more than ContentLength (+1) bytes: a body longer than announced is as
+        # suspect as a large one, and the budget holds only what was announced.
+        expected = MAX_OUTPUT_BYTES if stored.size is None else stored.size
+        with budget.hold(expected + 1):
+            raw = stored.read_at_most(expected)
             if raw is None:
-                return _too_large(loop, stored, stored.size + 1, s3, quarantine_dir, clock)
+                return _too_large(loop, stored, expected + 1, s3, quarantine_dir, clock)
             result = converter.convert_bytes(raw, source=uri, expected_loop_name=loop.name)
             if isinstance(result, Quarantined):
                 return _store_quarantine(loop, result, raw, s3, quarantine_dir, clock)
@@ -362,11 +363,14 @@ def _too_large(
     clock: Callable[[], datetime],
 ) -> _Fetched:
     """Quarantine an output over the size limit by its size and ETag; its body is never read."""
-    more = "" if size == stored.size else f" (its body is longer than ContentLength {stored.size})"
+    more = ""
+    if stored.size is not None and size > stored.size:
+        more = f" (its body is longer than its ContentLength, {stored.size})"
     item = Quarantined(
         QuarantineReason.OUTPUT_TOO_LARGE,
-        f"{stored.location.uri} has {size} bytes{more}, more than the {MAX_OUTPUT_BYTES} "
-        f"bytes an A2I output may have (ETag {stored.etag}); it was not read",
+        f"{stored.location.uri} has {'at least ' if more else ''}{size} bytes{more}, more "
+        f"than the {MAX_OUTPUT_BYTES} bytes an A2I output may have (ETag {stored.etag}); "
+        "it was not read",
         loop_name=loop.name,
         source=stored.location.uri,
         size=size,

@@ -94,7 +94,7 @@ def _file_reader(path: Path) -> Reader:
 def _s3_reader(s3: S3, location: S3Location) -> Reader:
     def read(limit: int) -> bytes | Oversized:
         with s3.open(location) as stored:
-            if stored.size > limit:
+            if stored.size is not None and stored.size > limit:
                 return Oversized(stored.size, stored.etag)
             data = stored.read_at_most(limit)
             return Oversized(limit + 1, stored.etag) if data is None else data
