@@ -503,3 +503,67 @@ def test_a_loop_that_cannot_be_read_is_quarantined_after_three_polls(
     assert ledger.outcome("no-output") == "Q"
     assert ledger.fetch_failures == {}
     assert ledger.totals.samples == 2
+
+
+_MEMORY_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from retraining_operator.api import RetrainingPolicySpec
+from retraining_operator.aws.session import AwsSession
+from retraining_operator.workflow.ingest import poll
+
+def vm_kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)
+
+spec = RetrainingPolicySpec.model_validate(json.loads(sys.argv[1]))
+session = AwsSession("us-east-1", pool=16)
+session.s3().list_buckets()  # clients built and connected, as in a running operator
+session.a2i()
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS: the poll's own peak
+before = vm_kb("VmRSS")
+result = poll(session, spec, concurrency=16)
+print(json.dumps({"before_kb": before, "peak_kb": vm_kb("VmHWM"),
+                  "new": result.new_samples, "quarantined": result.quarantined,
+                  "reasons": dict(result.quarantined_by_reason)}))
+"""
+
+
+def _poll_peak_in_child(spec: RetrainingPolicySpec) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec.to_wire())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def test_a_poll_over_huge_outputs_peaks_like_a_poll_over_small_ones(
+    aws: AwsStandins, a2i_flow: FlowDefinition, aws_bucket: str
+) -> None:
+    """Four 60 MB outputs are refused by their headers: the poll's peak RSS stays put."""
+    small_flow = aws.a2i.create_flow_definition("fd-small", f"s3://{aws_bucket}/a2i-small")
+    for i in range(4):
+        aws.a2i.add_loop(small_flow, f"small-{i}", output=f'{{"humanLoopName": "small-{i}"}}')
+        aws.a2i.add_loop(a2i_flow, f"huge-{i}", output=_huge_output(f"huge-{i}"))
+    small = _poll_peak_in_child(
+        ingest_spec(output=f"s3://{aws_bucket}/small", flow=flow_arn("fd-small"))
+    )
+    huge = _poll_peak_in_child(_spec())
+    assert small["quarantined"] == 4
+    assert huge["reasons"] == {"OutputTooLarge": 4}
+    growth_mb = (huge["peak_kb"] - small["peak_kb"]) / 1024
+    print(
+        f"poll peak RSS: small outputs {small['peak_kb'] / 1024:.1f} MB, four 60 MB outputs "
+        f"{huge['peak_kb'] / 1024:.1f} MB (difference {growth_mb:+.1f} MB)"
+    )
+    assert growth_mb <= 64
