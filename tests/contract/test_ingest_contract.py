@@ -182,12 +182,12 @@ def test_s3_reads(session: AwsSession, s3_stub: Stubber) -> None:
     )
     s3_stub.add_client_error("get_object", "AccessDenied", "no", 403)
     s3_stub.add_client_error("get_object", "NoSuchBucket", "no bucket", 404)
-    assert s3.get_with_etag(where) is None
+    assert s3.get_with_etag(where, limit=100) is None
     assert list(s3.iter_lines(where)) == [b"a", b"b", b"", b"c"]
     with pytest.raises(Exception, match="AccessDenied"):
         s3.get(where)
     with pytest.raises(NotFound, match="NoSuchBucket"):
-        s3.get_with_etag(where)  # a missing bucket is not a missing ledger
+        s3.get_with_etag(where, limit=100)  # a missing bucket is not a missing ledger
 
 
 def test_large_manifest_goes_multipart_then_to_its_content_address(
@@ -398,3 +398,48 @@ def test_assembly_claims_then_writes_then_records(session: AwsSession, s3_stub: 
     assert dataset.samples.train == 1
     assert dataset.num_training_samples == 1
     assert VOC[7] == "cat"
+
+
+class _CountingStream(io.BytesIO):
+    """A response body that counts the bytes taken off it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.taken += len(chunk)
+        return chunk
+
+
+def test_a_bounded_read_takes_at_most_limit_plus_one_byte() -> None:
+    from retraining_operator.aws.s3 import READ_CHUNK, StoredObject
+
+    where = S3Location.parse("s3://bucket/k")
+    data = b"x" * (3 * READ_CHUNK)
+    # The headers understate the body: the limit still holds, whatever the server says.
+    stream = _CountingStream(data)
+    stored = StoredObject(where, {"Body": StreamingBody(stream, len(data)), "ContentLength": 10})
+    assert stored.read_at_most(READ_CHUNK + 5) is None
+    assert stream.taken == READ_CHUNK + 6
+    exact = _CountingStream(b"y" * 1000)
+    stored = StoredObject(where, {"Body": StreamingBody(exact, 1000), "ContentLength": 1000})
+    assert stored.read_at_most(1000) == b"y" * 1000
+
+
+def test_an_oversized_object_is_refused_by_its_headers(
+    session: AwsSession, s3_stub: Stubber
+) -> None:
+    from retraining_operator.aws.s3 import ObjectTooLarge
+
+    stream = _CountingStream(b"z" * 5000)
+    s3_stub.add_response(
+        "get_object",
+        {"Body": StreamingBody(stream, 5000), "ContentLength": 5000, "ETag": '"big"'},
+        {"Bucket": "bucket", "Key": "ledger/head.json"},
+    )
+    with pytest.raises(ObjectTooLarge) as caught:
+        S3(session.s3()).get_with_etag(S3Location.parse("s3://bucket/ledger/head.json"), limit=100)
+    assert (caught.value.size, caught.value.etag) == (5000, '"big"')
+    assert stream.taken == 0  # not one byte of the body was read

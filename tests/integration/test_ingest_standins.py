@@ -20,6 +20,7 @@ import pytest
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.ledger import Ledger
 from retraining_operator.standins.a2i import FlowDefinition
 from retraining_operator.standins.seed import random_a2i_output
@@ -205,13 +206,13 @@ def test_unreadable_output_is_retried_next_poll_and_holds_the_watermark(
 def test_listing_failure_fails_the_poll_without_changing_state(
     aws: AwsStandins, a2i_flow: FlowDefinition
 ) -> None:
-    from retraining_operator.workflow.ingest import IngestError
+    from retraining_operator.workflow.ingest import IngestRetry
 
     aws.a2i.add_loops(a2i_flow, 3)
     aws.faults.throttle("sagemaker-a2i-runtime", "ListHumanLoops")
-    with pytest.raises(IngestError, match="ListHumanLoops") as caught:
+    with pytest.raises(IngestRetry, match="ListHumanLoops") as caught:
         poll(AwsSession("us-east-1", max_attempts=1), _spec(), clock=aws.clock.now)
-    assert caught.value.retryable
+    assert isinstance(caught.value, RetryLater)  # AWS throttling: the class decides
     assert aws.get_object(f"{OUT}/ledger/head.json") is None
     aws.faults.clear()
     assert _poll(aws, _spec()).new_samples == 3
@@ -395,16 +396,14 @@ def test_assembly_with_replay_validation_manifest_and_multipart(
 def test_missing_replay_manifest_is_a_clear_permanent_error(
     aws: AwsStandins, a2i_flow: FlowDefinition
 ) -> None:
-    from retraining_operator.workflow.dataset import DatasetError
-
     spec = _spec(
         dataset={"replay": {"manifestS3Uri": f"s3://{BUCKET}/voc/nope.manifest"}},
     )
     aws.a2i.add_loops(a2i_flow, 3)
     _poll(aws, spec)
-    with pytest.raises(DatasetError, match=r"nope\.manifest") as caught:
+    with pytest.raises(NeedsAttention, match=r"nope\.manifest") as caught:
         assemble_run_dataset(AwsSession("us-east-1"), spec, "r1", clock=aws.clock.now)
-    assert caught.value.retryable is False
+    assert caught.value.reason == "DatasetUnavailable"
 
 
 def test_ledger_store_detects_a_concurrent_writer(aws: AwsStandins, aws_bucket: str) -> None:
@@ -424,3 +423,147 @@ def test_ledger_store_detects_a_concurrent_writer(aws: AwsStandins, aws_bucket: 
     final = _ledger(aws)
     assert final.watermark == aws.clock.now()
     assert final.output_prefix == "s3://x/y"
+
+
+# -- no input can wedge a poll (issue 13) ----------------------------------------------------
+
+HUGE_BYTES = 60 * 1024 * 1024
+
+
+def _huge_output(name: str) -> bytes:
+    return b'{"humanLoopName": "' + name.encode() + b'", "pad": "' + b"a" * HUGE_BYTES + b'"}'
+
+
+def test_poisoned_outputs_are_quarantined_and_the_batch_goes_on(
+    aws: AwsStandins, a2i_flow: FlowDefinition
+) -> None:
+    good = aws.a2i.add_loops(a2i_flow, 5, interval=1)
+    depth = 100_000
+    deep = b'{"humanLoopName": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+    big_int = json.dumps(_valid(a2i_flow, "big-int")).replace(
+        '"width": ', '"width": ' + "9" * 5000, 1
+    )
+    bom = b"\xef\xbb\xbf" + json.dumps(_valid(a2i_flow, "bom")).encode()
+    aws.a2i.add_loop(a2i_flow, "deep", output=deep)
+    aws.a2i.add_loop(a2i_flow, "big-int", output=big_int.encode())
+    huge = aws.a2i.add_loop(a2i_flow, "huge", output=_huge_output("huge"))
+    aws.a2i.add_loop(a2i_flow, "bom", output=bom)
+
+    result = _poll(aws, _spec())
+    assert result.new_samples == 6  # the five good loops, and the BOM one (accepted)
+    assert result.fetch_errors == 0
+    reasons = {note.loop_name: str(note.reason) for note in result.quarantine}
+    assert reasons == {"deep": "TooDeep", "big-int": "NumberTooLarge", "huge": "OutputTooLarge"}
+    assert result.status.watermark == aws.clock.now()  # nothing holds it back
+    assert result.status.in_progress_loops == 0
+    ingested = {_loop_of(line) for uri in result.segments for line in _lines(aws, uri)}
+    assert ingested == {loop.name for loop in good} | {"bom"}
+    record = json.loads(aws.get_object(f"{OUT}/quarantine/huge.json") or b"")
+    assert record["size"] == len(_huge_output("huge"))
+    assert record["etag"]
+    assert record["source"] == huge.output_uri
+    assert "raw" not in record
+    assert "rawBase64" not in record
+    # Settled: the next poll fetches nothing again.
+    aws.log.clear()
+    again = _poll(aws, _spec())
+    assert (again.new_samples, again.quarantined, again.fetch_errors) == (0, 0, 0)
+    assert not aws.log.calls("s3", "GetObject")[1:]
+
+
+def test_a_loop_that_cannot_be_read_is_quarantined_after_three_polls(
+    aws: AwsStandins, a2i_flow: FlowDefinition
+) -> None:
+    lost = aws.a2i.add_loop(a2i_flow, "no-output")
+    aws.a2i.add_loops(a2i_flow, 2, interval=1)
+    # A2I calls it Completed but names no output (and there is none at the usual key).
+    assert lost.output_uri is not None
+    bucket, key = lost.output_uri[5:].split("/", 1)
+    aws.admin_client("s3").delete_object(Bucket=bucket, Key=key)
+    aws.a2i.loop("no-output").output_uri = None
+    spec = _spec()
+
+    for attempt in (1, 2):
+        result = _poll(aws, spec)
+        assert result.fetch_errors == 1
+        assert f"attempt {attempt} of 3" in result.errors[0]
+        assert result.status.watermark == lost.created  # held while attempts remain
+        message = result.event_message()
+        assert message is not None
+        assert "Could not read 1 A2I output(s)" in message
+        assert _ledger(aws).fetch_attempts("no-output") == attempt  # survives restarts
+        aws.clock.advance(600)
+    third = _poll(aws, spec)
+    assert third.fetch_errors == 0
+    assert [(n.loop_name, str(n.reason)) for n in third.quarantine] == [
+        ("no-output", "FetchFailed")
+    ]
+    assert third.status.watermark == aws.clock.now()  # no longer pinned
+    ledger = _ledger(aws)
+    assert ledger.outcome("no-output") == "Q"
+    assert ledger.fetch_failures == {}
+    assert ledger.totals.samples == 2
+
+
+_MEMORY_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from retraining_operator.api import RetrainingPolicySpec
+from retraining_operator.aws.session import AwsSession
+from retraining_operator.workflow.ingest import poll
+
+def vm_kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)
+
+spec = RetrainingPolicySpec.model_validate(json.loads(sys.argv[1]))
+session = AwsSession("us-east-1", pool=16)
+session.s3().list_buckets()  # clients built and connected, as in a running operator
+session.a2i()
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS: the poll's own peak
+before = vm_kb("VmRSS")
+result = poll(session, spec, concurrency=16)
+print(json.dumps({"before_kb": before, "peak_kb": vm_kb("VmHWM"),
+                  "new": result.new_samples, "quarantined": result.quarantined,
+                  "reasons": dict(result.quarantined_by_reason)}))
+"""
+
+
+def _poll_peak_in_child(spec: RetrainingPolicySpec) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec.to_wire())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def test_a_poll_over_huge_outputs_peaks_like_a_poll_over_small_ones(
+    aws: AwsStandins, a2i_flow: FlowDefinition, aws_bucket: str
+) -> None:
+    """Four 60 MB outputs are refused by their headers: the poll's peak RSS stays put."""
+    small_flow = aws.a2i.create_flow_definition("fd-small", f"s3://{aws_bucket}/a2i-small")
+    for i in range(4):
+        aws.a2i.add_loop(small_flow, f"small-{i}", output=f'{{"humanLoopName": "small-{i}"}}')
+        aws.a2i.add_loop(a2i_flow, f"huge-{i}", output=_huge_output(f"huge-{i}"))
+    small = _poll_peak_in_child(
+        ingest_spec(output=f"s3://{aws_bucket}/small", flow=flow_arn("fd-small"))
+    )
+    huge = _poll_peak_in_child(_spec())
+    assert small["quarantined"] == 4
+    assert huge["reasons"] == {"OutputTooLarge": 4}
+    growth_mb = (huge["peak_kb"] - small["peak_kb"]) / 1024
+    print(
+        f"poll peak RSS: small outputs {small['peak_kb'] / 1024:.1f} MB, four 60 MB outputs "
+        f"{huge['peak_kb'] / 1024:.1f} MB (difference {growth_mb:+.1f} MB)"
+    )
+    assert growth_mb <= 64

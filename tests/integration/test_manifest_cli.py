@@ -67,7 +67,7 @@ def test_local_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         ]
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 0, err
+    assert code == 2, err  # some inputs quarantined, every good line written
     oracle = make_seed_converter(VOC)
     lines = out.read_text().splitlines()
     assert lines == [json.dumps(oracle(documents[name])) for name in sorted(names)]
@@ -95,10 +95,10 @@ def test_drop_mode_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(args) == 1  # the only input is quarantined: nothing written
     assert not out.exists()
     assert "nothing written" in capsys.readouterr().err
-    assert main([*args[:2], str(tmp_path / "nowhere"), *args[3:]]) == 2
+    assert main([*args[:2], str(tmp_path / "nowhere"), *args[3:]]) == 1
     assert "does not exist" in capsys.readouterr().err
     bad = ["manifest", "--input", str(root), "--classes", "cat,cat", "--output", str(out)]
-    assert main(bad) == 2
+    assert main(bad) == 1
     assert "must not repeat" in capsys.readouterr().err
 
 
@@ -118,7 +118,7 @@ def test_s3_prefix_to_s3_object(
         ]
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 0, err
+    assert code == 2, err
     body = aws.get_object(target)
     assert body is not None
     lines = [json.loads(line) for line in body.decode().splitlines()]
@@ -137,3 +137,48 @@ def test_s3_prefix_to_s3_object(
         assert source is not None
         assert line == make_seed_converter(VOC, "od")(json.loads(source))
     assert f"quarantined: {bad.output_uri} (loop loop-bad): InvalidJson:" in err
+
+
+def test_hostile_inputs_are_listed_and_the_rest_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "in"
+    names = ["loop-a", "loop-b", "loop-c"]
+    documents = {name: _output(name) for name in names}
+    for second, name in enumerate(names):
+        _write(root, name, json.dumps(documents[name]).encode(), second)
+    depth = 100_000
+    deep = _write(
+        root, "loop-deep", b'{"humanLoopName": "loop-deep", "x": ' + b"[" * depth + b"}", 10
+    )
+    big = json.dumps(_output("loop-big")).replace('"width": ', '"width": ' + "7" * 5000, 1)
+    big_path = _write(root, "loop-big", big.encode(), 11)
+    out = tmp_path / "out.manifest"
+    args = ["manifest", "--input", str(root), "--classes", ",".join(VOC), "--output", str(out)]
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    oracle = make_seed_converter(VOC)
+    assert out.read_text().splitlines() == [json.dumps(oracle(documents[n])) for n in names]
+    assert f"quarantined: {deep} (loop loop-deep): TooDeep:" in err
+    assert f"quarantined: {big_path} (loop loop-big): NumberTooLarge:" in err
+    assert "Traceback" not in err
+    assert "wrote 3 lines" in err
+    # Only good inputs: 0.
+    deep.unlink()
+    big_path.unlink()
+    assert main(args) == 0
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["manifest", "--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "0  every input became a manifest line" in help_text
+    assert "2  some inputs were quarantined" in help_text
+    assert "1  nothing could be done" in help_text
+    with pytest.raises(SystemExit) as done:
+        main(["manifest", "--input", "x"])  # a usage error is "nothing could be done"
+    assert done.value.code == 1

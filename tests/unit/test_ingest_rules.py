@@ -251,8 +251,28 @@ def test_claims_are_idempotent_and_exclusive() -> None:
         b'{"version": 1, "loops": {"a": 3}}',
         b'{"version": 1, "loops": "a 1"}',
         b'{"version": 1, "loops": "a x Q"}',
+        b'{"version": 1, "fetchFailures": {"a": [1, "x"]}}',
+        b'{"version": 1, "totals": {"samples": "many"}}',
+        b'{"version": 1, "x": ' + b"[" * 100_000 + b"}",
+        b'{"version": 1, "x": ' + b"9" * 5000 + b"}",
     ],
 )
 def test_corrupt_ledger_is_reported(data: bytes) -> None:
     with pytest.raises(LedgerCorrupt):
         Ledger.from_json(data).loops  # noqa: B018 - the loop index is parsed on first use
+
+
+def test_fetch_failures_survive_the_round_trip_and_go_when_the_loop_settles() -> None:
+    ledger = Ledger()
+    assert ledger.record_fetch_failure("a", T0) == 1
+    assert ledger.record_fetch_failure("a", T0) == 2
+    ledger.record_fetch_failure("old", T0 - timedelta(days=3))
+    again = Ledger.from_json(ledger.to_json())
+    assert again.fetch_attempts("a") == 2
+    assert again.fetch_attempts("old") == 1
+    again.advance(T0, T0 - timedelta(days=1))  # "old" is below the horizon now
+    assert set(again.fetch_failures) == {"a"}
+    again.record([LoopOutcome("a", T0, QUARANTINED)])
+    assert again.fetch_failures == {}
+    assert b"fetchFailures" not in again.to_json()
+    assert again.record_fetch_failure("a", T0) == 0  # settled loops are not counted

@@ -143,7 +143,7 @@ def test_loop_name_mismatch_and_size_limit() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b"\xff\xfe", "InvalidJson"),
+        (b"\xff\xfe", "InvalidEncoding"),
         (b"[1, 2]", "InvalidJson"),
         (b'{"humanLoopName": 3}', "InvalidField"),
         (
@@ -189,3 +189,62 @@ def a2i_time_fixed() -> str:
 def test_result_path_constant_matches_strategy() -> None:
     # The strategies and the converter agree on where boxes live.
     assert RESULT == ("humanAnswers", 0, "answerContent", "annotatedResult")
+
+
+# -- hostile input: bounded parse, one verdict per output, never an exception ------------
+
+
+def _seeded(name: str = "loop-1") -> dict[str, Any]:
+    import random
+
+    from retraining_operator.standins.seed import random_a2i_output
+
+    return random_a2i_output(
+        flow_definition_arn="arn:aws:sagemaker:us-east-1:111122223333:flow-definition/fd-x",
+        human_loop_name=name,
+        task_object=f"s3://b/{name}.jpg",
+        classes=VOC,
+        rng=random.Random(name),
+    )
+
+
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_deep_nesting_is_too_deep_not_a_recursion_error(depth: int) -> None:
+    document = _seeded()
+    text = json.dumps(document)
+    deep = text[:-1] + ', "extra": ' + "[" * depth + "]" * depth + "}"
+    result = Converter(_labels(VOC)).convert_bytes(deep.encode(), expected_loop_name="loop-1")
+    assert isinstance(result, Quarantined)
+    assert result.reason == QuarantineReason.TOO_DEEP
+    assert result.loop_name == "loop-1"
+
+
+def test_a_5000_digit_integer_is_number_too_large() -> None:
+    text = json.dumps(_seeded()).replace('"width": ', '"width": ' + "9" * 5000 + " + ", 1)
+    text = text.replace(" + ", "", 1)  # the first width becomes 5000 nines followed by digits
+    result = Converter(_labels(VOC)).convert_bytes(text.encode())
+    assert isinstance(result, Quarantined)
+    assert result.reason == QuarantineReason.NUMBER_TOO_LARGE
+    assert "digits" in result.detail
+    assert len(result.detail) <= 200  # never the number itself
+
+
+def test_a_utf8_bom_is_accepted_and_changes_nothing() -> None:
+    raw = json.dumps(_seeded()).encode()
+    converter = Converter(_labels(VOC))
+    plain = converter.convert_bytes(raw)
+    with_bom = converter.convert_bytes(b"\xef\xbb\xbf" + raw)
+    assert isinstance(plain, Converted)
+    assert with_bom == plain
+
+
+def test_a_converter_bug_quarantines_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Converter, document: Any, expected: str | None) -> Converted:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(Converter, "_convert", broken)
+    result = Converter(_labels(VOC)).convert_bytes(json.dumps(_seeded()).encode())
+    assert isinstance(result, Quarantined)
+    assert result.reason == QuarantineReason.CONVERSION_FAILED
+    assert "KeyError" in result.detail
+    assert result.loop_name == "loop-1"

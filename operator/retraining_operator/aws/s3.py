@@ -1,7 +1,12 @@
-"""Gateway to S3: get/put (conditional), streaming reads, listing, multipart writes, copies.
+"""Gateway to S3: get/put (conditional), bounded and streaming reads, listing, multipart, copies.
 
 Every botocore `ClientError` becomes an `aws.errors.AwsError` subclass; a failed
-conditional write (If-Match / If-None-Match) is `WriteConflict`.
+conditional write (If-Match / If-None-Match) is `WriteConflict`. A connection that drops
+while a body is read is `Unavailable` (botocore retried the request, not the body).
+
+Objects that come from outside (A2I outputs, the ledger) are read with `open()`: the
+size and ETag are known from the response headers before any byte of the body is read,
+and `read_at_most(limit)` never takes more than `limit + 1` bytes off the connection.
 """
 
 from __future__ import annotations
@@ -13,14 +18,23 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from retraining_operator.aws.errors import AwsError, AwsRetryLater, NotFound, map_client_error
+from retraining_operator.aws.errors import (
+    AwsError,
+    AwsRetryLater,
+    NotFound,
+    Unavailable,
+    map_client_error,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 READ_CHUNK = 256 * 1024
+# What a body read can raise when the connection drops mid-object (not a ClientError).
+_BODY_ERRORS = (BotocoreConnectionError, IncompleteReadError, ResponseStreamingError)
 COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GiB; larger needs part copies
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
 _URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
@@ -28,6 +42,22 @@ _URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<k
 
 class WriteConflict(AwsRetryLater):
     """A conditional write lost: the object changed (If-Match) or exists (If-None-Match)."""
+
+
+class ObjectTooLarge(Exception):
+    """An object is larger than its reader allows (`size` is at least that; body unread).
+
+    Not an AWS error: the content is the problem, and the caller decides what to do.
+    """
+
+    def __init__(self, location: S3Location, size: int, etag: str, limit: int) -> None:
+        super().__init__(
+            f"{location.uri} has {size} bytes, more than the {limit} bytes allowed here"
+        )
+        self.location = location
+        self.size = size
+        self.etag = etag
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -62,11 +92,76 @@ def _error(error: ClientError, operation: str) -> AwsError:
     return map_client_error(error, operation)
 
 
+class StoredObject:
+    """One GetObject response whose body has not been read yet (a context manager).
+
+    `size` (ContentLength; None if the response had none) and `etag` come from the
+    headers. Leaving the context closes the body, so an object that is not read (too
+    large) costs no more than its headers.
+    """
+
+    def __init__(self, location: S3Location, response: Any) -> None:
+        self.location = location
+        length = response.get("ContentLength")
+        self.size: int | None = None if length is None else int(length)
+        self.etag = str(response.get("ETag", ""))
+        self._body = response["Body"]
+
+    def read_at_most(self, limit: int) -> bytes | None:
+        """The whole body if it has at most `limit` bytes, else None.
+
+        Reads in chunks and stops after `limit + 1` bytes, whatever ContentLength said.
+        """
+        chunks: list[bytes] = []
+        taken = 0
+        try:
+            while taken <= limit:
+                chunk = self._body.read(min(READ_CHUNK, limit + 1 - taken))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                taken += len(chunk)
+        except _BODY_ERRORS as error:
+            raise Unavailable(
+                f"GetObject {self.location.uri}: reading the body failed: {error}",
+                operation="GetObject",
+            ) from error
+        if taken > limit:
+            return None
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+
+    def __enter__(self) -> StoredObject:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class S3:
     """S3 calls for one client (thread-safe: share it across worker threads)."""
 
     def __init__(self, client: S3Client) -> None:
         self.client = client
+
+    def open(self, location: S3Location) -> StoredObject:
+        """GetObject, headers only so far: read the body with `read_at_most`, then close it.
+
+        Raises `NotFound` when the object (or its bucket) does not exist.
+        """
+        try:
+            response = self.client.get_object(Bucket=location.bucket, Key=location.key)
+        except ClientError as error:
+            raise _error(error, f"GetObject {location.uri}") from error
+        return StoredObject(location, response)
 
     def get(self, location: S3Location) -> bytes:
         """The object's bytes. Raises `NotFound` when it does not exist."""
@@ -76,19 +171,24 @@ class S3:
         except ClientError as error:
             raise _error(error, f"GetObject {location.uri}") from error
 
-    def get_with_etag(self, location: S3Location) -> tuple[bytes, str] | None:
+    def get_with_etag(self, location: S3Location, *, limit: int) -> tuple[bytes, str] | None:
         """(bytes, ETag), or None when the object does not exist.
 
-        A missing bucket is not a missing object: it raises `NotFound`.
+        A missing bucket is not a missing object: it raises `NotFound`. An object larger
+        than `limit` bytes raises `ObjectTooLarge` without its body being read.
         """
         try:
-            response = self.client.get_object(Bucket=location.bucket, Key=location.key)
-            return response["Body"].read(), response["ETag"]
-        except ClientError as error:
-            mapped = _error(error, f"GetObject {location.uri}")
-            if isinstance(mapped, NotFound) and mapped.code != "NoSuchBucket":
+            stored = self.open(location)
+        except NotFound as error:
+            if error.code != "NoSuchBucket":
                 return None
-            raise mapped from error
+            raise
+        with stored:
+            size = stored.size
+            data = None if size is not None and size > limit else stored.read_at_most(limit)
+            if data is None:
+                raise ObjectTooLarge(location, max(size or 0, limit + 1), stored.etag, limit)
+            return data, stored.etag
 
     def iter_lines(self, location: S3Location) -> Iterator[bytes]:
         """The object's lines (without newlines), streamed; never the whole object in memory."""

@@ -1,16 +1,29 @@
 """`retraining-operator manifest`: A2I outputs -> augmented manifest, offline.
 
 Same converter and writers as the operator's ingest. Every quarantined input is named on
-stderr with its path, loop name (when known) and reason. Exit codes: 0 a manifest was
-written; 1 no input was valid (nothing written); 2 bad arguments or unreadable input.
+stderr with its path, loop name (when known) and reason; one bad input never stops the
+others, and no traceback is ever printed. Exit codes (EXIT_CODES, also in --help):
+
+    0  every input became a manifest line (all written)
+    2  some inputs were quarantined; every good line was written
+    1  nothing could be done: bad arguments, unreadable input, or no valid input
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from retraining_operator.commands import Subparsers
+
+ALL_GOOD = 0
+NOTHING_DONE = 1
+SOME_QUARANTINED = 2
+EXIT_CODES = """exit codes:
+  0  every input became a manifest line
+  2  some inputs were quarantined (listed on stderr); every good line was written
+  1  nothing could be done: bad arguments, unreadable input, or no valid input"""
 
 
 def register(sub: Subparsers) -> None:
@@ -21,7 +34,16 @@ def register(sub: Subparsers) -> None:
         "convert each to an object-detection augmented-manifest line exactly as the operator "
         "does, and write the valid lines sorted by human loop name to --output (a file or "
         "s3://bucket/key). Quarantined inputs are listed on stderr with their reason.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+    def usage_error(message: str) -> NoReturn:
+        # argparse exits 2 on a usage error; 2 means "some quarantined" here.
+        parser.print_usage(sys.stderr)
+        parser.exit(NOTHING_DONE, f"{parser.prog}: error: {message}\n")
+
+    parser.error = usage_error  # type: ignore[method-assign]
     parser.add_argument(
         "--input", required=True, help="directory, output.json file, or s3://prefix"
     )
@@ -72,6 +94,17 @@ def _read_classes(args: argparse.Namespace) -> list[str]:
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except Exception as error:  # the promise: a message and exit 1, never a traceback
+        print(
+            f"retraining-operator manifest: failed: {type(error).__name__}: {str(error)[:500]}",
+            file=sys.stderr,
+        )
+        return NOTHING_DONE
+
+
+def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -81,7 +114,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
     def fail(message: str) -> int:
         print(f"retraining-operator manifest: {message}", file=sys.stderr)
-        return 2
+        return NOTHING_DONE
 
     try:
         labels = LabelsSpec(
@@ -143,10 +176,10 @@ def _manifest(args: argparse.Namespace) -> int:
             "quarantined); nothing written",
             file=sys.stderr,
         )
-        return 1
+        return NOTHING_DONE
     print(
         f"wrote {result.written.lines} lines to {result.written.uri} from {result.inputs} "
         f"inputs; {len(result.quarantined)} quarantined, {len(result.dropped)} boxes dropped",
         file=sys.stderr,
     )
-    return 0
+    return SOME_QUARANTINED if result.quarantined else ALL_GOOD

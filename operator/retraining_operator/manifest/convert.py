@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,28 +96,15 @@ class Converter:
         expected_loop_name: str | None = None,
     ) -> ConversionResult:
         """Parse and convert one `output.json`; never raises for bad content."""
-        if len(raw) > MAX_OUTPUT_BYTES:
-            return Quarantined(
-                QuarantineReason.OUTPUT_TOO_LARGE,
-                f"{len(raw)} bytes, more than the {MAX_OUTPUT_BYTES} bytes an A2I output may have",
-                loop_name=expected_loop_name,
-                source=source,
-            )
         try:
-            document = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
+            document = parse_output(raw)
+        except _Reject as reject:
             return Quarantined(
-                QuarantineReason.INVALID_JSON,
-                f"not UTF-8 text ({error.reason} at byte {error.start})",
+                reject.reason,
+                reject.detail,
                 loop_name=expected_loop_name,
                 source=source,
-            )
-        except json.JSONDecodeError as error:
-            return Quarantined(
-                QuarantineReason.INVALID_JSON,
-                f"not JSON: {error.msg} at line {error.lineno} column {error.colno}",
-                loop_name=expected_loop_name,
-                source=source,
+                size=len(raw) if reject.reason is QuarantineReason.OUTPUT_TOO_LARGE else None,
             )
         return self.convert(document, source=source, expected_loop_name=expected_loop_name)
 
@@ -135,6 +123,15 @@ class Converter:
             converted = self._convert(document, expected_loop_name)
         except _Reject as reject:
             return Quarantined(reject.reason, reject.detail, loop_name=loop_name, source=source)
+        except Exception as error:  # one output must never stop a batch
+            # A converter bug on some input: quarantine it (with its type, for the bug
+            # report) rather than abort the poll or retry the same input forever.
+            return Quarantined(
+                QuarantineReason.CONVERSION_FAILED,
+                f"the converter failed on this output: {type(error).__name__}: {_safe_text(error)}",
+                loop_name=loop_name,
+                source=source,
+            )
         return converted if source is None else dataclasses.replace(converted, source=source)
 
     # -- internals ----------------------------------------------------------------------
@@ -279,6 +276,55 @@ class Converter:
             if best_time is None or when > best_time:
                 best_index, best_time = index, when
         return best_index
+
+
+def parse_output(raw: bytes) -> Any:
+    """The JSON document of one `output.json`, or `_Reject` with the reason it is unusable.
+
+    Bounded: the size is checked first; nesting deeper than the parser's recursion limit
+    (about 1,000 levels; an A2I output has about 8) is `TooDeep` rather than a
+    `RecursionError`; an integer with more digits than Python converts (4,300 by default)
+    is `NumberTooLarge` rather than a `ValueError`. A leading UTF-8 byte-order mark is
+    accepted (editors on Windows write one; it carries no content).
+    """
+    if len(raw) > MAX_OUTPUT_BYTES:
+        raise _Reject(
+            QuarantineReason.OUTPUT_TOO_LARGE,
+            f"{len(raw)} bytes, more than the {MAX_OUTPUT_BYTES} bytes an A2I output may have",
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _Reject(
+            QuarantineReason.INVALID_ENCODING,
+            f"not UTF-8 text ({error.reason} at byte {error.start})",
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _Reject(
+            QuarantineReason.INVALID_JSON,
+            f"not JSON: {error.msg} at line {error.lineno} column {error.colno}",
+        ) from None
+    except RecursionError:
+        raise _Reject(
+            QuarantineReason.TOO_DEEP,
+            f"JSON nested deeper than the parser's limit (about {sys.getrecursionlimit()} "
+            "levels; an A2I output has about 8)",
+        ) from None
+    except ValueError as error:
+        # The only other ValueError json raises: int() refusing a number with too many
+        # digits (sys.get_int_max_str_digits, a guard against quadratic conversion).
+        raise _Reject(QuarantineReason.NUMBER_TOO_LARGE, _safe_text(error)) from None
+
+
+def _safe_text(error: BaseException) -> str:
+    """An exception's message, bounded (never the offending input in full)."""
+    try:
+        text = str(error)
+    except Exception:  # str() of a pathological value may fail
+        text = ""
+    return text[:200] or type(error).__name__
 
 
 def convert_output(

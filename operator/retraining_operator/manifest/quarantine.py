@@ -16,7 +16,10 @@ from enum import StrEnum
 
 
 class QuarantineReason(StrEnum):
-    INVALID_JSON = "InvalidJson"  # not UTF-8, not JSON, or not a JSON object
+    INVALID_JSON = "InvalidJson"  # not JSON, or not a JSON object
+    INVALID_ENCODING = "InvalidEncoding"  # not UTF-8 text (a UTF-8 BOM is accepted)
+    TOO_DEEP = "TooDeep"  # JSON nested deeper than the parser's limit
+    NUMBER_TOO_LARGE = "NumberTooLarge"  # an integer with more digits than Python converts
     MISSING_FIELD = "MissingField"  # a required field is absent
     INVALID_FIELD = "InvalidField"  # a field has the wrong type or shape
     NO_ANSWERS = "NoAnswers"  # humanAnswers is empty
@@ -28,6 +31,8 @@ class QuarantineReason(StrEnum):
     LOOP_NAME_MISMATCH = "LoopNameMismatch"  # output.json names another human loop
     OUTPUT_TOO_LARGE = "OutputTooLarge"  # output.json is larger than the ingest limit
     OUTPUT_MISSING = "OutputMissing"  # the loop is Completed but its output.json is gone
+    CONVERSION_FAILED = "ConversionFailed"  # the converter failed unexpectedly (a bug)
+    FETCH_FAILED = "FetchFailed"  # the output could not be read in MAX_FETCH_ATTEMPTS polls
     DUPLICATE_LOOP = "DuplicateLoop"  # the same loop appears twice in one input (CLI)
 
 
@@ -39,6 +44,8 @@ class Quarantined:
     detail: str
     loop_name: str | None = None
     source: str | None = None  # where the raw output came from (path or s3:// URI)
+    size: int | None = None  # bytes, when known (an oversized output is never read)
+    etag: str | None = None  # the S3 object's ETag, when it was an S3 object
 
     def describe(self) -> str:
         """One line for logs, stderr and Events: `<source> (<loop>): <Reason>: <detail>`."""
@@ -51,7 +58,9 @@ def quarantine_record(item: Quarantined, raw: bytes | None, *, at: datetime) -> 
     """The JSON document stored for a quarantined sample: reason, detail, source, raw bytes.
 
     The raw output is kept verbatim as text when it is UTF-8, else base64, so a person
-    can fix and re-feed it (e.g. with `retraining-operator manifest`).
+    can fix and re-feed it (e.g. with `retraining-operator manifest`). Callers pass no raw
+    bytes for an output over the size limit (it was never read): the record then names
+    its size and ETag instead.
     """
     record: dict[str, object] = {
         "reason": str(item.reason),
@@ -60,6 +69,10 @@ def quarantine_record(item: Quarantined, raw: bytes | None, *, at: datetime) -> 
         "source": item.source,
         "quarantinedAt": at.isoformat(),
     }
+    if item.size is not None:
+        record["size"] = item.size
+    if item.etag is not None:
+        record["etag"] = item.etag
     if raw is not None:
         try:
             record["raw"] = raw.decode("utf-8")

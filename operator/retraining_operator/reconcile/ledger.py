@@ -11,6 +11,10 @@ change, serialise. See docs/dataset.md for the whole state layout and the rules.
   Entries older than `horizon` are pruned; no listing ever reaches back past it.
 - `pending`: immutable, content-addressed segments (`pending/<sha256>.jsonl`) not yet
   claimed by a run, in commit order.
+- `fetchFailures`: loop name -> (creation time, failed attempts) for Completed loops
+  whose output could not be read for a reason waiting does not cure; a poll quarantines
+  such a loop at its `MAX_FETCH_ATTEMPTS`th failure, so it cannot hold the watermark
+  forever. An entry goes when its loop settles (or falls below the horizon).
 - `runs`: the last `MAX_RUNS` claims: run id -> the segments it consumed (and, once
   written, its manifests). Claiming moves segments out of `pending` in the same write, so
   a segment belongs to one run only; re-claiming the same run id returns the same set.
@@ -27,6 +31,7 @@ from typing import Any
 LEDGER_VERSION = 1
 MAX_RUNS = 50
 SEGMENT_ID_LENGTH = 16
+MAX_FETCH_ATTEMPTS = 3
 
 QUARANTINED = "Q"
 FAILED = "F"
@@ -176,6 +181,8 @@ class Ledger:
     totals: Totals = field(default_factory=Totals)
     pending: list[PendingSegment] = field(default_factory=list)
     runs: list[RunClaim] = field(default_factory=list)
+    # Loop name -> (creation time in ms, failed fetch attempts) of unsettled loops.
+    fetch_failures: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The loop index travels as one compact string (`name created code;...`) and is parsed
     # only when a poll needs it: a run claim with 100k loops in the window stays small.
     loops_text: str = field(default="", repr=False)
@@ -213,6 +220,11 @@ class Ledger:
     def run(self, run_id: str) -> RunClaim | None:
         return next((claim for claim in self.runs if claim.run_id == run_id), None)
 
+    def fetch_attempts(self, loop_name: str) -> int:
+        """How many polls failed to read this loop's output (for a non-transient reason)."""
+        entry = self.fetch_failures.get(loop_name)
+        return 0 if entry is None else entry[1]
+
     def outcome(self, loop_name: str) -> str | None:
         entry = self.loops.get(loop_name)
         return None if entry is None else entry[1]
@@ -241,6 +253,7 @@ class Ledger:
             if code not in _SETTLED_CODES and (segment is None or code != segment.id):
                 raise ValueError(f"unknown outcome {code!r} for loop {item.name}")
             self.loops[item.name] = (_ms(item.created), code)
+            self.fetch_failures.pop(item.name, None)
             if code == QUARANTINED:
                 self.totals.quarantined += 1
             elif code in (FAILED, STOPPED):
@@ -258,6 +271,14 @@ class Ledger:
         self.totals.samples += samples
         self.totals.dropped_boxes += dropped_boxes
 
+    def record_fetch_failure(self, loop_name: str, created: datetime) -> int:
+        """Count one more failed attempt to read an unsettled loop's output; returns the count."""
+        if loop_name in self.loops:
+            return 0
+        attempts = self.fetch_attempts(loop_name) + 1
+        self.fetch_failures[loop_name] = (_ms(created), attempts)
+        return attempts
+
     def overlap(self, names: Iterable[str]) -> set[str]:
         return {name for name in names if name in self.loops}
 
@@ -270,6 +291,9 @@ class Ledger:
         if self.horizon is not None:
             cutoff = _ms(self.horizon - _PRUNE_MARGIN)
             self.loops = {name: entry for name, entry in self.loops.items() if entry[0] >= cutoff}
+            self.fetch_failures = {
+                name: entry for name, entry in self.fetch_failures.items() if entry[0] >= cutoff
+            }
 
     def claim(self, run_id: str, now: datetime) -> RunClaim:
         """All pending segments become `run_id`'s (idempotent: a second claim returns the first)."""
@@ -295,7 +319,7 @@ class Ledger:
     # -- wire ----------------------------------------------------------------------------
 
     def to_json(self) -> bytes:
-        document = {
+        document: dict[str, Any] = {
             "version": LEDGER_VERSION,
             "watermark": _iso(self.watermark),
             "horizon": _iso(self.horizon),
@@ -305,14 +329,19 @@ class Ledger:
             "runs": [claim.to_json() for claim in self.runs],
             "loops": self.loops_encoded(),
         }
+        if self.fetch_failures:
+            document["fetchFailures"] = {
+                name: [created, attempts]
+                for name, (created, attempts) in sorted(self.fetch_failures.items())
+            }
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> Ledger:
         try:
             raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise LedgerCorrupt(f"the ledger is not JSON: {error}") from None
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+            raise LedgerCorrupt(f"the ledger is not JSON: {str(error)[:200]}") from None
         if not isinstance(raw, dict):
             raise LedgerCorrupt("the ledger is not a JSON object")
         if raw.get("version") != LEDGER_VERSION:
@@ -324,7 +353,17 @@ class Ledger:
         if not isinstance(loops_text, str):
             raise LedgerCorrupt("ledger field loops must be a string")
         output_prefix = raw.get("outputPrefix")
+        try:
+            return cls._from_document(raw, loops_text, output_prefix)
+        except LedgerCorrupt:
+            raise
+        except (TypeError, ValueError, AttributeError) as error:
+            raise LedgerCorrupt(f"the ledger has a field of the wrong type: {error}") from None
+
+    @classmethod
+    def _from_document(cls, raw: dict[str, Any], loops_text: str, output_prefix: Any) -> Ledger:
         return cls(
+            fetch_failures=_fetch_failures(raw.get("fetchFailures", {})),
             watermark=_time(raw.get("watermark"), "watermark"),
             horizon=_time(raw.get("horizon"), "horizon"),
             output_prefix=output_prefix if isinstance(output_prefix, str) else None,
@@ -333,6 +372,21 @@ class Ledger:
             pending=[PendingSegment.from_json(item) for item in raw.get("pending", [])],
             runs=[RunClaim.from_json(item) for item in raw.get("runs", [])],
         )
+
+
+def _fetch_failures(raw: Any) -> dict[str, tuple[int, int]]:
+    if not isinstance(raw, Mapping):
+        raise LedgerCorrupt("ledger field fetchFailures must be an object")
+    failures: dict[str, tuple[int, int]] = {}
+    for name, entry in raw.items():
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not all(isinstance(value, int) and not isinstance(value, bool) for value in entry)
+        ):
+            raise LedgerCorrupt(f"bad fetchFailures entry for {str(name)[:80]!r}")
+        failures[str(name)] = (entry[0], entry[1])
+    return failures
 
 
 def _encode_loops(loops: Mapping[str, tuple[int, str]]) -> str:

@@ -23,15 +23,16 @@ from enum import StrEnum
 from typing import Any
 
 from retraining_operator.api import RetrainingPolicySpec, RunSamples
-from retraining_operator.aws.errors import AccessDenied, AwsError, NotFound
+from retraining_operator.aws.errors import AwsError
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.manifest import replay as replay_rules
 from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
 from retraining_operator.manifest.split import is_validation, source_ref_of
 from retraining_operator.reconcile.ledger import Ledger, PendingSegment, RunClaim
 from retraining_operator.workflow.ingest import PENDING_PREFIX
-from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore
+from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore, LedgerUnreadable
 from retraining_operator.workflow.sinks import S3LineSink
 
 log = logging.getLogger(__name__)
@@ -41,18 +42,35 @@ STAGING_PREFIX = "staging"
 
 
 class DatasetError(Exception):
-    """The run's dataset cannot be assembled; `retryable` says whether waiting may help."""
+    """The run's dataset cannot be assembled: always a `DatasetRetry` or `DatasetFailed`."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+    @property
+    def retryable(self) -> bool:
+        """Deprecated: use `isinstance(error, RetryLater)` (kept until the controller does)."""
+        return isinstance(self, RetryLater)
 
 
-class NothingToTrain(DatasetError):
-    """No pending samples (or none that would go to training): keep collecting."""
+class DatasetRetry(DatasetError, RetryLater):
+    """AWS was busy or the ledger contended: retry later with the same run id."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
+    def __init__(self, message: str, after: float | None = None) -> None:
+        RetryLater.__init__(self, message, after)
+
+
+class NothingToTrain(DatasetRetry):
+    """No pending samples (or none that would go to training): keep collecting.
+
+    A `RetryLater` so that an uncaught one is harmless; the pass catches it first and
+    ends the run without training.
+    """
+
+
+class DatasetFailed(DatasetError, NeedsAttention):
+    """A person must act: reason `DatasetUnavailable` (a replay/validation manifest or a
+    pending segment is missing, access denied) or `LedgerCorrupt`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        NeedsAttention.__init__(self, reason, message)
 
 
 class ValidationSource(StrEnum):
@@ -111,8 +129,9 @@ def assemble_run_dataset(
     Calling it again with the same run id (after a crash, or just twice) returns the same
     manifests and never claims more samples. Raises `NothingToTrain` when nothing is
     pending (or every new image fell into the validation holdout; the samples stay
-    pending), `DatasetError` when S3 or the replay/validation manifests fail
-    (`retryable=False` for a missing manifest or denied access: fix the spec or IAM).
+    pending), `DatasetRetry` (a `RetryLater`: AWS busy, the ledger contended) or
+    `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
+    `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
     """
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
@@ -137,12 +156,9 @@ def assemble_run_dataset(
                 current.result = result
 
         store.update(record)
-    except LedgerError as error:
-        raise DatasetError(str(error), retryable=error.retryable) from error
-    except AwsError as error:
-        retryable = not isinstance(error, NotFound | AccessDenied)
-        raise DatasetError(
-            f"assembling the dataset of run {run_id} failed: {error}", retryable=retryable
+    except (AwsError, LedgerError) as error:
+        raise _dataset_error(
+            f"assembling the dataset of run {run_id} failed: {error}", error
         ) from error
     log.info(
         "run %s dataset: %d new (%d validation), %d replay, train %s (%d lines), validation %s",
@@ -155,6 +171,15 @@ def assemble_run_dataset(
         dataset.validation_manifest_s3_uri,
     )
     return dataset
+
+
+def _dataset_error(message: str, error: AwsError | LedgerError) -> DatasetError:
+    """Transient or not is decided by the error's class (`aws.errors`, `ledger_store`)."""
+    if isinstance(error, LedgerUnreadable):
+        return DatasetFailed(error.reason, str(error))
+    if isinstance(error, RetryLater):
+        return DatasetRetry(message, after=error.after)
+    return DatasetFailed("DatasetUnavailable", message)
 
 
 def _claim(store: LedgerStore, run_id: str, now: Callable[[], datetime]) -> RunClaim:

@@ -16,12 +16,13 @@ fetched again by the next poll; a crash after it cannot ingest them twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,9 +30,10 @@ from datetime import UTC, datetime
 from retraining_operator.api import IngestStatus, RetrainingPolicySpec, parse_duration
 from retraining_operator.aws import a2i
 from retraining_operator.aws.errors import AccessDenied, AwsError, NotFound
-from retraining_operator.aws.s3 import S3, S3Location
+from retraining_operator.aws.s3 import S3, S3Location, StoredObject
 from retraining_operator.aws.session import AwsSession
-from retraining_operator.manifest.convert import Converted, Converter
+from retraining_operator.errors import NeedsAttention, RetryLater
+from retraining_operator.manifest.convert import MAX_OUTPUT_BYTES, Converted, Converter
 from retraining_operator.manifest.quarantine import (
     Quarantined,
     QuarantineReason,
@@ -40,17 +42,22 @@ from retraining_operator.manifest.quarantine import (
 from retraining_operator.reconcile import ingest as rules
 from retraining_operator.reconcile.ledger import (
     FAILED,
+    MAX_FETCH_ATTEMPTS,
     QUARANTINED,
     STOPPED,
     Ledger,
     LoopOutcome,
     PendingSegment,
 )
-from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore
+from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore, LedgerUnreadable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 16
+# Output bodies held at once across the fetch threads (read, parsed, converted): two
+# outputs of the maximum size, so `concurrency x MAX_OUTPUT_BYTES` (128 MiB) never is.
+# Typical outputs are a few KB: sixteen of them fit many times over.
+DEFAULT_BYTES_IN_FLIGHT = 2 * MAX_OUTPUT_BYTES
 DEFAULT_BATCH_SIZE = 5000
 MAX_NOTES = 20
 PENDING_PREFIX = "pending"
@@ -58,14 +65,30 @@ QUARANTINE_PREFIX = "quarantine"
 
 
 class IngestError(Exception):
-    """The poll as a whole failed (listing, ledger); `retryable` says whether to retry later.
+    """The poll as a whole failed (listing, ledger): always an `IngestRetry` or `IngestFailed`.
 
     Problems with single samples never raise: they are quarantined and reported.
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+    @property
+    def retryable(self) -> bool:
+        """Deprecated: use `isinstance(error, RetryLater)` (kept until the controller does)."""
+        return isinstance(self, RetryLater)
+
+
+class IngestRetry(IngestError, RetryLater):
+    """AWS was busy or another writer held the ledger: the next poll carries on."""
+
+    def __init__(self, message: str, after: float | None = None) -> None:
+        RetryLater.__init__(self, message, after)
+
+
+class IngestFailed(IngestError, NeedsAttention):
+    """A person must act: reason `IngestFailed` (AWS refused: IAM, flow definition, bucket)
+    or `LedgerCorrupt` (the ledger object is not a ledger)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        NeedsAttention.__init__(self, reason, message)
 
 
 @dataclass(frozen=True)
@@ -95,9 +118,8 @@ class PollResult:
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
 
     def event_message(self) -> str | None:
-        """A Kubernetes Event message for this poll's quarantined samples and dropped boxes.
-
-        None when there is nothing to report.
+        """A Kubernetes Event message (Warning) for this poll's quarantined samples, outputs
+        that could not be read, and dropped boxes. None when there is nothing to report.
         """
         parts: list[str] = []
         if self.quarantined:
@@ -111,6 +133,15 @@ class PollResult:
             if self.quarantine and self.quarantine[0].record_uri:
                 where = f". Records: {self.quarantine[0].record_uri.rsplit('/', 1)[0]}/"
             parts.append(f"Quarantined {self.quarantined} A2I output(s): {shown}{tail}{where}")
+        if self.fetch_errors:
+            shown = "; ".join(error[:200] for error in self.errors[:3])
+            more = self.fetch_errors - min(len(self.errors), 3)
+            tail = f"; and {more} more" if more > 0 else ""
+            parts.append(
+                f"Could not read {self.fetch_errors} A2I output(s), retried next poll "
+                f"(quarantined as FetchFailed after {MAX_FETCH_ATTEMPTS} failed polls unless "
+                f"AWS is only busy): {shown}{tail}"
+            )
         if self.dropped_boxes:
             parts.append(
                 f"Dropped {self.dropped_boxes} bounding box(es) whose label is not in "
@@ -128,7 +159,42 @@ class _Fetched:
     converted: Converted | None = None
     quarantined: Quarantined | None = None
     record_uri: str | None = None
-    error: str | None = None  # transient: not settled, retried next poll
+    error: str | None = None  # not settled, retried next poll
+    # The error counts towards MAX_FETCH_ATTEMPTS (it is not AWS being busy).
+    counted: bool = False
+
+
+class ByteBudget:
+    """A counting semaphore in bytes: output bodies held at once across fetch threads.
+
+    A holder reserves an object's ContentLength before reading its body and releases it
+    once the output is converted (or quarantined), so the bytes read, parsed and copied
+    into a quarantine record at any moment stay proportional to `capacity`, not to the
+    number of threads. A single reservation larger than `capacity` is clamped to it.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, amount: int) -> Iterator[None]:
+        amount = min(max(amount, 1), self.capacity)
+        with self._changed:
+            while self.used + amount > self.capacity:
+                self._changed.wait()
+            self.used += amount
+            self.peak = max(self.peak, self.used)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= amount
+                self._changed.notify_all()
 
 
 class _OutputLocator:
@@ -182,44 +248,135 @@ def _fetch(
     converter: Converter,
     quarantine_dir: S3Location,
     clock: Callable[[], datetime],
+    budget: ByteBudget,
+    attempts: Mapping[str, int],
 ) -> _Fetched:
+    """Read, convert (or quarantine) one Completed loop's output; never raises but AccessDenied.
+
+    A failure that waiting may cure (AWS throttling or 5xx: `RetryLater`) leaves the loop
+    unsettled for the next poll. Any other failure to read it (A2I names no output, the
+    object cannot be read, a bug) counts as a failed attempt in the ledger; at the
+    `MAX_FETCH_ATTEMPTS`th the loop is quarantined (`FetchFailed`), so one loop can hold
+    the watermark for a few polls, never forever.
+    """
     try:
-        uri, described = locator.locate(loop)
-        raw: bytes | None = None
-        if uri is not None:
-            try:
-                raw = s3.get(S3Location.parse(uri))
-            except NotFound:
-                raw = None
-        if raw is None and not described:
-            # The predicted key missed (layout changed?): ask A2I where the output is.
-            actual = locator.describe(loop)
-            if actual is not None and actual != uri:
-                uri = actual
-                try:
-                    raw = s3.get(S3Location.parse(uri))
-                except NotFound:
-                    raw = None
-            elif actual is None:
-                uri = None
-        if uri is None:
-            return _Fetched(loop, error=f"{loop.name}: Completed but no OutputS3Uri yet")
-        if raw is None:
-            item = Quarantined(
-                QuarantineReason.OUTPUT_MISSING,
-                f"the loop is Completed but {uri} does not exist",
-                loop_name=loop.name,
-                source=uri,
-            )
-            return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
-        result = converter.convert_bytes(raw, source=uri, expected_loop_name=loop.name)
-        if isinstance(result, Quarantined):
-            return _store_quarantine(loop, result, raw, s3, quarantine_dir, clock)
-        return _Fetched(loop, converted=result)
+        return _fetch_once(
+            loop,
+            s3=s3,
+            locator=locator,
+            converter=converter,
+            quarantine_dir=quarantine_dir,
+            clock=clock,
+            budget=budget,
+        )
     except AccessDenied:
-        raise
-    except (AwsError, ValueError) as error:
+        raise  # the operator's identity may not read outputs: the whole poll fails
+    except RetryLater as error:
         return _Fetched(loop, error=f"{loop.name}: {error}")
+    except Exception as error:  # one loop must never stop the poll
+        attempt = attempts.get(loop.name, 0) + 1
+        text = f"{type(error).__name__}: {str(error)[:300]}"
+        if not isinstance(error, AwsError):
+            log.warning("reading the output of %s failed", loop.name, exc_info=True)
+        if attempt < MAX_FETCH_ATTEMPTS:
+            return _Fetched(
+                loop,
+                error=f"{loop.name}: {text} (attempt {attempt} of {MAX_FETCH_ATTEMPTS})",
+                counted=True,
+            )
+        item = Quarantined(
+            QuarantineReason.FETCH_FAILED,
+            f"the output could not be read in {attempt} polls; last error: {text}",
+            loop_name=loop.name,
+        )
+        try:
+            return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
+        except AwsError as store_error:
+            return _Fetched(loop, error=f"{loop.name}: {text}; {store_error}", counted=True)
+
+
+def _open(s3: S3, uri: str | None) -> StoredObject | None:
+    if uri is None:
+        return None
+    try:
+        return s3.open(S3Location.parse(uri))
+    except NotFound:
+        return None
+
+
+def _fetch_once(
+    loop: a2i.HumanLoop,
+    *,
+    s3: S3,
+    locator: _OutputLocator,
+    converter: Converter,
+    quarantine_dir: S3Location,
+    clock: Callable[[], datetime],
+    budget: ByteBudget,
+) -> _Fetched:
+    uri, described = locator.locate(loop)
+    stored = _open(s3, uri)
+    if stored is None and not described:
+        # The predicted key missed (layout changed?): ask A2I where the output is.
+        actual = locator.describe(loop)
+        if actual is not None and actual != uri:
+            uri = actual
+            stored = _open(s3, uri)
+        elif actual is None:
+            uri = None
+    if uri is None:
+        raise _NoOutputYet(f"{loop.name}: Completed but A2I names no OutputS3Uri yet")
+    if stored is None:
+        item = Quarantined(
+            QuarantineReason.OUTPUT_MISSING,
+            f"the loop is Completed but {uri} does not exist",
+            loop_name=loop.name,
+            source=uri,
+        )
+        return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
+    with stored:
+        if stored.size is not None and stored.size > MAX_OUTPUT_BYTES:
+            return _too_large(loop, stored, stored.size, s3, quarantine_dir, clock)
+        # Never more than ContentLength (+1) bytes: a body longer than announced is as
+        # suspect as a large one, and the budget holds only what was announced.
+        expected = MAX_OUTPUT_BYTES if stored.size is None else stored.size
+        with budget.hold(expected + 1):
+            raw = stored.read_at_most(expected)
+            if raw is None:
+                return _too_large(loop, stored, expected + 1, s3, quarantine_dir, clock)
+            result = converter.convert_bytes(raw, source=uri, expected_loop_name=loop.name)
+            if isinstance(result, Quarantined):
+                return _store_quarantine(loop, result, raw, s3, quarantine_dir, clock)
+            return _Fetched(loop, converted=result)
+
+
+class _NoOutputYet(Exception):
+    """A2I reports the loop Completed but no output location (counted as a failed attempt)."""
+
+
+def _too_large(
+    loop: a2i.HumanLoop,
+    stored: StoredObject,
+    size: int,
+    s3: S3,
+    quarantine_dir: S3Location,
+    clock: Callable[[], datetime],
+) -> _Fetched:
+    """Quarantine an output over the size limit by its size and ETag; its body is never read."""
+    more = ""
+    if stored.size is not None and size > stored.size:
+        more = f" (its body is longer than its ContentLength, {stored.size})"
+    item = Quarantined(
+        QuarantineReason.OUTPUT_TOO_LARGE,
+        f"{stored.location.uri} has {'at least ' if more else ''}{size} bytes{more}, more "
+        f"than the {MAX_OUTPUT_BYTES} bytes an A2I output may have (ETag {stored.etag}); "
+        "it was not read",
+        loop_name=loop.name,
+        source=stored.location.uri,
+        size=size,
+        etag=stored.etag,
+    )
+    return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
 
 
 def _store_quarantine(
@@ -270,12 +427,14 @@ def poll(
     clock: Callable[[], datetime] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
 ) -> PollResult:
     """Run one ingest poll for a policy and return its counters (see module docstring).
 
-    Raises `IngestError` when the poll cannot run at all (listing or ledger failed;
-    `retryable` tells a throttle/outage from a permission or configuration problem).
-    Bad samples never raise: they are quarantined, counted and reported.
+    Returns, or raises `IngestRetry` (a `RetryLater`: AWS busy, the ledger contended) or
+    `IngestFailed` (a `NeedsAttention`: reason `IngestFailed` when AWS refused the
+    listing or the ledger, `LedgerCorrupt` when the ledger is not readable). Bad samples
+    never raise: they are quarantined, counted and reported.
     """
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
@@ -284,10 +443,8 @@ def poll(
     lookback = parse_duration(spec.human_loops.lookback)
     try:
         ledger = store.load()
-    except AwsError as error:
-        raise _ingest_error(f"cannot read the ingest ledger {store.uri}", error) from error
-    except LedgerError as error:
-        raise IngestError(str(error), retryable=error.retryable) from error
+    except (AwsError, LedgerError) as error:
+        raise _poll_error(f"cannot read the ingest ledger {store.uri}", error) from error
 
     start = rules.listing_start(ledger.watermark, ledger.horizon, lookback)
     listed_at = now()
@@ -300,6 +457,8 @@ def poll(
         converter=converter,
         quarantine_dir=output.child(QUARANTINE_PREFIX),
         clock=now,
+        budget=ByteBudget(max(bytes_in_flight, MAX_OUTPUT_BYTES + 1)),
+        attempts={name: count for name, (_, count) in ledger.fetch_failures.items()},
     )
     tally = _Tally()
     seen: set[str] = set()
@@ -324,14 +483,12 @@ def poll(
                     batch_futures, batch_failed = [], []
                     _commit(store, s3, output, batch, tally, locator, now, final=None)
             batch = _Batch([f.result() for f in batch_futures], batch_failed)
-        except AwsError as error:
+        except (AwsError, LedgerError) as error:
             for future in batch_futures:
                 future.cancel()
-            raise _ingest_error(
+            raise _poll_error(
                 f"ingest of {spec.human_loops.flow_definition_arn} failed", error
             ) from error
-        except LedgerError as error:
-            raise IngestError(str(error), retryable=error.retryable) from error
 
     # Loops whose output could not be read this time are unsettled: they hold the watermark.
     retry_created = [*tally.retry_created, *(f.loop.created for f in batch.fetched if f.error)]
@@ -346,10 +503,8 @@ def poll(
         )
         if needs_write:
             _commit(store, s3, output, batch, tally, locator, now, final=(watermark, start))
-    except AwsError as error:
-        raise _ingest_error(f"cannot commit the ingest ledger {store.uri}", error) from error
-    except LedgerError as error:
-        raise IngestError(str(error), retryable=error.retryable) from error
+    except (AwsError, LedgerError) as error:
+        raise _poll_error(f"cannot commit the ingest ledger {store.uri}", error) from error
 
     unsettled = in_progress + tally.fetch_errors
     status = rules.ingest_status(
@@ -445,6 +600,10 @@ def _commit(
         ]
         dropped = sum(len(f.converted.dropped) for f in kept if f.converted)
         ledger.record(outcomes, segment=segment, dropped_boxes=dropped)
+        # Failed attempts survive in the ledger: the third one quarantines (see _fetch).
+        for f in errors:
+            if f.counted and f.loop.name not in taken:
+                ledger.record_fetch_failure(f.loop.name, f.loop.created)
         if locator.prefix is not None:
             ledger.output_prefix = locator.prefix
         if final is not None:
@@ -486,12 +645,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _ingest_error(what: str, error: AwsError) -> IngestError:
-    retryable = not isinstance(error, AccessDenied | NotFound) and error.code not in {
-        "ValidationException",
-        "InvalidParameterValue",
-    }
-    return IngestError(f"{what}: {error}", retryable=retryable)
+def _poll_error(what: str, error: AwsError | LedgerError) -> IngestError:
+    """The poll's failure in the operator's two words; transient or not is the error's class."""
+    if isinstance(error, LedgerUnreadable):
+        return IngestFailed(error.reason, str(error))
+    if isinstance(error, RetryLater):
+        return IngestRetry(f"{what}: {error}", after=error.after)
+    return IngestFailed("IngestFailed", f"{what}: {error}")
 
 
 def segment_uris(output_s3_uri: str, segments: Iterable[PendingSegment]) -> list[str]:

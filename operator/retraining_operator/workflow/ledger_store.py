@@ -12,23 +12,37 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from retraining_operator.aws.s3 import S3, S3Location, WriteConflict
+from retraining_operator.aws.s3 import S3, ObjectTooLarge, S3Location, WriteConflict
+from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.ledger import Ledger, LedgerCorrupt
 
 log = logging.getLogger(__name__)
 
 LEDGER_KEY = "ledger/head.json"
 MAX_ATTEMPTS = 8
+# The ledger holds about one lookback window of loop names (~40 bytes each): 64 MiB is
+# over a million loops. A larger object is not a ledger this operator wrote.
+MAX_LEDGER_BYTES = 64 * 1024 * 1024
 
 T = TypeVar("T")
 
 
 class LedgerError(Exception):
-    """The ledger cannot be read or updated; `retryable` says whether waiting may help."""
+    """The ledger cannot be read or updated: always a `LedgerUnreadable` or a `LedgerBusy`."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+
+class LedgerUnreadable(LedgerError, NeedsAttention):
+    """The ledger object is not a ledger (corrupt, too large, a newer version): restore it."""
+
+    def __init__(self, message: str) -> None:
+        NeedsAttention.__init__(self, "LedgerCorrupt", message)
+
+
+class LedgerBusy(LedgerError, RetryLater):
+    """Every conditional write lost its race: another writer is busy; try again later."""
+
+    def __init__(self, message: str) -> None:
+        RetryLater.__init__(self, message)
 
 
 def ledger_location(output_s3_uri: str) -> S3Location:
@@ -51,7 +65,14 @@ class LedgerStore:
 
     def load(self) -> Ledger:
         """Read the ledger (an empty one if it does not exist yet)."""
-        found = self.s3.get_with_etag(self.location)
+        try:
+            found = self.s3.get_with_etag(self.location, limit=MAX_LEDGER_BYTES)
+        except ObjectTooLarge as error:
+            raise LedgerUnreadable(
+                f"the ingest ledger {self.uri} has {error.size} bytes, more than "
+                f"{MAX_LEDGER_BYTES}: it is not a ledger this operator wrote. Restore it "
+                "from a previous S3 object version"
+            ) from error
         if found is None:
             self.ledger, self.etag, self._stale = Ledger(), None, False
             return self.ledger
@@ -59,10 +80,9 @@ class LedgerStore:
         try:
             self.ledger = Ledger.from_json(data)
         except LedgerCorrupt as error:
-            raise LedgerError(
+            raise LedgerUnreadable(
                 f"the ingest ledger {self.uri} is unreadable: {error}. Restore it from a "
-                "previous S3 object version; deleting it re-ingests every loop A2I still lists",
-                retryable=False,
+                "previous S3 object version; deleting it re-ingests every loop A2I still lists"
             ) from error
         self.etag = etag
         self._stale = False
@@ -93,8 +113,7 @@ class LedgerStore:
                 continue
             self._stale = False
             return result
-        raise LedgerError(
+        raise LedgerBusy(
             f"the ingest ledger {self.uri} kept changing during {MAX_ATTEMPTS} attempts to "
-            "update it (is a second operator writing to the same dataset.outputS3Uri?)",
-            retryable=True,
+            "update it (is a second operator writing to the same dataset.outputS3Uri?)"
         )

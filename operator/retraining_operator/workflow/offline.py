@@ -4,6 +4,10 @@ The same converter and the same streamed writers as the operator; what differs i
 where inputs come from (a listing instead of ListHumanLoops) and that nothing is
 recorded in a ledger. Lines are written sorted by human loop name; a loop name seen
 twice keeps its first output (by path) and reports the others as `DuplicateLoop`.
+
+Every input is isolated: one that cannot be read, is over the size limit (never read
+past it), or makes the parser or converter fail is quarantined with its reason, and the
+others are still written.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ from pathlib import Path
 from retraining_operator.api import LabelsSpec
 from retraining_operator.aws.errors import AwsError
 from retraining_operator.aws.s3 import S3, S3Location
-from retraining_operator.manifest.convert import Converted, Converter, DroppedBox
+from retraining_operator.manifest.convert import (
+    MAX_OUTPUT_BYTES,
+    Converted,
+    Converter,
+    DroppedBox,
+)
 from retraining_operator.manifest.quarantine import Quarantined, QuarantineReason
 from retraining_operator.workflow.sinks import FileLineSink, LineSink, S3LineSink, WrittenManifest
 
@@ -29,9 +38,21 @@ class OfflineInputError(Exception):
 
 
 @dataclass(frozen=True)
+class Oversized:
+    """An input over the size limit: only its size (and ETag, from S3) is known."""
+
+    size: int
+    etag: str | None = None
+
+
+# Reads one input, at most `limit` + 1 bytes of it.
+Reader = Callable[[int], "bytes | Oversized"]
+
+
+@dataclass(frozen=True)
 class Source:
     name: str  # a path or an s3:// URI
-    read: Callable[[], bytes]
+    read: Reader
 
     @property
     def loop_hint(self) -> str | None:
@@ -55,7 +76,30 @@ def local_sources(root: Path) -> list[Source]:
         paths = sorted(path for path in root.rglob(OUTPUT_NAME) if path.is_file())
     else:
         raise OfflineInputError(f"input {root} does not exist")
-    return [Source(str(path), path.read_bytes) for path in paths]
+    return [Source(str(path), _file_reader(path)) for path in paths]
+
+
+def _file_reader(path: Path) -> Reader:
+    def read(limit: int) -> bytes | Oversized:
+        size = path.stat().st_size
+        if size > limit:
+            return Oversized(size)
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)  # the file may have grown since the stat
+        return Oversized(len(data)) if len(data) > limit else data
+
+    return read
+
+
+def _s3_reader(s3: S3, location: S3Location) -> Reader:
+    def read(limit: int) -> bytes | Oversized:
+        with s3.open(location) as stored:
+            if stored.size is not None and stored.size > limit:
+                return Oversized(stored.size, stored.etag)
+            data = stored.read_at_most(limit)
+            return Oversized(limit + 1, stored.etag) if data is None else data
+
+    return read
 
 
 def s3_sources(s3: S3, prefix: S3Location) -> list[Source]:
@@ -68,24 +112,40 @@ def s3_sources(s3: S3, prefix: S3Location) -> list[Source]:
     except AwsError as error:
         raise OfflineInputError(f"cannot list {prefix.uri}: {error}") from error
 
-    def reader(location: S3Location) -> Callable[[], bytes]:
-        return lambda: s3.get(location)
-
     return [
-        Source(S3Location(prefix.bucket, key).uri, reader(S3Location(prefix.bucket, key)))
+        Source(S3Location(prefix.bucket, key).uri, _s3_reader(s3, S3Location(prefix.bucket, key)))
         for key in keys
     ]
 
 
 def _convert(converter: Converter, source: Source) -> Converted | Quarantined:
+    """One input -> a line or a quarantine record; never raises (one input, one verdict)."""
     try:
-        raw = source.read()
+        raw = source.read(MAX_OUTPUT_BYTES)
     except (OSError, AwsError) as error:
         return Quarantined(
             QuarantineReason.OUTPUT_MISSING,
             f"cannot read it: {error}",
             loop_name=source.loop_hint,
             source=source.name,
+        )
+    except Exception as error:  # an unexpected failure must not lose the other inputs
+        return Quarantined(
+            QuarantineReason.FETCH_FAILED,
+            f"cannot read it: {type(error).__name__}: {str(error)[:200]}",
+            loop_name=source.loop_hint,
+            source=source.name,
+        )
+    if isinstance(raw, Oversized):
+        etag = f" (ETag {raw.etag})" if raw.etag else ""
+        return Quarantined(
+            QuarantineReason.OUTPUT_TOO_LARGE,
+            f"{raw.size} bytes{etag}, more than the {MAX_OUTPUT_BYTES} bytes an A2I output "
+            "may have; not read",
+            loop_name=source.loop_hint,
+            source=source.name,
+            size=raw.size,
+            etag=raw.etag,
         )
     result = converter.convert_bytes(raw, source=source.name)
     if isinstance(result, Quarantined) and result.loop_name is None and source.loop_hint:
