@@ -488,7 +488,7 @@ def test_a_loop_that_cannot_be_read_is_quarantined_after_three_polls(
         assert result.fetch_errors == 1
         assert f"attempt {attempt} of 3" in result.errors[0]
         assert result.status.watermark == lost.created  # held while attempts remain
-        message = result.event_message()
+        message = result.fetch_error_message()
         assert message is not None
         assert "Could not read 1 A2I output(s)" in message
         assert _ledger(aws).fetch_attempts("no-output") == attempt  # survives restarts

@@ -44,17 +44,12 @@ STAGING_PREFIX = "staging"
 class DatasetError(Exception):
     """The run's dataset cannot be assembled: always a `DatasetRetry` or `DatasetFailed`."""
 
-    @property
-    def retryable(self) -> bool:
-        """Deprecated: use `isinstance(error, RetryLater)` (kept until the controller does)."""
-        return isinstance(self, RetryLater)
-
 
 class DatasetRetry(DatasetError, RetryLater):
     """AWS was busy or the ledger contended: retry later with the same run id."""
 
     def __init__(self, message: str, after: float | None = None) -> None:
-        RetryLater.__init__(self, message, after)
+        RetryLater.__init__(self, message, after, reason="DatasetRetry")
 
 
 class NothingToTrain(DatasetRetry):

@@ -70,11 +70,6 @@ class IngestError(Exception):
     Problems with single samples never raise: they are quarantined and reported.
     """
 
-    @property
-    def retryable(self) -> bool:
-        """Deprecated: use `isinstance(error, RetryLater)` (kept until the controller does)."""
-        return isinstance(self, RetryLater)
-
 
 class IngestRetry(IngestError, RetryLater):
     """AWS was busy or another writer held the ledger: the next poll carries on."""
@@ -118,8 +113,8 @@ class PollResult:
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
 
     def event_message(self) -> str | None:
-        """A Kubernetes Event message (Warning) for this poll's quarantined samples, outputs
-        that could not be read, and dropped boxes. None when there is nothing to report.
+        """A Kubernetes Event message (Warning) for this poll's quarantined samples and
+        dropped boxes. None when there is nothing to report.
         """
         parts: list[str] = []
         if self.quarantined:
@@ -133,21 +128,26 @@ class PollResult:
             if self.quarantine and self.quarantine[0].record_uri:
                 where = f". Records: {self.quarantine[0].record_uri.rsplit('/', 1)[0]}/"
             parts.append(f"Quarantined {self.quarantined} A2I output(s): {shown}{tail}{where}")
-        if self.fetch_errors:
-            shown = "; ".join(error[:200] for error in self.errors[:3])
-            more = self.fetch_errors - min(len(self.errors), 3)
-            tail = f"; and {more} more" if more > 0 else ""
-            parts.append(
-                f"Could not read {self.fetch_errors} A2I output(s), retried next poll "
-                f"(quarantined as FetchFailed after {MAX_FETCH_ATTEMPTS} failed polls unless "
-                f"AWS is only busy): {shown}{tail}"
-            )
         if self.dropped_boxes:
             parts.append(
                 f"Dropped {self.dropped_boxes} bounding box(es) whose label is not in "
                 "spec.labels.classes (unknownLabel: Drop)"
             )
         return ". ".join(parts) or None
+
+    def fetch_error_message(self) -> str | None:
+        """A Warning Event message for outputs that could not be read this poll (retried
+        next poll; quarantined as FetchFailed after MAX_FETCH_ATTEMPTS unless AWS is busy)."""
+        if not self.fetch_errors:
+            return None
+        shown = "; ".join(error[:200] for error in self.errors[:3])
+        more = self.fetch_errors - min(len(self.errors), 3)
+        tail = f"; and {more} more" if more > 0 else ""
+        return (
+            f"Could not read {self.fetch_errors} A2I output(s), retried next poll "
+            f"(quarantined as FetchFailed after {MAX_FETCH_ATTEMPTS} failed polls unless "
+            f"AWS is only busy): {shown}{tail}"
+        )
 
 
 # -- fetching ------------------------------------------------------------------------------

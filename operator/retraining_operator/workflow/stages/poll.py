@@ -55,3 +55,6 @@ def step(p: PolicyPass) -> None:
     message = polled.event_message()
     if message:
         p.event("Warning", "SamplesQuarantined", message)
+    unreadable = polled.fetch_error_message()
+    if unreadable:
+        p.event("Warning", "OutputsUnreadable", unreadable)
