@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from retraining_operator.aws.errors import map_client_error
+from retraining_operator.aws.errors import AWS_CALL_ERRORS, map_client_error
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
@@ -70,7 +68,7 @@ def list_human_loops(
                 )
                 for item in page.get("HumanLoopSummaries", [])
             ]
-    except ClientError as error:
+    except AWS_CALL_ERRORS as error:
         raise map_client_error(error, "ListHumanLoops") from error
 
 
@@ -81,7 +79,7 @@ def describe_output_uri(client: AugmentedAIRuntimeClient, human_loop_name: str) 
     """
     try:
         response = client.describe_human_loop(HumanLoopName=human_loop_name)
-    except ClientError as error:
+    except AWS_CALL_ERRORS as error:
         raise map_client_error(error, "DescribeHumanLoop") from error
     output = response.get("HumanLoopOutput") or {}
     uri = output.get("OutputS3Uri")

@@ -11,7 +11,16 @@ it where they make the call.
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
 
 from retraining_operator.errors import NeedsAttention, RetryLater
 
@@ -106,8 +115,22 @@ class InvalidRequest(AwsFailure):
     """AWS refused the request as invalid: a spec problem a person has to fix."""
 
 
-def map_client_error(error: ClientError, operation: str = "") -> AwsError:
-    """The typed error for a botocore `ClientError` (raise it `from` the original)."""
+# What a gateway catches around a call: AWS's answers (ClientError) and botocore's own
+# failures with no answer (connection refused or reset, timeouts, no credentials).
+AWS_CALL_ERRORS = (ClientError, BotoCoreError)
+_TRANSPORT_ERRORS = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+_CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError)
+
+
+def map_client_error(error: ClientError | BotoCoreError, operation: str = "") -> AwsError:
+    """The typed error for a failed botocore call (raise it `from` the original)."""
+    if isinstance(error, BotoCoreError):
+        return _map_botocore_error(error, operation)
     details = error.response.get("Error", {})
     code = str(details.get("Code", ""))
     message = str(details.get("Message", "")) or str(error)
@@ -140,4 +163,18 @@ def map_client_error(error: ClientError, operation: str = "") -> AwsError:
     else:
         kind = AwsFailure
     text = f"{operation}: {code}: {message}" if operation else f"{code}: {message}"
+    return kind(text, code=code, operation=operation)
+
+
+def _map_botocore_error(error: BotoCoreError, operation: str) -> AwsError:
+    """No answer from AWS: the network (waiting may help), or no credentials (a person
+    must act); anything else botocore refused locally is a request to fix."""
+    kind: type[AwsError]
+    if isinstance(error, _TRANSPORT_ERRORS):
+        kind, code = Unavailable, "ConnectionError"
+    elif isinstance(error, _CREDENTIAL_ERRORS):
+        kind, code = AccessDenied, "NoCredentials"
+    else:
+        kind, code = InvalidRequest, type(error).__name__
+    text = f"{operation}: {code}: {error}" if operation else f"{code}: {error}"
     return kind(text, code=code, operation=operation)

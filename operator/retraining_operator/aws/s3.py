@@ -1,8 +1,9 @@
 """Gateway to S3: get/put (conditional), bounded and streaming reads, listing, multipart, copies.
 
-Every botocore `ClientError` becomes an `aws.errors.AwsError` subclass; a failed
-conditional write (If-Match / If-None-Match) is `WriteConflict`. A connection that drops
-while a body is read is `Unavailable` (botocore retried the request, not the body).
+Every failed botocore call (an AWS error or no answer at all) becomes an
+`aws.errors.AwsError` subclass; a failed conditional write (If-Match / If-None-Match)
+is `WriteConflict`. A connection that drops while a body is read is `Unavailable`
+(botocore retried the request, not the body).
 
 Objects that come from outside (A2I outputs, the ledger) are read with `open()`: the
 size and ETag are known from the response headers before any byte of the body is read,
@@ -18,10 +19,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from retraining_operator.aws.errors import (
+    AWS_CALL_ERRORS,
     AwsError,
     AwsRetryLater,
     NotFound,
@@ -83,7 +90,9 @@ class S3Location:
         return S3Location(self.bucket, f"{base}/{tail}" if base else tail)
 
 
-def _error(error: ClientError, operation: str) -> AwsError:
+def _error(error: ClientError | BotoCoreError, operation: str) -> AwsError:
+    if isinstance(error, BotoCoreError):
+        return map_client_error(error, operation)
     code = str(error.response.get("Error", {}).get("Code", ""))
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code in _CONFLICT_CODES or status == 412:
@@ -159,7 +168,7 @@ class S3:
         """
         try:
             response = self.client.get_object(Bucket=location.bucket, Key=location.key)
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"GetObject {location.uri}") from error
         return StoredObject(location, response)
 
@@ -168,7 +177,7 @@ class S3:
         try:
             response = self.client.get_object(Bucket=location.bucket, Key=location.key)
             return response["Body"].read()
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"GetObject {location.uri}") from error
 
     def get_with_etag(self, location: S3Location, *, limit: int) -> tuple[bytes, str] | None:
@@ -202,7 +211,7 @@ class S3:
                 yield from lines
             if pending:
                 yield pending
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"GetObject {location.uri}") from error
 
     def put(
@@ -227,7 +236,7 @@ class S3:
             kwargs["IfNoneMatch"] = "*"
         try:
             return str(self.client.put_object(**kwargs)["ETag"])
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"PutObject {location.uri}") from error
 
     def put_if_absent(
@@ -243,7 +252,7 @@ class S3:
     def exists(self, location: S3Location) -> bool:
         try:
             self.client.head_object(Bucket=location.bucket, Key=location.key)
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             mapped = _error(error, f"HeadObject {location.uri}")
             if isinstance(mapped, NotFound):
                 return False
@@ -253,7 +262,7 @@ class S3:
     def size(self, location: S3Location) -> int:
         try:
             head = self.client.head_object(Bucket=location.bucket, Key=location.key)
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"HeadObject {location.uri}") from error
         return int(head["ContentLength"])
 
@@ -264,7 +273,7 @@ class S3:
             for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
                 for item in page.get("Contents", []):
                     yield S3Location(prefix.bucket, item["Key"])
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"ListObjectsV2 {prefix.uri}") from error
 
     def copy(self, source: S3Location, target: S3Location, *, size: int) -> None:
@@ -280,13 +289,13 @@ class S3:
                 self.client.copy(
                     {"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key
                 )
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"CopyObject {source.uri} -> {target.uri}") from error
 
     def delete(self, location: S3Location) -> None:
         try:
             self.client.delete_object(Bucket=location.bucket, Key=location.key)
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"DeleteObject {location.uri}") from error
 
     def multipart(
@@ -316,7 +325,7 @@ class MultipartUpload:
                 Key=self.location.key,
                 ContentType=self.content_type,
             )
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"CreateMultipartUpload {self.location.uri}") from error
         self.upload_id = response["UploadId"]
         return self
@@ -332,7 +341,7 @@ class MultipartUpload:
                 PartNumber=number,
                 Body=data,
             )
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"UploadPart {number} {self.location.uri}") from error
         self.parts.append({"ETag": response["ETag"], "PartNumber": number})
 
@@ -345,7 +354,7 @@ class MultipartUpload:
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
             )
-        except ClientError as error:
+        except AWS_CALL_ERRORS as error:
             raise _error(error, f"CompleteMultipartUpload {self.location.uri}") from error
         self.upload_id = None
 
