@@ -248,3 +248,26 @@ def test_a_converter_bug_quarantines_instead_of_raising(monkeypatch: pytest.Monk
     assert result.reason == QuarantineReason.CONVERSION_FAILED
     assert "KeyError" in result.detail
     assert result.loop_name == "loop-1"
+
+
+def test_depth_does_not_depend_on_the_interpreters_recursion_limit() -> None:
+    # Any library may raise the recursion limit (cel-python does); the parser's own guard
+    # then lets deep input through, or overflows the C stack. The scan does not care.
+    import sys
+
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)
+    try:
+        deep = json.dumps(_seeded())[:-1] + ', "extra": ' + "[" * 2_000 + "]" * 2_000 + "}"
+        result = Converter(_labels(VOC)).convert_bytes(deep.encode())
+    finally:
+        sys.setrecursionlimit(before)
+    assert isinstance(result, Quarantined)
+    assert result.reason == QuarantineReason.TOO_DEEP
+
+
+def test_brackets_inside_strings_and_escapes_do_not_count_as_depth() -> None:
+    document = _seeded()
+    document["note"] = '\\"' + "[" * 500 + '\\\\" {{{'
+    result = Converter(_labels(VOC)).convert_bytes(json.dumps(document).encode())
+    assert not isinstance(result, Quarantined)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -281,11 +282,13 @@ class Converter:
 def parse_output(raw: bytes) -> Any:
     """The JSON document of one `output.json`, or `_Reject` with the reason it is unusable.
 
-    Bounded: the size is checked first; nesting deeper than the parser's recursion limit
-    (about 1,000 levels; an A2I output has about 8) is `TooDeep` rather than a
-    `RecursionError`; an integer with more digits than Python converts (4,300 by default)
-    is `NumberTooLarge` rather than a `ValueError`. A leading UTF-8 byte-order mark is
-    accepted (editors on Windows write one; it carries no content).
+    Bounded: the size is checked first; nesting deeper than MAX_JSON_DEPTH levels (an A2I
+    output has about 8) is `TooDeep`, found by a scan before the parser runs: the parser's
+    own guard is the interpreter's recursion limit, which any library may raise (and a
+    high one lets deep input overflow the C stack); an integer with more digits than
+    Python converts (4,300 by default) is `NumberTooLarge` rather than a `ValueError`.
+    A leading UTF-8 byte-order mark is accepted (editors on Windows write one; it carries
+    no content).
     """
     if len(raw) > MAX_OUTPUT_BYTES:
         raise _Reject(
@@ -299,6 +302,12 @@ def parse_output(raw: bytes) -> Any:
             QuarantineReason.INVALID_ENCODING,
             f"not UTF-8 text ({error.reason} at byte {error.start})",
         ) from None
+    depth = _nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise _Reject(
+            QuarantineReason.TOO_DEEP,
+            f"JSON nested more than {MAX_JSON_DEPTH} levels deep (an A2I output has about 8)",
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -316,6 +325,39 @@ def parse_output(raw: bytes) -> Any:
         # The only other ValueError json raises: int() refusing a number with too many
         # digits (sys.get_int_max_str_digits, a guard against quadratic conversion).
         raise _Reject(QuarantineReason.NUMBER_TOO_LARGE, _safe_text(error)) from None
+
+
+MAX_JSON_DEPTH = 64
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep arrays/objects nest, ignoring brackets inside strings; stops counting once
+    past MAX_JSON_DEPTH. Documents with few brackets (most) skip the scan."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = False
+    skip = -1  # the position of a character escaped by a backslash
+    for match in _JSON_STRUCTURE.finditer(text):
+        at, char = match.start(), match.group()
+        if at == skip:
+            continue
+        if in_string:
+            if char == "\\":
+                skip = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _safe_text(error: BaseException) -> str:
