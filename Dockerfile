@@ -7,8 +7,9 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # ---------------------------------------------------------------------------------- builder
-# Builds the wheel and installs it with its runtime dependencies (no `dev`, no `standins`
-# extra) into /opt/venv, which is all the final stage takes.
+# Installs the runtime dependencies from requirements.lock (exact versions, every file checked
+# against its sha256, wheels only: nothing is compiled) and then the operator's own wheel, into
+# /opt/venv, which is all the final stage takes. `make lock` refreshes the lock.
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -16,13 +17,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY operator ./operator
 
 # The venv has no pip of its own: the base image's pip installs into it (`--python`).
 RUN python -m venv --without-pip /opt/venv \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r requirements.lock \
     && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m pip --python /opt/venv/bin/python install --no-cache-dir /wheels/*.whl
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /wheels/*.whl
 
 # ------------------------------------------------------------------------------------ final
 FROM ${PYTHON_IMAGE}
@@ -42,6 +44,13 @@ LABEL org.opencontainers.image.title="a2i-retraining-operator" \
 RUN groupadd --system --gid 65532 operator \
     && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
        --shell /usr/sbin/nologin operator
+
+# Python and the operator, nothing else: the base's packaging tools (pip, setuptools, wheel, the
+# pip that ensurepip bundles), C headers and developer scripts go. (tests/packaging runs this
+# very line on a CPython 3.11 prefix and lists what is left.)
+RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
+    && prefix="$(python -c 'import sys; print(sys.prefix)')" \
+    && rm -rf "${prefix}"/lib/python3.*/ensurepip "${prefix}"/include "${prefix}"/bin/pip* "${prefix}"/bin/idle* "${prefix}"/bin/pydoc* "${prefix}"/bin/2to3* "${prefix}"/bin/python*-config /root/.cache
 
 COPY --from=builder /opt/venv /opt/venv
 

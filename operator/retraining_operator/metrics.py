@@ -71,10 +71,10 @@ LAST_SUCCESS = Gauge(
 )
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on all interfaces (0 disables)."""
+def serve(port: int, bind_address: str = "0.0.0.0") -> None:  # noqa: S104 (the pod's ports)
+    """Expose /metrics on `bind_address` (default: every interface of the pod); port 0 disables."""
     if port:
-        start_http_server(port, registry=REGISTRY)
+        start_http_server(port, addr=bind_address, registry=REGISTRY)
 
 
 class MetricsObserver:
