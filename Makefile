@@ -36,8 +36,10 @@ test: setup lint typecheck
 demo: setup
 	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/retraining-operator demo
 
-# The image's runtime dependencies, pinned with hashes for the image's platform (the Dockerfile's
-# Python on linux x86_64), and the chart's CycloneDX SBOM made from them (docs/packaging.md).
+# The image's runtime dependencies (requirements.lock) and the build backend that makes the
+# operator's wheel (requirements-build.lock), pinned with hashes for the image's platform (the
+# Dockerfile's Python on linux x86_64), and the chart's CycloneDX SBOM of the runtime set
+# (docs/packaging.md).
 # Keeps the pins already in the lock; `make lock LOCK_FLAGS=--upgrade` moves them to the newest.
 IMAGE_PYTHON := $(shell sed -n 's/^ARG PYTHON_IMAGE=python:\([0-9.]*\)-.*/\1/p' Dockerfile)
 LOCK_FLAGS ?=
@@ -45,6 +47,10 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes $(LOCK_FLAGS) \
 		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 \
 		--custom-compile-command "make lock" --output-file requirements.lock
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(BIN)/uv pip compile - --quiet --generate-hashes $(LOCK_FLAGS) \
+		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 \
+		--custom-compile-command "make lock" --output-file requirements-build.lock
 	$(BIN)/cyclonedx-py requirements --output-reproducible --output-format JSON \
 		--pyproject pyproject.toml --output-file charts/a2i-retraining-operator/sbom.cdx.json requirements.lock
 
