@@ -53,12 +53,12 @@ RUN groupadd --system --gid 65532 operator \
     && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
        --shell /usr/sbin/nologin operator
 
-# Python and the operator, nothing else: the base's packaging tools (pip, setuptools, wheel, the
-# pip that ensurepip bundles), C headers and developer scripts go. (tests/packaging runs this
-# very line on a CPython 3.11 prefix and lists what is left.)
-RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
-    && prefix="$(python -c 'import sys; print(sys.prefix)')" \
-    && rm -rf "${prefix:?}"/lib/python3.*/ensurepip "${prefix:?}"/include "${prefix:?}"/bin/pip* "${prefix:?}"/bin/idle* "${prefix:?}"/bin/pydoc* "${prefix:?}"/bin/2to3* "${prefix:?}"/bin/python*-config
+# Python and the operator, nothing else: the base's packaging tools (pip, setuptools, wheel and
+# what they pulled in: all of the base's site-packages, which the operator's venv does not see),
+# the pip that ensurepip bundles, C headers and developer scripts go. tests/packaging runs this
+# very line on a CPython 3.11 prefix and lists what is left.
+RUN prefix="$(python -c 'import sys; print(sys.prefix)')" \
+    && rm -rf "${prefix:?}"/lib/python3.*/site-packages/* "${prefix:?}"/lib/python3.*/ensurepip "${prefix:?}"/include "${prefix:?}"/bin/pip* "${prefix:?}"/bin/wheel "${prefix:?}"/bin/idle* "${prefix:?}"/bin/pydoc* "${prefix:?}"/bin/2to3* "${prefix:?}"/bin/python*-config
 
 COPY --from=builder /opt/venv /opt/venv
 

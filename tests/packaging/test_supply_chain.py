@@ -71,7 +71,8 @@ def test_a_pyproject_change_without_relock_is_caught(edit: object, complaint: st
 
 def test_every_locked_file_is_hashed_and_the_image_requires_it() -> None:
     for pin in [*RUNTIME.values(), *BUILD.values()]:
-        assert pin.hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), pin
+        assert pin.hashes, pin
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in pin.hashes), pin
     builder = " ".join(a for k, a in stages()[0] if k == "RUN")
     for lock in ("requirements.lock", "requirements-build.lock"):
         assert f"--require-hashes --only-binary=:all: --no-deps -r {lock}" in builder
