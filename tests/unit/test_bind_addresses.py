@@ -41,7 +41,7 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.mark.parametrize(
     ("bind_address", "on_loopback", "on_pod_ip"),
-    [("127.0.0.1", True, False), ("0.0.0.0", True, True)],  # noqa: S104
+    [("127.0.0.1", True, False), ("0.0.0.0", True, True)],
 )
 def test_metrics_listen_only_on_the_bind_address(
     bind_address: str, on_loopback: bool, on_pod_ip: bool
