@@ -7,22 +7,32 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # ---------------------------------------------------------------------------------- builder
-# Builds the wheel and installs it with its runtime dependencies (no `dev`, no `standins`
-# extra) into /opt/venv, which is all the final stage takes.
+# Installs the runtime dependencies from requirements.lock (exact versions, every file checked
+# against its sha256, wheels only: nothing is compiled) and then the operator's own wheel, into
+# /opt/venv, which is all the final stage takes. The wheel is built by the pinned and hashed
+# setuptools of requirements-build.lock in a throwaway venv. `make lock` refreshes both locks.
 FROM ${PYTHON_IMAGE} AS builder
 
+# SOURCE_DATE_EPOCH: pip precompiles the modules (the root filesystem is read-only at run time)
+# into hash-based .pyc files and the wheel's zip entries get a fixed date, so neither depends on
+# when the image was built (1980-01-01: the earliest date a zip file can hold).
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    SOURCE_DATE_EPOCH=315532800
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock requirements-build.lock pyproject.toml README.md ./
 COPY operator ./operator
 
-# The venv has no pip of its own: the base image's pip installs into it (`--python`).
-RUN python -m venv --without-pip /opt/venv \
-    && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m pip --python /opt/venv/bin/python install --no-cache-dir /wheels/*.whl
+# Neither venv has a pip of its own: the base image's pip installs into them (`--python`).
+RUN python -m venv --without-pip /opt/build \
+    && python -m pip --python /opt/build/bin/python install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r requirements-build.lock \
+    && python -m pip --python /opt/build/bin/python wheel --no-cache-dir --no-build-isolation --no-deps --wheel-dir /wheels . \
+    && python -m venv --without-pip /opt/venv \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r requirements.lock \
+    && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /wheels/*.whl \
+    && rm /opt/venv/bin/activate* /opt/venv/bin/Activate.ps1
 
 # ------------------------------------------------------------------------------------ final
 FROM ${PYTHON_IMAGE}
@@ -42,6 +52,13 @@ LABEL org.opencontainers.image.title="a2i-retraining-operator" \
 RUN groupadd --system --gid 65532 operator \
     && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
        --shell /usr/sbin/nologin operator
+
+# Python and the operator, nothing else: the base's packaging tools (pip, setuptools, wheel and
+# what they pulled in: all of the base's site-packages, which the operator's venv does not see),
+# the pip that ensurepip bundles, C headers and developer scripts go. tests/packaging runs this
+# very line on a CPython 3.11 prefix and lists what is left.
+RUN prefix="$(python -c 'import sys; print(sys.prefix)')" \
+    && rm -rf "${prefix:?}"/lib/python3.*/site-packages/* "${prefix:?}"/lib/python3.*/ensurepip "${prefix:?}"/include "${prefix:?}"/bin/pip* "${prefix:?}"/bin/wheel "${prefix:?}"/bin/idle* "${prefix:?}"/bin/pydoc* "${prefix:?}"/bin/2to3* "${prefix:?}"/bin/python*-config
 
 COPY --from=builder /opt/venv /opt/venv
 

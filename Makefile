@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lint typecheck test demo envtest clean
+.PHONY: setup lint typecheck test demo envtest clean lock
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,6 +35,24 @@ test: setup lint typecheck
 # The main job: the whole loop on local stand-ins (real kube-apiserver, emulated AWS).
 demo: setup
 	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/retraining-operator demo
+
+# The image's runtime dependencies (requirements.lock) and the build backend that makes the
+# operator's wheel (requirements-build.lock), pinned with hashes for the image's platform (the
+# Dockerfile's Python on linux x86_64), and the chart's CycloneDX SBOM of the runtime set
+# (docs/packaging.md).
+# Keeps the pins already in the lock; `make lock LOCK_FLAGS=--upgrade` moves them to the newest.
+IMAGE_PYTHON := $(shell sed -n 's/^ARG PYTHON_IMAGE=python:\([0-9.]*\)-.*/\1/p' Dockerfile)
+LOCK_FLAGS ?=
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes $(LOCK_FLAGS) \
+		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 \
+		--custom-compile-command "make lock" --output-file requirements.lock
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(BIN)/uv pip compile - --quiet --generate-hashes $(LOCK_FLAGS) \
+		--python-version $(IMAGE_PYTHON) --python-platform x86_64-manylinux_2_36 \
+		--custom-compile-command "make lock" --output-file requirements-build.lock
+	$(BIN)/cyclonedx-py requirements --output-reproducible --output-format JSON \
+		--pyproject pyproject.toml --output-file charts/a2i-retraining-operator/sbom.cdx.json requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

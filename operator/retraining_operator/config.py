@@ -11,6 +11,9 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     peering: str | None = None
     metrics_port: int = 0  # the CLI defaults to 9090; 0 = no /metrics server
+    # The address /metrics listens on: every interface by default; 127.0.0.1 when a sidecar
+    # (e.g. kube-rbac-proxy) fronts it.
+    metrics_bind_address: str = "0.0.0.0"  # noqa: S104
     # The longest a policy waits between passes. A pass comes earlier when a poll, an
     # observation or maxWait is due (the pass says when), or when spec/annotations change.
     tick_seconds: float = 30.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -71,10 +73,13 @@ LAST_SUCCESS = Gauge(
 )
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on all interfaces (0 disables)."""
-    if port:
-        start_http_server(port, registry=REGISTRY)
+def serve(port: int, bind_address: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104
+    """Expose /metrics on `bind_address` (default: every interface of the pod); port 0 disables.
+    Returns the server (it runs in a daemon thread), so a caller may shut it down."""
+    if not port:
+        return None
+    server, _ = start_http_server(port, addr=bind_address, registry=REGISTRY)
+    return server
 
 
 class MetricsObserver:

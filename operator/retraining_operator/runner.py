@@ -48,6 +48,7 @@ def run_operator(args: argparse.Namespace) -> int:
             namespaces=tuple(namespaces),
             peering=args.peering,
             metrics_port=args.metrics_port,
+            metrics_bind_address=args.metrics_bind_address,
             tick_seconds=args.tick_seconds,
             observe_seconds=args.observe_seconds,
             max_workers=args.max_workers,

@@ -21,11 +21,48 @@ FULLNAME = "rtp-a2i-retraining-operator"
 IRSA_ROLE = "arn:aws:iam::111122223333:role/a2i-retraining-operator"
 DIGEST = "sha256:" + "ab" * 32
 
+# A NetworkPolicy narrowed the way docs/packaging.md shows: Prometheus only, NodeLocal DNS, the
+# API server's endpoints, the VPC endpoints' subnets plus an S3 prefix list, and an HTTPS proxy.
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+NARROW_NETWORK_POLICY: dict[str, Any] = {
+    "ingress": {"from": [PROMETHEUS_PEER]},
+    "egress": {
+        "dns": {
+            "to": [
+                {"ipBlock": {"cidr": "169.254.20.10/32"}},
+                {
+                    "namespaceSelector": {
+                        "matchExpressions": [
+                            {
+                                "key": "kubernetes.io/metadata.name",
+                                "operator": "In",
+                                "values": ["kube-system"],
+                            }
+                        ]
+                    },
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                },
+            ]
+        },
+        "apiServer": {"cidrs": ["10.0.0.0/16"], "ports": [443]},
+        "https": {"cidrs": ["10.0.128.0/20", "10.0.144.0/20", "52.216.0.0/15"]},
+    },
+    "extraEgress": [
+        {"to": [{"ipBlock": {"cidr": "10.0.9.9/32"}}], "ports": [{"port": 3128, "protocol": "TCP"}]}
+    ],
+}
+
 # Default values plus three non-default sets that between them touch every template branch.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "ha-peering": {
         "peering": {"enabled": True, "name": "rtp-peering"},
+        "networkPolicy": {"enabled": False},
+        "health": {"bindAddress": "::"},
+        "metrics": {"bindAddress": "::"},
         "operator": {"logFormat": "text", "verbose": True},
         "priorityClassName": "system-cluster-critical",
         "image": {
@@ -36,7 +73,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaced": {
         "watchNamespaces": ["vision", "audio"],
         "peering": {"enabled": True},
-        "metrics": {"enabled": False},
+        "metrics": {"enabled": False, "bindAddress": "127.0.0.1"},
         "livenessProbe": {"enabled": False},
         "operator": {
             "tickSeconds": 2.5,
@@ -53,6 +90,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "irsa-monitoring": {
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": IRSA_ROLE}},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+        "networkPolicy": NARROW_NETWORK_POLICY,
         "resources": {
             "requests": {"cpu": "250m", "memory": "384Mi"},
             "limits": {"cpu": "2", "memory": "1Gi"},

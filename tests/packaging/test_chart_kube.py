@@ -179,6 +179,29 @@ def test_deployment_and_its_pod_are_admitted_at_restricted(
     assert "PodSecurity" not in pod.stderr, pod.stderr
 
 
+@pytest.mark.parametrize("name", SETS)
+def test_whole_chart_with_its_network_policy_is_admitted_at_restricted(
+    name: str, kube: KubeCluster, restricted_namespace: str, third_party_crds: None
+) -> None:
+    """Everything the chart renders, NetworkPolicy included, in an `enforce=restricted`
+    namespace: the API server admits it all (server-side dry-run) without a warning."""
+    values = json.loads(json.dumps(VALUE_SETS[name]))
+    values.pop("watchNamespaces", None)  # Roles in other namespaces are not the point here
+    docs = render(values, namespace=restricted_namespace, release=f"r{name[:8]}")
+    policies = by_kind(docs, "NetworkPolicy")
+    assert len(policies) == (0 if name == "ha-peering" else 1)
+    result = _apply(kube, docs, "--server-side", "--dry-run=server", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    stored = json.loads(result.stdout)
+    items = stored["items"] if stored.get("kind") == "List" else [stored]
+    assert len(items) == len(docs)
+    # The API server keeps the policy as rendered: no field was dropped or rewritten.
+    for policy in policies:
+        (echo,) = [i for i in items if i["kind"] == "NetworkPolicy"]
+        assert echo["spec"] == policy["spec"]
+
+
 API_CASES = [c for c in CASES if c.apiserver]
 
 

@@ -100,10 +100,12 @@ def _labels(stage: list[tuple[str, str]]) -> dict[str, str]:
 
 def test_final_stage_is_runtime_only_and_non_root() -> None:
     builder, final = stages()
-    # The builder installs the wheel alone: no extras (dev, standins), no editable install.
+    # The builder installs the locked runtime set and the wheel alone: no extras (dev,
+    # standins), no editable install, nothing resolved at build time.
     installs = " ".join(_args(builder, "RUN"))
-    assert "pip wheel" in installs
-    assert "install --no-cache-dir /wheels/*.whl" in installs
+    assert "pip --python /opt/build/bin/python wheel" in installs
+    assert "install --no-cache-dir --require-hashes --only-binary=:all: --no-deps" in installs
+    assert "install --no-cache-dir --no-deps /wheels/*.whl" in installs
     assert "[" not in installs, "an extra would pull in dev or stand-in dependencies"
     assert "-e " not in installs
     # The final stage takes the venv only, never the sources.
@@ -141,7 +143,13 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
     assert {"pyproject.toml", "README.md", "operator/retraining_operator/cli.py"} <= context
     assert "operator/retraining_operator/py.typed" in context
     tops = {rel.split("/")[0] for rel in context}
-    assert tops == {"pyproject.toml", "README.md", "operator"}, tops
+    assert tops == {
+        "requirements.lock",
+        "requirements-build.lock",
+        "pyproject.toml",
+        "README.md",
+        "operator",
+    }, tops
     assert not [rel for rel in context if "__pycache__" in rel or rel.endswith(".pyc")]
     assert not [rel for rel in context if ".egg-info/" in rel]
     # And every source the builder copies is in the context.

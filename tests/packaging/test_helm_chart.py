@@ -67,7 +67,14 @@ def test_helm_lint_strict_passes(name: str) -> None:
 
 
 EXPECTED_KINDS = {
-    "default": ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"],
+    "default": [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "NetworkPolicy",
+        "Service",
+        "ServiceAccount",
+    ],
     "ha-peering": [
         "ClusterKopfPeering",
         "ClusterRole",
@@ -80,6 +87,7 @@ EXPECTED_KINDS = {
         "Deployment",
         "KopfPeering",
         "KopfPeering",
+        "NetworkPolicy",
         "Role",
         "Role",
         "RoleBinding",
@@ -90,6 +98,7 @@ EXPECTED_KINDS = {
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
@@ -308,7 +317,7 @@ def test_bindings_bind_the_chart_service_account(
 
 def test_rbac_can_be_left_to_the_cluster_admin() -> None:
     docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})
-    assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "NetworkPolicy", "Service"]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
     missing = template_text({"serviceAccount": {"create": False}}, check=False)
     assert missing.returncode != 0
@@ -361,6 +370,7 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
     "default": {
         "RTP_LIVENESS": "http://0.0.0.0:8080/healthz",
         "RTP_METRICS_PORT": "9090",
+        "RTP_METRICS_BIND_ADDRESS": "0.0.0.0",
         "RTP_LOG_FORMAT": "json",
         "RTP_TICK_SECONDS": "30",
         "RTP_OBSERVE_SECONDS": "30",
@@ -373,12 +383,15 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
 EXPECTED_ENV["ha-peering"] = EXPECTED_ENV["default"] | {
     "RTP_PEERING": "rtp-peering",
     "RTP_LOG_FORMAT": "text",
+    "RTP_LIVENESS": "http://[::]:8080/healthz",
+    "RTP_METRICS_BIND_ADDRESS": "::",
 }
 EXPECTED_ENV["namespaced"] = EXPECTED_ENV["default"] | {
     "RTP_WATCH_NAMESPACES": "vision,audio",
     "RTP_PEERING": "a2i-retraining-operator",
     "RTP_LIVENESS": "",
     "RTP_METRICS_PORT": "0",
+    "RTP_METRICS_BIND_ADDRESS": "127.0.0.1",
     "RTP_TICK_SECONDS": "2.5",
     "RTP_OBSERVE_SECONDS": "120",
     "RTP_MAX_WORKERS": "4",
@@ -417,7 +430,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(one(render(VALUE_SETS[name]), "Deployment")))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 11
+    assert len(rtp_variables) == 12
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 

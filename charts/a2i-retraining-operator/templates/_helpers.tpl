@@ -78,3 +78,13 @@ app.kubernetes.io/part-of: a2i-retraining-operator
   resourceNames: [{{ .name | quote }}]
   verbs: ["get", "patch"]
 {{- end }}
+
+{{/* An IP address as the host part of a URL: IPv6 in brackets. */}}
+{{- define "rtp.urlHost" -}}
+{{- if contains ":" . }}{{ printf "[%s]" . }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/* "true" for a loopback address (127.0.0.0/8, ::1), else empty. */}}
+{{- define "rtp.isLoopback" -}}
+{{- if or (hasPrefix "127." .) (eq . "::1") }}true{{ end }}
+{{- end }}

@@ -37,13 +37,20 @@ def register(sub: Subparsers) -> None:
     run.add_argument(
         "--liveness",
         default=os.environ.get("RTP_LIVENESS", "http://0.0.0.0:8080/healthz"),
-        help="kopf liveness endpoint URL; empty disables [RTP_LIVENESS]",
+        help="kopf liveness endpoint URL; its host is the address it listens on; empty "
+        "disables [RTP_LIVENESS]",
     )
     run.add_argument(
         "--metrics-port",
         type=int,
         default=int(os.environ.get("RTP_METRICS_PORT", "9090")),
         help="Prometheus /metrics port, 0 disables [RTP_METRICS_PORT]",
+    )
+    run.add_argument(
+        "--metrics-bind-address",
+        default=os.environ.get("RTP_METRICS_BIND_ADDRESS", "0.0.0.0"),  # noqa: S104
+        help="address /metrics listens on: 0.0.0.0 (every interface), ::, 127.0.0.1, or "
+        "one IP of the pod [RTP_METRICS_BIND_ADDRESS]",
     )
     run.add_argument(
         "--log-format",
