@@ -159,7 +159,7 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     # Resources and namespaces are named explicitly: no CRD or namespace scanning, so the
     # chart's least-privilege RBAC needs neither (and startup is not delayed by retries).
     settings.scanning.disabled = True
-    metrics.serve(config.metrics_port)
+    metrics.serve(config.metrics_port, config.metrics_bind_address)
     _state.budget = CallBudget(config.aws_calls_per_second)
     _state.controller = Controller(config, _session)
     _state.executor = ThreadPoolExecutor(

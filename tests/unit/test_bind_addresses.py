@@ -83,3 +83,23 @@ def test_run_passes_the_bind_addresses_to_the_operator(
     assert seen["kopf"]["liveness_endpoint"] == "http://[::]:8181/healthz"
     flag = build_parser().parse_args(["run", "--metrics-bind-address", "::"])
     assert flag.metrics_bind_address == "::"
+
+
+def test_the_operator_serves_metrics_on_the_configured_bind_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    import kopf
+
+    from retraining_operator import handlers
+    from retraining_operator.config import OperatorConfig
+
+    served: list[tuple[int, str]] = []
+    monkeypatch.setattr(metrics, "serve", lambda port, address: served.append((port, address)))
+    monkeypatch.setattr(handlers, "_state", handlers.OperatorState())
+    handlers._state.config = OperatorConfig(metrics_port=9999, metrics_bind_address="127.0.0.1")
+    handlers.startup(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+    assert served == [(9999, "127.0.0.1")]
+    _controller, executor = handlers._state.running()
+    executor.shutdown()
