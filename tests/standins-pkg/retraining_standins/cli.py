@@ -1,7 +1,13 @@
-"""`retraining-operator standins`: run the AWS stand-ins in the foreground.
+"""`retraining-standins serve|demo`: the stand-ins' command line.
 
-The first lines on stdout are `export NAME=value` lines (eval-able by a shell), flushed before
-anything else; then the command serves until SIGINT or SIGTERM.
+`serve` runs the AWS stand-ins in the foreground. The first lines on stdout are
+`export NAME=value` lines (eval-able by a shell), flushed before anything else; then the command
+serves until SIGINT or SIGTERM.
+
+`demo` runs the whole retraining loop on the stand-ins and a real kube-apiserver (see
+`demo_run`).
+
+Both import their heavy dependencies inside the handler, so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -11,20 +17,75 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeAlias
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The CLI's command-registry hook: the parser, with `main` as its handler."""
-    add_parser(subparsers).set_defaults(handler=main)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retraining-standins",
+        description="Local stand-ins for the a2i-retraining-operator: emulated SageMaker + A2I, "
+        "moto S3/STS/CloudWatch, a real kube-apiserver + etcd, and the demo.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_serve_parser(sub).set_defaults(handler=serve)
+    add_demo_parser(sub).set_defaults(handler=demo)
+    return parser
 
 
-def add_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def add_demo_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "standins",
+        "demo",
+        help="run the whole loop on local stand-ins (real kube-apiserver, emulated AWS)",
+        description="Start a real kube-apiserver + etcd (envtest binaries from --assets or "
+        "KUBEBUILDER_ASSETS; a checkout of the project builds them with "
+        "`bash tests/envtest/build.sh`), the AWS stand-ins, install the CRD, apply a policy, "
+        "seed reviewed images, run the operator and narrate the loop: polled -> manifest -> "
+        "training job -> gate -> canary -> serving. Exits 0 when the endpoint serves the new "
+        "model, 1 otherwise, 2 when the envtest binaries are missing.",
+    )
+    parser.add_argument("--loops", type=int, default=24, help="reviewed images to seed")
+    parser.add_argument(
+        "--timeout", type=float, default=110.0, help="seconds to wait for the loop to close"
+    )
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory holding kube-apiserver and etcd (default: $KUBEBUILDER_ASSETS)",
+    )
+    return parser
+
+
+def demo(args: argparse.Namespace) -> int:
+    from retraining_standins.demo_run import DemoRun
+    from retraining_standins.kubeapi import EnvtestError
+
+    try:
+        return DemoRun(loops=args.loops, timeout=args.timeout, assets=args.assets).run()
+    except EnvtestError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+
+
+def add_serve_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
         help="run local stand-ins for S3/STS/CloudWatch (moto) and SageMaker + A2I",
         description="Run the AWS stand-ins on loopback ports. Prints `export ...` lines first "
         "(eval them to point boto3 at the stand-ins), then serves until interrupted.",
@@ -55,10 +116,10 @@ def add_parser(
     return parser
 
 
-def main(args: argparse.Namespace) -> int:
-    from retraining_operator.standins.clock import Clock
-    from retraining_operator.standins.demo import seed_demo
-    from retraining_operator.standins.stack import AwsStandins
+def serve(args: argparse.Namespace) -> int:
+    from retraining_standins.clock import Clock
+    from retraining_standins.demo import seed_demo
+    from retraining_standins.stack import AwsStandins
 
     if args.speed <= 0:
         print("--speed must be positive", file=sys.stderr)
