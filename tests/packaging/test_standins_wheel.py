@@ -11,6 +11,7 @@ never skips, without them). Marked slow: about two minutes, most of it the demo 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def _clean_env(bin_dir: Path, home: Path, **extra: str) -> dict[str, str]:
 
 
 def _commands(help_text: str) -> set[str]:
-    """The subcommands argparse lists as `{a,b,c}` in the usage line."""
-    return set(help_text.split("{", 1)[1].split("}", 1)[0].split(","))
+    """The subcommands argparse lists under COMMAND, one per line, indented by four spaces."""
+    return set(re.findall(r"^ {4}(\w\S*)", help_text, re.MULTILINE))
 
 
 @pytest.fixture(scope="module")
