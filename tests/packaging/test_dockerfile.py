@@ -100,7 +100,7 @@ def _labels(stage: list[tuple[str, str]]) -> dict[str, str]:
 
 def test_final_stage_is_runtime_only_and_non_root() -> None:
     builder, final = stages()
-    # The builder installs the wheel alone: no extras (dev, standins), no editable install.
+    # The builder installs the wheel alone: no extras (dev), no editable install.
     installs = " ".join(_args(builder, "RUN"))
     assert "pip wheel" in installs
     assert "install --no-cache-dir /wheels/*.whl" in installs
