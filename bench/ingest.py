@@ -1,6 +1,6 @@
 """Ingest benchmark (not a test): the operator's ingest against the AWS stand-ins.
 
-The stand-ins run in their own process (`python -m retraining_operator standins`), driven
+The stand-ins run in their own process (`python -m retraining_standins serve`), driven
 over their HTTP control endpoint (faults, clock, request log, seeding), so their CPU is
 not ours and every call crosses a real socket.
 
@@ -61,7 +61,7 @@ LATENCY = 0.020
 class Standins:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "retraining_operator", "standins", "--speed", "1"],
+            [sys.executable, "-m", "retraining_standins", "serve", "--speed", "1"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -81,7 +81,7 @@ class Standins:
             AWS_EC2_METADATA_DISABLED="true",
         )
         os.environ.update(self.env)
-        from retraining_operator.standins.control import Control
+        from retraining_standins.control import Control
 
         self.control = Control(self.env["STANDINS_CONTROL_URL"], timeout=600)
 
@@ -195,8 +195,8 @@ def raw_get_rate(bucket: str, keys: list[str]) -> float:
 
 
 def bench_throughput(standins: Standins, loops: int, rounds: int) -> dict[str, Any]:
-    from retraining_operator.standins.faults import FaultRule
     from retraining_operator.workflow.ingest import poll
+    from retraining_standins.faults import FaultRule
 
     control = standins.control
     control.reset()
@@ -303,7 +303,7 @@ def _prepare_assembly(samples: int, bucket: str, prefix: str) -> tuple[str, str]
     from retraining_operator.aws.s3 import S3, S3Location
     from retraining_operator.manifest.convert import Converted, Converter
     from retraining_operator.reconcile.ledger import Ledger, LoopOutcome, PendingSegment
-    from retraining_operator.standins.seed import random_a2i_output
+    from retraining_standins.seed import random_a2i_output
 
     s3 = S3(_session().s3())
     converter = Converter(LabelsSpec(classes=VOC))

@@ -1,7 +1,7 @@
 """Operator benchmark (not a test): the real operator process on a real kube-apiserver.
 
 Issue #8. Everything runs on this machine: etcd + kube-apiserver (envtest binaries), the AWS
-stand-ins in their own process (`retraining-operator standins`, so their CPU is not the
+stand-ins in their own process (`retraining-standins serve`, so their CPU is not the
 operator's), and `retraining-operator run` as a subprocess, sampled from /proc every second.
 
 (a) Idle at scale: the operator with 0 policies (the same-process baseline), then N
@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # support.envtest: the checkout's envtest build cache
 README = ROOT / "bench" / "README.md"
 SECTION = "Operator"
 
@@ -105,13 +106,13 @@ def _stop_group(popen: subprocess.Popen[Any], grace: float) -> None:
 
 
 class Standins:
-    """`retraining-operator standins --speed 1` in its own process (real-time emulated clock)."""
+    """`retraining-standins serve --speed 1` in its own process (real-time emulated clock)."""
 
     def __init__(self, workdir: Path) -> None:
         self.log_path = workdir / "standins.log"
         with self.log_path.open("wb") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "retraining_operator", "standins", "--speed", "1"],
+                [sys.executable, "-m", "retraining_standins", "serve", "--speed", "1"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -145,7 +146,7 @@ class Standins:
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
             AWS_EC2_METADATA_DISABLED="true",
         )
-        from retraining_operator.standins.control import Control
+        from retraining_standins.control import Control
 
         self.control = Control(self.env["STANDINS_CONTROL_URL"], timeout=60)
 
@@ -163,7 +164,7 @@ class Operator:
     def __init__(
         self, kubeconfig: Path, aws_env: dict[str, str], log_path: Path, argv: list[str]
     ) -> None:
-        from retraining_operator.standins.kubeapi import free_port
+        from retraining_standins.kubeapi import free_port
 
         self.metrics_port = free_port()
         self.log_path = log_path
@@ -510,10 +511,11 @@ class World:
 @contextlib.contextmanager
 def world(workdir: Path) -> Iterator[World]:
     """Stand-ins (own process), control plane, CRD, namespaces, bucket, model, manifests."""
-    from retraining_operator.standins.demo import manifest_lines
-    from retraining_operator.standins.demo_run import _clients, _install_crd
-    from retraining_operator.standins.kubeapi import ControlPlane, find_assets
-    from retraining_operator.standins.training import model_tarball
+    from retraining_standins.demo import manifest_lines
+    from retraining_standins.demo_run import _clients, _install_crd
+    from retraining_standins.kubeapi import ControlPlane
+    from retraining_standins.training import model_tarball
+    from support.envtest import find_assets
 
     assets = find_assets()
     say("starting the AWS stand-ins (own process) ...")
@@ -1162,7 +1164,7 @@ def main() -> int:
 
 METHOD = """\
 How: etcd + kube-apiserver (envtest binaries), the AWS stand-ins in their own process
-(`retraining-operator standins --speed 1`), and `retraining-operator run --namespace <ns>` as
+(`retraining-standins serve --speed 1`), and `retraining-operator run --namespace <ns>` as
 a subprocess with its /metrics on. /proc/<pid>/stat (utime+stime) and /proc/<pid>/status
 (VmRSS, RssAnon, Threads) plus the fd count are sampled every second. The baseline is the same
 operator process before any policy exists. AWS calls come from the stand-ins' request log

@@ -1,7 +1,7 @@
 """Command line: `retraining-operator run|...`.
 
-Subcommands import their heavy dependencies lazily so `--help` stays fast and
-`run` never loads the test-only stand-ins.
+Subcommands import their heavy dependencies lazily so `--help` stays fast. The local
+stand-ins and the demo are another distribution (`retraining-standins`, tests/standins-pkg/).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from retraining_operator import __version__
 COMMAND_MODULES = (
     "retraining_operator.commands.run",
     "retraining_operator.commands.plan",
-    "retraining_operator.standins.cli",  # argparse only; the stand-ins load inside its handler
     "retraining_operator.commands.manifest",
-    "retraining_operator.commands.demo",
 )
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from retraining_operator.standins.demo import DemoWorld, seed_demo
-from retraining_operator.standins.demo_run import DEMO_DURATIONS, demo_policy
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.demo import DemoWorld, seed_demo
+from retraining_standins.demo_run import DEMO_DURATIONS, demo_policy
+from retraining_standins.stack import AwsStandins
 from support.kube import KubeCluster
 from support.operator import OperatorProcess, chart_rbac, wait_for
 

@@ -17,10 +17,10 @@ from retraining_operator.api import RETRAIN_NOW_ANNOTATION, RetrainingPolicyStat
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.standins.demo import DemoWorld, seed_demo
-from retraining_operator.standins.seed import VOC_CLASSES
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.controller import Controller, PolicyView
+from retraining_standins.demo import DemoWorld, seed_demo
+from retraining_standins.seed import VOC_CLASSES
+from retraining_standins.stack import AwsStandins
 
 REF = PolicyRef(
     namespace="vision", name="pascal-detector", uid="0f8fad5b-d9cb-469f-a165-70867728950e"

@@ -17,11 +17,11 @@ import pytest
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.standins.demo import seed_demo
-from retraining_operator.standins.demo_run import demo_policy
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow import context
 from retraining_operator.workflow.controller import Controller, PassResult, PolicyView
+from retraining_standins.demo import seed_demo
+from retraining_standins.demo_run import demo_policy
+from retraining_standins.stack import AwsStandins
 
 REF = PolicyRef(namespace="vision", name="detector", uid="9e0b6c1a-5f1e-4a43-8a51-2d4c6b8e0f17")
 

@@ -22,9 +22,6 @@ from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.standins.a2i import FlowDefinition
-from retraining_operator.standins.seed import random_a2i_output
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.dataset import (
     NothingToTrain,
     ValidationSource,
@@ -32,6 +29,9 @@ from retraining_operator.workflow.dataset import (
 )
 from retraining_operator.workflow.ingest import PollResult, poll
 from retraining_operator.workflow.ledger_store import LedgerStore
+from retraining_standins.a2i import FlowDefinition
+from retraining_standins.seed import random_a2i_output
+from retraining_standins.stack import AwsStandins
 from unit.ingest_policies import VOC, flow_arn, ingest_spec
 
 BUCKET = "rtp-test-bucket"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from retraining_operator.cli import main
-from retraining_operator.standins.a2i import FlowDefinition
-from retraining_operator.standins.seed import a2i_output_uri, random_a2i_output
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.a2i import FlowDefinition
+from retraining_standins.seed import a2i_output_uri, random_a2i_output
+from retraining_standins.stack import AwsStandins
 from unit.ingest_policies import VOC
 from unit.seed_oracle import make_seed_converter
 

@@ -21,12 +21,12 @@ from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_request import TrainingSpecError
-from retraining_operator.standins.demo import seed_demo
-from retraining_operator.standins.demo_run import demo_policy
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow import training
 from retraining_operator.workflow.controller import Controller, PassResult, PolicyView
 from retraining_operator.workflow.stages import start
+from retraining_standins.demo import seed_demo
+from retraining_standins.demo_run import demo_policy
+from retraining_standins.stack import AwsStandins
 
 REF = PolicyRef(namespace="vision", name="detector", uid="5b1c2d3e-4f50-4a61-8b72-93a4b5c6d7e8")
 TICK = 10.0

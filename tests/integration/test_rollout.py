@@ -26,13 +26,13 @@ from retraining_operator.reconcile.rollout import (
     endpoint_config_request,
     model_request,
 )
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.rollout import (
     RolloutProgress,
     advance_rollout,
     cleanup,
     rollback_to,
 )
+from retraining_standins.stack import AwsStandins
 from unit.rollout_policies import IMAGE, POLICY, spec
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import pytest
 from retraining_operator.aws.errors import AccessDenied
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession, botocore_session
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 ROLE = "arn:aws:iam::210987654321:role/rtp-tenant-vision"
 

@@ -42,7 +42,6 @@ from retraining_operator.reconcile.training_status import (
     TrainingObservation,
     failure_history_entry,
 )
-from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.training import (
     BaseModelUnavailable,
     ensure_training,
@@ -50,6 +49,7 @@ from retraining_operator.workflow.training import (
     stop_training,
     training_image_uri,
 )
+from retraining_standins.stack import AwsStandins
 from unit.training_policies import TUNING, document
 
 BUCKET = "rtp-test-bucket"

@@ -100,8 +100,8 @@ def _labels(stage: list[tuple[str, str]]) -> dict[str, str]:
 
 def test_final_stage_is_runtime_only_and_non_root() -> None:
     builder, final = stages()
-    # The builder installs the locked runtime set and the wheel alone: no extras (dev,
-    # standins), no editable install, nothing resolved at build time.
+    # The builder installs the locked runtime set and the wheel alone: no extras (dev), no
+    # editable install, nothing resolved at build time.
     installs = " ".join(_args(builder, "RUN"))
     assert "pip --python /opt/build/bin/python wheel" in installs
     assert "install --no-cache-dir --require-hashes --only-binary=:all: --no-deps" in installs

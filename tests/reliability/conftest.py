@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from reliability.scene import Scene
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 from support.kube import KubeCluster
 from support.operator import OperatorProcess
 

@@ -20,9 +20,9 @@ import pytest
 from kubernetes import client
 
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
-from retraining_operator.standins.demo import DemoWorld, seed_demo
-from retraining_operator.standins.demo_run import DEMO_DURATIONS, POLICY, demo_policy
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.demo import DemoWorld, seed_demo
+from retraining_standins.demo_run import DEMO_DURATIONS, POLICY, demo_policy
+from retraining_standins.stack import AwsStandins
 from support.kube import KubeCluster
 from support.operator import OperatorProcess, chart_rbac
 

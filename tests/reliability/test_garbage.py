@@ -12,7 +12,7 @@ import pytest
 
 from reliability.conftest import CaseReport
 from reliability.scene import Scene, manifest_loops, metric
-from retraining_operator.standins.seed import random_a2i_output
+from retraining_standins.seed import random_a2i_output
 
 pytestmark = [pytest.mark.reliability, pytest.mark.kube, pytest.mark.e2e]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
 IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/object-detection:1"

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.seed import VOC_CLASSES, random_a2i_output
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.seed import VOC_CLASSES, random_a2i_output
+from retraining_standins.stack import AwsStandins
 
 KEY_LAYOUT = re.compile(
     r"^a2i-results/fd-test/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}/\d{2}/(?P<loop>[a-z0-9-]+)/output\.json$"

@@ -1,9 +1,10 @@
-"""`retraining-operator standins` in a subprocess, and the HTTP control API."""
+"""`retraining-standins serve|demo` in a subprocess, and the HTTP control API."""
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -18,10 +19,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.control import Control
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.control import Control
+from retraining_standins.stack import AwsStandins
 
-CLI = Path(sys.executable).parent / "retraining-operator"
+CLI = Path(sys.executable).parent / "retraining-standins"
 REQUIRED = {
     "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL_SAGEMAKER",
@@ -73,7 +74,7 @@ def read_exports(process: subprocess.Popen[str], timeout: float = 60) -> tuple[l
 def standins_process() -> Iterator[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [str(CLI), "standins", "--seed-loops", "3", "--speed", "60"],
+        [str(CLI), "serve", "--seed-loops", "3", "--speed", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +92,7 @@ def test_standins_command_prints_exports_first_and_serves(
     standins_process: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines, exports = read_exports(standins_process)
-    assert lines, "no output from `retraining-operator standins`"
+    assert lines, "no output from `retraining-standins serve`"
     assert all(line.startswith("export ") for line in lines)
     assert lines[0].startswith("export AWS_ENDPOINT_URL_")
     assert exports.keys() >= REQUIRED
@@ -127,11 +128,34 @@ def test_standins_command_prints_exports_first_and_serves(
     assert standins_process.wait(timeout=20) == 0
 
 
-def test_standins_help_is_registered() -> None:
-    out = subprocess.run([str(CLI), "standins", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0
-    assert "--seed-loops" in out.stdout
-    assert "--speed" in out.stdout
+def test_serve_and_demo_are_the_commands() -> None:
+    out = subprocess.run([str(CLI), "--help"], capture_output=True, text=True, check=True)
+    assert "usage: retraining-standins" in out.stdout
+    assert set(re.findall(r"^ {4}(\w\S*)", out.stdout, re.MULTILINE)) == {"serve", "demo"}
+    serve = subprocess.run([str(CLI), "serve", "--help"], capture_output=True, text=True)
+    assert serve.returncode == 0
+    assert "--seed-loops" in serve.stdout
+    assert "--speed" in serve.stdout
+    module = [sys.executable, "-m", "retraining_standins", "demo", "--help"]
+    demo = subprocess.run(module, capture_output=True, text=True)
+    assert demo.returncode == 0
+    assert "--assets" in demo.stdout
+
+
+def test_demo_without_envtest_binaries_says_where_to_get_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBEBUILDER_ASSETS"}
+    result = subprocess.run(
+        [str(CLI), "demo", "--timeout", "1"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2, result.stderr
+    assert "KUBEBUILDER_ASSETS" in result.stderr
+    assert "--assets" in result.stderr
+    assert "tests/envtest/build.sh" in result.stderr
+    empty = subprocess.run(
+        [str(CLI), "demo", "--assets", str(tmp_path)], capture_output=True, text=True, env=env
+    )
+    assert empty.returncode == 2
+    assert f"not found in --assets {tmp_path}" in empty.stderr
 
 
 def test_control_api_drives_clock_log_and_loops(aws: AwsStandins, a2i_flow: Any) -> None:

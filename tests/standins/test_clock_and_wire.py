@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from retraining_operator.standins.clock import Clock
-from retraining_operator.standins.errors import ApiError
-from retraining_operator.standins.model import A2I_RUNTIME, SAGEMAKER, operation_model
-from retraining_operator.standins.paging import paginate, time_key
-from retraining_operator.standins.validation import compile_pattern, validate_params
-from retraining_operator.standins.wire import (
+from retraining_standins.clock import Clock
+from retraining_standins.errors import ApiError
+from retraining_standins.model import A2I_RUNTIME, SAGEMAKER, operation_model
+from retraining_standins.paging import paginate, time_key
+from retraining_standins.validation import compile_pattern, validate_params
+from retraining_standins.wire import (
     ShapeError,
     parse_json_body,
     parse_rest_request,

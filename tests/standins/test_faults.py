@@ -10,8 +10,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.control import Control
-from retraining_operator.standins.faults import FaultRule, Faults
+from retraining_standins.control import Control
+from retraining_standins.faults import FaultRule, Faults
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 from .builders import IMAGE, ROLE, model_and_config
 

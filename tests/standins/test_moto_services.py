@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 DIMENSIONS = [
     {"Name": "EndpointName", "Value": "od-endpoint"},

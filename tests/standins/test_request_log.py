@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 
 def test_calls_are_logged_in_order_across_services(aws: AwsStandins, a2i_flow) -> None:

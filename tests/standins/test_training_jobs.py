@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.stack import AwsStandins
+from retraining_standins.stack import AwsStandins
 
 from .builders import ROLE, training_job, upload_training_inputs
 

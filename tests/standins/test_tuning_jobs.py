@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins.stack import AwsStandins
-from retraining_operator.standins.training import TrainingPlan
+from retraining_standins.stack import AwsStandins
+from retraining_standins.training import TrainingPlan
 
 from .builders import training_job, upload_training_inputs
 

@@ -1,6 +1,6 @@
 """Stopping and restarting the envtest kube-apiserver while etcd keeps running.
 
-`ControlPlane` (retraining_operator.standins.kubeapi) starts etcd and one kube-apiserver and
+`ControlPlane` (retraining_standins.kubeapi) starts etcd and one kube-apiserver and
 stops both. Outage tests need more: take only the API server away (etcd and its data stay),
 bring it back on the same address with the same certificates and tokens (so every
 kubeconfig and watch client reconnects to "the same" server), and, to model an HA control
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from retraining_operator.standins.kubeapi import ControlPlane, _Proc, free_port
+from retraining_standins.kubeapi import ControlPlane, _Proc, free_port
 
 APISERVER = "kube-apiserver"
 

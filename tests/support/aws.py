@@ -3,7 +3,7 @@
 Fixtures:
 
 - ``aws_standins`` (session): the running servers, an
-  :class:`~retraining_operator.standins.stack.AwsStandins`. Started once per session on free
+  :class:`~retraining_standins.stack.AwsStandins`. Started once per session on free
   loopback ports.
 - ``aws`` (function): the same object, reset to a clean slate for this test (no buckets,
   jobs, endpoints, loops, faults or logged calls; a manual clock restarted at the current
@@ -18,7 +18,7 @@ What a test can do with ``aws`` (see docs/testing.md, "AWS stand-ins"):
 
 - ``aws.clock.advance(seconds)``: move every lifecycle forward.
 - ``aws.a2i.add_loop(...)`` / ``add_loops(...)`` / ``complete_loop(...)`` / ``fail_loop(...)``;
-  ``retraining_operator.standins.seed.random_a2i_output(...)`` for hand-made outputs.
+  ``retraining_standins.seed.random_a2i_output(...)`` for hand-made outputs.
 - ``aws.sagemaker.plan_training(...)``, ``set_metrics(...)``, ``set_metrics_provider(...)``,
   ``fail_next_update(...)``, ``durations``.
 - ``aws.faults.throttle(...)`` / ``fail(...)`` / ``delay(...)`` / ``add(FaultRule(...))``.
@@ -33,8 +33,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from retraining_operator.standins.a2i import FlowDefinition
-from retraining_operator.standins.stack import AwsStandins, isolated_aws_env
+from retraining_standins.a2i import FlowDefinition
+from retraining_standins.stack import AwsStandins, isolated_aws_env
 
 _CLEARED = (
     "AWS_PROFILE",

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from retraining_operator.standins.kubeapi import REPO_ROOT, free_port, tail
-from retraining_operator.standins.stack import AwsStandins, isolated_aws_env
+from retraining_standins.stack import AwsStandins, isolated_aws_env
 from support import tools
+from support.envtest import REPO_ROOT, free_port, tail
 from support.kube import KubeCluster
 
 CHART = REPO_ROOT / "charts" / "a2i-retraining-operator"

@@ -197,7 +197,7 @@ def test_result_path_constant_matches_strategy() -> None:
 def _seeded(name: str = "loop-1") -> dict[str, Any]:
     import random
 
-    from retraining_operator.standins.seed import random_a2i_output
+    from retraining_standins.seed import random_a2i_output
 
     return random_a2i_output(
         flow_definition_arn="arn:aws:sagemaker:us-east-1:111122223333:flow-definition/fd-x",

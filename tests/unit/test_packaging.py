@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+STANDINS_PKG = ROOT / "tests" / "standins-pkg"
 
 
 def test_console_script_help() -> None:
@@ -17,6 +19,9 @@ def test_console_script_help() -> None:
     )
     assert "run" in out.stdout
     assert "usage: retraining-operator" in out.stdout
+    # The stand-ins and the demo are the other distribution's commands (`retraining-standins`).
+    commands = set(re.findall(r"^ {4}(\w\S*)", out.stdout, re.MULTILINE))
+    assert commands == {"run", "plan", "manifest"}
 
 
 def test_python_dash_m_help() -> None:
@@ -35,7 +40,7 @@ def test_runtime_path_does_not_load_standins_or_heavy_sdk() -> None:
         "import sys, retraining_operator.handlers, retraining_operator.runner;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'moto', 'werkzeug', 'pandas', 'scipy', 'sagemaker'} "
-        "or m.startswith('retraining_operator.standins'));"
+        "or m.startswith('retraining_standins'));"
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -48,7 +53,7 @@ def test_import_linter_refuses_boto3_in_reconcile(tmp_path: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     probe = tmp_path / "operator" / "retraining_operator" / "reconcile" / "_probe.py"
     probe.write_text("import boto3\n")
-    env = {"PYTHONPATH": str(tmp_path / "operator"), "PATH": str(BIN)}
+    env = {"PYTHONPATH": f"{tmp_path / 'operator'}:{STANDINS_PKG}", "PATH": str(BIN)}
     result = subprocess.run(
         [str(BIN / "lint-imports"), "--no-cache"],
         cwd=tmp_path,
@@ -67,3 +72,32 @@ def test_import_linter_refuses_boto3_in_reconcile(tmp_path: Path) -> None:
         text=True,
     )
     assert clean.returncode == 0, clean.stdout
+
+
+def test_import_linter_refuses_the_standins_in_the_operator(tmp_path: Path) -> None:
+    # The stand-ins depend on the operator, never the reverse: any operator module that imports
+    # them (even the CLI, off the runtime path) breaks the contract.
+    shutil.copytree(ROOT / "operator", tmp_path / "operator")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    probe = tmp_path / "operator" / "retraining_operator" / "commands" / "_probe.py"
+    probe.write_text("import retraining_standins.kubeapi\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'operator'}:{STANDINS_PKG}", "PATH": str(BIN)}
+    result = subprocess.run(
+        [str(BIN / "lint-imports"), "--no-cache"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "retraining_operator is not allowed to import retraining_standins" in result.stdout
+    assert "retraining_operator.commands._probe -> retraining_standins.kubeapi" in result.stdout
+
+
+def test_standins_ship_an_exact_copy_of_the_crd() -> None:
+    # The demo installs the CRD from its own package data, so it runs from the installed wheels.
+    source = (ROOT / "crds" / "retrainingpolicies.yaml").read_bytes()
+    copy = (STANDINS_PKG / "retraining_standins" / "crds" / "retrainingpolicies.yaml").read_bytes()
+    assert copy == source, (
+        "run: cp crds/retrainingpolicies.yaml tests/standins-pkg/retraining_standins/crds/"
+    )

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from retraining_operator.standins import errors
-from retraining_operator.standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
-from retraining_operator.standins.clock import Clock
-from retraining_operator.standins.hosting import HostingStore
-from retraining_operator.standins.paging import paginate
-from retraining_operator.standins.seed import VOC_CLASSES
-from retraining_operator.standins.state import (
+from retraining_standins import errors
+from retraining_standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
+from retraining_standins.clock import Clock
+from retraining_standins.hosting import HostingStore
+from retraining_standins.paging import paginate
+from retraining_standins.seed import VOC_CLASSES
+from retraining_standins.state import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     AlarmSource,
@@ -26,7 +26,7 @@ from retraining_operator.standins.state import (
     EmulatorState,
     ObjectStore,
 )
-from retraining_operator.standins.training import (
+from retraining_standins.training import (
     MetricsProvider,
     TrainingPlan,
     TrainingPlanner,

@@ -19,7 +19,7 @@ from typing import Any
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from botocore.utils import parse_timestamp
 
-from retraining_operator.standins.errors import validation
+from retraining_standins.errors import validation
 
 
 class ShapeError(Exception):

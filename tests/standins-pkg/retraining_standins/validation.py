@@ -18,7 +18,7 @@ from typing import Any
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 from botocore.validate import ParamValidator
 
-from retraining_operator.standins.errors import validation
+from retraining_standins.errors import validation
 
 _JAVA_CLASSES = {
     r"\p{L}": r"\w",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from retraining_operator.standins.clock import Clock
+from retraining_standins.clock import Clock
 
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account: ARNs line up with S3/CloudWatch
 DEFAULT_REGION = "us-east-1"

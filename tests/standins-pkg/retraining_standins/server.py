@@ -30,13 +30,13 @@ from botocore.model import OperationModel
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from retraining_operator.standins.emulator import Emulator
-from retraining_operator.standins.errors import ApiError
-from retraining_operator.standins.faults import FaultDecision, FaultRule, Faults
-from retraining_operator.standins.model import A2I_RUNTIME, SAGEMAKER, service_model
-from retraining_operator.standins.requestlog import Call, RequestLog
-from retraining_operator.standins.validation import validate_params
-from retraining_operator.standins.wire import (
+from retraining_standins.emulator import Emulator
+from retraining_standins.errors import ApiError
+from retraining_standins.faults import FaultDecision, FaultRule, Faults
+from retraining_standins.model import A2I_RUNTIME, SAGEMAKER, service_model
+from retraining_standins.requestlog import Call, RequestLog
+from retraining_standins.validation import validate_params
+from retraining_standins.wire import (
     ShapeError,
     parse_json_body,
     parse_rest_request,

@@ -16,14 +16,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from retraining_operator.standins.backends import CloudWatchAlarms, S3ObjectStore
-from retraining_operator.standins.clock import Clock
-from retraining_operator.standins.emulator import A2IControl, Emulator, SageMakerControl
-from retraining_operator.standins.faults import Faults
-from retraining_operator.standins.moto_server import MotoStandin
-from retraining_operator.standins.requestlog import RequestLog
-from retraining_operator.standins.server import ControlApi, EmulatorApp, ServerThread
-from retraining_operator.standins.state import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Durations
+from retraining_standins.backends import CloudWatchAlarms, S3ObjectStore
+from retraining_standins.clock import Clock
+from retraining_standins.emulator import A2IControl, Emulator, SageMakerControl
+from retraining_standins.faults import Faults
+from retraining_standins.moto_server import MotoStandin
+from retraining_standins.requestlog import RequestLog
+from retraining_standins.server import ControlApi, EmulatorApp, ServerThread
+from retraining_standins.state import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Durations
 
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing"  # noqa: S105 - a dummy credential for local stand-ins

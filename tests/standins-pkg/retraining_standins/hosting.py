@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from retraining_operator.standins import errors
-from retraining_operator.standins.model import SAGEMAKER, shared_members
-from retraining_operator.standins.paging import name_key, paginate, time_key
-from retraining_operator.standins.state import EmulatorState
+from retraining_standins import errors
+from retraining_standins.model import SAGEMAKER, shared_members
+from retraining_standins.paging import name_key, paginate, time_key
+from retraining_standins.state import EmulatorState
 
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from retraining_operator.standins.errors import validation
+from retraining_standins.errors import validation
 
 T = TypeVar("T")
 SortKey = tuple[float | str, str]

@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from retraining_operator.standins import errors
-from retraining_operator.standins.model import SAGEMAKER, shared_members
-from retraining_operator.standins.paging import paginate, time_key
-from retraining_operator.standins.seed import (
+from retraining_standins import errors
+from retraining_standins.model import SAGEMAKER, shared_members
+from retraining_standins.paging import paginate, time_key
+from retraining_standins.seed import (
     VOC_CLASSES,
     a2i_output_uri,
     make_rng,
     random_a2i_output,
     random_loop_name,
 )
-from retraining_operator.standins.state import EmulatorState
+from retraining_standins.state import EmulatorState
 
 LOOP_STATUSES = ("InProgress", "Completed", "Failed", "Stopped", "Stopping")
 A2I_NOT_FOUND = "ResourceNotFoundException"

@@ -1,18 +1,20 @@
 """A real kube-apiserver + etcd on loopback ports, in the controller-runtime "envtest" style.
 
-The binaries come from ``KUBEBUILDER_ASSETS`` or from the cache that ``tests/envtest/build.sh``
-fills (``~/.cache/a2i-retraining-operator/envtest/<k8s-version>/``). Everything else is generated
-per start in a temporary directory: a CA and a serving certificate, a static token file (one
-admin token in ``system:masters``), a service-account signing key pair (so TokenRequest works),
-and a kubeconfig. Authorization is RBAC, so restricted identities are really restricted.
+The binaries are not part of this package: they come from ``--assets`` / ``KUBEBUILDER_ASSETS``
+(a directory holding ``kube-apiserver`` and ``etcd``), which a checkout of the project builds
+with ``bash tests/envtest/build.sh`` (it prints that directory last). Everything else is
+generated per start in a temporary directory: a CA and a serving certificate, a static token
+file (one admin token in ``system:masters``), a service-account signing key pair (so
+TokenRequest works), and a kubeconfig. Authorization is RBAC, so restricted identities are
+really restricted.
 
 There is no kube-controller-manager: nothing creates ``default`` ServiceAccounts, garbage-collects
 owner references or finishes namespace deletion. Tests must not rely on those.
 
-It lives in the package (stand-ins extra) because the demo uses it as well as the tests;
-``tests/support/envtest.py`` re-exports it. Run ``python -m retraining_operator.standins.kubeapi``
-to start a control plane by hand: it prints the kubeconfig path and the start-up time, and
-stops on Ctrl-C.
+The demo uses it as well as the tests; ``tests/support/envtest.py`` adds the checkout's default
+build cache. Run ``python -m retraining_standins.kubeapi`` (with ``KUBEBUILDER_ASSETS``) to
+start a control plane by hand: it prints the kubeconfig path and the start-up time, and stops
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import datetime
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -38,10 +39,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# operator/retraining_operator/standins/kubeapi.py -> the repository (in a source checkout).
-REPO_ROOT = Path(__file__).resolve().parents[3]
-ENVTEST_DIR = REPO_ROOT / "tests" / "envtest"
-BUILD_HINT = "run `bash tests/envtest/build.sh` (or `make envtest`)"
+ASSETS_HINT = (
+    "point KUBEBUILDER_ASSETS (or --assets) at a directory holding kube-apiserver and etcd; "
+    "a checkout of a2i-retraining-operator builds them with `bash tests/envtest/build.sh` "
+    "(or `make envtest`), which prints that directory last"
+)
 ADMIN_USER = "envtest-admin"
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -56,35 +58,30 @@ class EnvtestError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
-def pinned_k8s_version() -> str:
-    """The k8s.io/kubernetes release pinned in tests/envtest/apiserver/go.mod, without the 'v'."""
-    gomod = (ENVTEST_DIR / "apiserver" / "go.mod").read_text()
-    match = re.search(r"^require k8s\.io/kubernetes v(\S+)$", gomod, re.MULTILINE)
-    if not match:
-        raise EnvtestError("cannot find `require k8s.io/kubernetes vX.Y.Z` in apiserver/go.mod")
-    return match.group(1)
+def has_binaries(directory: Path) -> bool:
+    return all(os.access(directory / name, os.X_OK) for name in ("kube-apiserver", "etcd"))
 
 
-def default_assets_dir() -> Path:
-    root = os.environ.get("ENVTEST_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "a2i-retraining-operator"
-    return base / "envtest" / pinned_k8s_version()
+def find_assets(
+    explicit: Path | None = None, *, default: Path | None = None, hint: str = ASSETS_HINT
+) -> Path:
+    """The directory with ``kube-apiserver`` and ``etcd``, or EnvtestError saying how to get it.
 
-
-def find_assets() -> Path:
-    """The directory with ``kube-apiserver`` and ``etcd``, or EnvtestError saying how to get it."""
+    Looked up in order: ``explicit`` (a ``--assets`` flag), ``KUBEBUILDER_ASSETS``, ``default``
+    (the tests pass the checkout's build cache). Nothing depends on where this package sits.
+    """
     env = os.environ.get("KUBEBUILDER_ASSETS")
-    candidates = [Path(env)] if env else [default_assets_dir()]
-    for candidate in candidates:
-        if all(os.access(candidate / name, os.X_OK) for name in ("kube-apiserver", "etcd")):
-            return candidate
-    where = f"KUBEBUILDER_ASSETS={env}" if env else str(candidates[0])
-    ci = " (CI must build them before the tests: `make test` does)" if os.environ.get("CI") else ""
-    raise EnvtestError(
-        f"kube-apiserver and etcd not found in {where}{ci}; {BUILD_HINT}, then re-run pytest "
-        "(build.sh prints the assets directory; export it as KUBEBUILDER_ASSETS if it is not "
-        "the default cache)"
-    )
+    if explicit is not None:
+        candidate, where = explicit, f"--assets {explicit}"
+    elif env:
+        candidate, where = Path(env), f"KUBEBUILDER_ASSETS={env}"
+    elif default is not None:
+        candidate, where = default, str(default)
+    else:
+        raise EnvtestError(f"no envtest binaries given: {hint}")
+    if has_binaries(candidate):
+        return candidate
+    raise EnvtestError(f"kube-apiserver and etcd not found in {where}; {hint}")
 
 
 # --------------------------------------------------------------------------------------------

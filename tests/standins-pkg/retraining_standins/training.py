@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from retraining_operator.standins import errors
-from retraining_operator.standins.model import SAGEMAKER, shared_members
-from retraining_operator.standins.paging import name_key, paginate, time_key
-from retraining_operator.standins.state import EmulatorState
+from retraining_standins import errors
+from retraining_standins.model import SAGEMAKER, shared_members
+from retraining_standins.paging import name_key, paginate, time_key
+from retraining_standins.state import EmulatorState
 
 PHASES = ("Starting", "Downloading", "Training", "Uploading")
 MESSAGES = {

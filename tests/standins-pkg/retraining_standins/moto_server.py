@@ -32,10 +32,10 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 
-from retraining_operator.standins.clock import Clock
-from retraining_operator.standins.faults import FaultDecision, Faults
-from retraining_operator.standins.requestlog import Call, RequestLog
-from retraining_operator.standins.server import ServerThread
+from retraining_standins.clock import Clock
+from retraining_standins.faults import FaultDecision, Faults
+from retraining_standins.requestlog import Call, RequestLog
+from retraining_standins.server import ServerThread
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 _SIGNING_TO_SERVICE = {"monitoring": "cloudwatch"}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retraining_operator.standins.seed import VOC_CLASSES, random_bounding_boxes
-from retraining_operator.standins.stack import AwsStandins
-from retraining_operator.standins.training import model_tarball
+from retraining_standins.seed import VOC_CLASSES, random_bounding_boxes
+from retraining_standins.stack import AwsStandins
+from retraining_standins.training import model_tarball
 
 IMAGE_CONFIG = Path("sagemaker", "core", "image_uri_config", "object-detection.json")
 

@@ -23,16 +23,18 @@ from typing import Any, TextIO
 import yaml
 
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
-from retraining_operator.standins.clock import Clock
-from retraining_operator.standins.demo import DemoWorld, seed_demo
-from retraining_operator.standins.kubeapi import REPO_ROOT, ControlPlane, find_assets
-from retraining_operator.standins.seed import VOC_CLASSES
-from retraining_operator.standins.stack import AwsStandins, isolated_aws_env
-from retraining_operator.standins.state import Durations
+from retraining_standins.clock import Clock
+from retraining_standins.demo import DemoWorld, seed_demo
+from retraining_standins.kubeapi import ControlPlane, find_assets
+from retraining_standins.seed import VOC_CLASSES
+from retraining_standins.stack import AwsStandins, isolated_aws_env
+from retraining_standins.state import Durations
 
 NAMESPACE = "demo"
 POLICY = "pascal-detector"
-CRD_FILE = REPO_ROOT / "crds" / "retrainingpolicies.yaml"
+# A copy of the repository's crds/retrainingpolicies.yaml, shipped in this package so the demo
+# runs from the installed wheels too (tests/unit/test_packaging.py keeps the copy exact).
+CRD_FILE = Path(__file__).resolve().parent / "crds" / "retrainingpolicies.yaml"
 
 # Short lifecycles (seconds) so the whole loop fits in well under two minutes.
 DEMO_DURATIONS = Durations(
@@ -141,8 +143,10 @@ class DemoRun:
         loops: int = 24,
         timeout: float = 110.0,
         keep: bool = False,
+        assets: Path | None = None,
     ) -> None:
         self.out = out
+        self.assets = assets
         self.loops = loops
         self.timeout = timeout
         self.keep = keep
@@ -151,7 +155,7 @@ class DemoRun:
 
     def run(self) -> int:
         say = self.narrator.say
-        assets = find_assets()
+        assets = find_assets(self.assets)
         workdir = Path(tempfile.mkdtemp(prefix="rtp-demo-"))
         with AwsStandins(clock=Clock(speed=1.0), durations=DEMO_DURATIONS) as aws:
             world = seed_demo(aws, self.loops)

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from retraining_operator.standins.faults import FaultRule
+from retraining_standins.faults import FaultRule
 
 
 class Control:
