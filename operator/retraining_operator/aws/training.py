@@ -21,10 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import (
         CreateHyperParameterTuningJobRequestTypeDef,
         CreateTrainingJobRequestTypeDef,
-        DescribeEndpointConfigOutputTypeDef,
-        DescribeEndpointOutputTypeDef,
         DescribeHyperParameterTuningJobResponseTypeDef,
-        DescribeModelOutputTypeDef,
         DescribeTrainingJobResponseTypeDef,
     )
 
@@ -101,33 +98,11 @@ def stop_tuning_job(sm: SageMakerClient, name: str) -> bool:
     )
 
 
-# ---------------------------------------------------------------------------------------
-# What an endpoint serves (for training.baseModel.fromEndpoint)
-
-
-def describe_endpoint(sm: SageMakerClient, name: str) -> DescribeEndpointOutputTypeDef:
-    with _mapped("DescribeEndpoint"):
-        return sm.describe_endpoint(EndpointName=name)
-
-
-def describe_endpoint_config(sm: SageMakerClient, name: str) -> DescribeEndpointConfigOutputTypeDef:
-    with _mapped("DescribeEndpointConfig"):
-        return sm.describe_endpoint_config(EndpointConfigName=name)
-
-
-def describe_model(sm: SageMakerClient, name: str) -> DescribeModelOutputTypeDef:
-    with _mapped("DescribeModel"):
-        return sm.describe_model(ModelName=name)
-
-
 __all__ = [
     "AlreadyExists",
     "NotFound",
     "create_training_job",
     "create_tuning_job",
-    "describe_endpoint",
-    "describe_endpoint_config",
-    "describe_model",
     "describe_training_job",
     "describe_tuning_job",
     "stop_training_job",
