@@ -19,13 +19,10 @@ import pytest
 from retraining_operator.api import CurrentRun, HistoryEntry, RetrainingPolicySpec, RunStage
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout import (
-    RolloutNames,
-    RolloutResult,
-    UnknownRollbackTarget,
-    endpoint_config_request,
-    model_request,
-)
+from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
+from retraining_operator.reconcile.rollout.decision import RolloutResult
+from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
+from retraining_operator.reconcile.rollout.requests import RolloutNames, model_request
 from retraining_operator.standins.stack import AwsStandins
 from retraining_operator.workflow.rollout import (
     RolloutProgress,

@@ -55,7 +55,7 @@ class CreateEndpoint:
 
     message: str
     config_name: str
-    run_updates: Mapping[str, Any] = field(default=_NO_UPDATES)
+    run_updates: Mapping[str, Any] = field(default_factory=lambda: _NO_UPDATES)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class UpdateEndpoint:
 
     message: str
     config_name: str
-    run_updates: Mapping[str, Any] = field(default=_NO_UPDATES)
+    run_updates: Mapping[str, Any] = field(default_factory=lambda: _NO_UPDATES)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class SetWeights:
 
     message: str
     weights: tuple[tuple[str, float], ...]
-    run_updates: Mapping[str, Any] = field(default=_NO_UPDATES)
+    run_updates: Mapping[str, Any] = field(default_factory=lambda: _NO_UPDATES)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Wait:
 
     message: str
     delay: timedelta
-    run_updates: Mapping[str, Any] = field(default=_NO_UPDATES)
+    run_updates: Mapping[str, Any] = field(default_factory=lambda: _NO_UPDATES)
 
 
 @dataclass(frozen=True)
