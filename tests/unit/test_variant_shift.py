@@ -444,3 +444,21 @@ def test_the_100_percent_step_still_has_a_latency_baseline_window() -> None:
     assert window is not None
     # Three intervals back: covers the 10 % and 50 % steps, when the old variant had traffic.
     assert window.baseline_since == started - timedelta(minutes=30)
+
+
+def test_a_bake_waits_for_the_next_alarm_check_or_its_end_whichever_is_first() -> None:
+    sim = Sim()
+    sim.step()  # the shift config is requested
+    started = sim.step()  # 10 % observed: the bake starts now, first check one poll later
+    assert isinstance(started, Wait)
+    assert started.delay == timedelta(seconds=30)
+    sim.now += timedelta(minutes=5)
+    midway = sim.step()
+    assert isinstance(midway, Wait)
+    assert midway.delay == timedelta(seconds=30)  # the poll: alarms are checked meanwhile
+    sim.now += timedelta(minutes=4, seconds=45)
+    near_end = sim.step()
+    assert isinstance(near_end, Wait)
+    assert near_end.delay == timedelta(seconds=15)  # exactly when the 10 m bake ends
+    sim.now += near_end.delay
+    assert isinstance(sim.step(), SetWeights)  # judged on time: 10 % passed -> 50 %
