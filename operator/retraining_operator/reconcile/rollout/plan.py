@@ -65,7 +65,7 @@ def plan_rollout(
     `current_config` is the endpoint's DescribeEndpointConfig answer, or None when the
     endpoint does not exist yet (then a first deployment: one variant + CreateEndpoint).
     For VariantShift the config is the one that adds the new model as a second variant
-    at the first step's weight (see `reconcile/variant_shift.py`).
+    at the first step's weight (see `variant_shift/`).
     """
     strategy = spec.deployment.strategy
     if strategy is Strategy.NONE:
