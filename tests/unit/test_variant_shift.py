@@ -39,7 +39,11 @@ from retraining_operator.reconcile.rollout.variant_shift.configs import (
     shift_variants,
     split_weight,
 )
-from retraining_operator.reconcile.rollout.variant_shift.steps import decide_shift, step_of
+from retraining_operator.reconcile.rollout.variant_shift.steps import (
+    ShiftFacts,
+    decide_shift,
+    step_of,
+)
 from unit.rollout_policies import (
     IMAGE,
     MODEL_DATA,
@@ -261,10 +265,11 @@ class Sim:
 
     def decide(self, verdict: StepVerdict | None = None) -> Decision:
         variants = PAIR if self.config == NAMES.config else None
-        return decide_shift(
+        facts = ShiftFacts(
             endpoint=self.view(), names=NAMES, variants=variants, run=self.run, spec=VS,
-            now=self.now, verdict=verdict,
+            now=self.now,
         )  # fmt: skip
+        return decide_shift(facts, verdict)
 
     def apply(self, decision: Decision) -> None:
         match decision:
@@ -363,10 +368,10 @@ def test_alarm_during_the_bake_rolls_back_before_the_interval_ends() -> None:
 
 def test_busy_endpoint_gets_nothing_but_waiting() -> None:
     for status in ("Updating", "Creating", "SystemUpdating", "RollingBack"):
-        decision = decide_shift(
+        decision = decide_shift(ShiftFacts(
             endpoint=EndpointView.from_describe(endpoint(status, config=NAMES.config)),
             names=NAMES, variants=None, run=run(), spec=VS, now=T0,
-        )  # fmt: skip
+        ))  # fmt: skip
         assert isinstance(decision, Wait), status
         assert not decision.run_updates
 
@@ -424,12 +429,14 @@ def test_weights_changed_outside_the_operator_roll_back() -> None:
 
 
 def test_first_deployment_creates_the_endpoint_and_finishes_on_it() -> None:
-    created = decide_shift(endpoint=None, names=NAMES, variants=None, run=run(), spec=VS, now=T0)
+    created = decide_shift(
+        ShiftFacts(endpoint=None, names=NAMES, variants=None, run=run(), spec=VS, now=T0)
+    )
     assert isinstance(created, CreateEndpoint)
-    serving = decide_shift(
+    serving = decide_shift(ShiftFacts(
         endpoint=EndpointView.from_describe(endpoint(config=NAMES.config)),
         names=NAMES, variants=ShiftVariants(old=None, new=OLD), run=run(), spec=VS, now=T0,
-    )  # fmt: skip
+    ))  # fmt: skip
     assert serving.result is RolloutResult.SERVING
 
 

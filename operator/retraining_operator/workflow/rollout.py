@@ -81,7 +81,7 @@ from retraining_operator.reconcile.rollout.variant_shift.configs import (
     shift_config_request,
     shift_variants,
 )
-from retraining_operator.reconcile.rollout.variant_shift.steps import decide_shift
+from retraining_operator.reconcile.rollout.variant_shift.steps import ShiftFacts, decide_shift
 from retraining_operator.workflow.cleanup import CleanupReport, cleanup
 from retraining_operator.workflow.serving import NotServing, serving
 from retraining_operator.workflow.training import training_image_uri
@@ -325,31 +325,20 @@ def _decide_shift(p: _Pass) -> Action:
             )
         elif view.config_name not in p.names.configs:
             created = _created(endpoints.find_endpoint_config(p.sm, p.names.config))
-    vs = p.spec.deployment.effective_variant_shift
-
-    decision = decide_shift(
+    facts = ShiftFacts(
         endpoint=view,
         names=p.names,
         variants=variants,
         run=p.run,
-        spec=vs,
+        spec=p.spec.deployment.effective_variant_shift,
         now=p.now,
         config_created=created,
         poll=p.poll,
     )
+    decision = decide_shift(facts)
     if not isinstance(decision, Analyse):
         return decision
-    return decide_shift(
-        endpoint=view,
-        names=p.names,
-        variants=variants,
-        run=p.run,
-        spec=vs,
-        now=p.now,
-        verdict=_analyse(p, decision),
-        config_created=created,
-        poll=p.poll,
-    )
+    return decide_shift(facts, _analyse(p, decision))
 
 
 def _analyse(p: _Pass, analyse: Analyse) -> StepVerdict:

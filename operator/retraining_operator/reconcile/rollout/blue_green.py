@@ -33,12 +33,11 @@ from retraining_operator.reconcile.rollout.decision import (
     wait,
 )
 from retraining_operator.reconcile.rollout.endpoint import (
-    FAILED,
     IN_SERVICE,
-    UPDATE_ROLLBACK_FAILED,
     EndpointView,
     busy_message,
     served_model,
+    stuck,
     update_failed_unrecorded,
 )
 from retraining_operator.reconcile.rollout.requests import copied_config, run_tags
@@ -100,34 +99,18 @@ def decide_update(
         if endpoint.pending_config_name == config_name and not requested:
             return wait(busy_message(endpoint), poll, **mark)  # our request, not recorded yet
         return wait(busy_message(endpoint), poll)
-    if endpoint.config_name == config_name:
-        if endpoint.status == IN_SERVICE:
-            return finish(RolloutResult.SERVING, f"endpoint {endpoint.name} serves {config_name}")
-        if endpoint.status == UPDATE_ROLLBACK_FAILED:
-            return finish(
-                RolloutResult.DEGRADED,
-                f"endpoint {endpoint.name}: update rollback failed",
-                endpoint.failure_reason,
-            )
+    if endpoint.config_name == config_name and endpoint.status == IN_SERVICE:
+        return finish(RolloutResult.SERVING, f"endpoint {endpoint.name} serves {config_name}")
+    ended = stuck(endpoint)
+    if ended is not None:
+        return ended
+    if endpoint.config_name == config_name:  # settled on our config, yet not InService
         return finish(
             RolloutResult.FAILED,
             f"endpoint {endpoint.name} is {endpoint.status} on {config_name}",
             endpoint.failure_reason,
         )
     # The endpoint is on some other config.
-    if endpoint.status == UPDATE_ROLLBACK_FAILED:
-        return finish(
-            RolloutResult.DEGRADED,
-            f"endpoint {endpoint.name}: the update to {config_name} failed and so did its rollback",
-            endpoint.failure_reason,
-        )
-    if endpoint.status == FAILED:
-        return finish(
-            RolloutResult.FAILED,
-            f"endpoint {endpoint.name} is Failed; it cannot be updated until it is fixed "
-            "or deleted",
-            endpoint.failure_reason,
-        )
     if requested or config_name in failed or update_failed_unrecorded(endpoint, config_created):
         return finish(
             RolloutResult.DEGRADED,

@@ -50,8 +50,8 @@ class RolloutResult(StrEnum):
 
 
 @dataclass(frozen=True)
-class CreateEndpoint:
-    """First deployment: make `config_name` (one variant) and the endpoint on it."""
+class _ToConfig:
+    """A step that puts the endpoint on `config_name` (made first when missing)."""
 
     message: str
     config_name: str
@@ -59,12 +59,13 @@ class CreateEndpoint:
 
 
 @dataclass(frozen=True)
-class UpdateEndpoint:
-    """Make sure `config_name` exists, then UpdateEndpoint to it."""
+class CreateEndpoint(_ToConfig):
+    """First deployment: make `config_name` (one variant) and the endpoint on it."""
 
-    message: str
-    config_name: str
-    run_updates: Mapping[str, Any] = field(default_factory=lambda: _NO_UPDATES)
+
+@dataclass(frozen=True)
+class UpdateEndpoint(_ToConfig):
+    """Make sure `config_name` exists, then UpdateEndpoint to it."""
 
 
 @dataclass(frozen=True)

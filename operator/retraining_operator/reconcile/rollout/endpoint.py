@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from retraining_operator.reconcile.rollout.decision import Finish, RolloutResult
 from retraining_operator.reconcile.rollout.errors import VariantNotFound
 
 # Endpoint states in which SageMaker refuses (or must not get) another update.
@@ -132,3 +133,25 @@ def update_failed_unrecorded(endpoint: EndpointView, config_created: datetime | 
         and endpoint.last_modified is not None
         and endpoint.last_modified > config_created
     )
+
+
+def stuck(endpoint: EndpointView) -> Finish | None:
+    """The end of any rollout on an endpoint that cannot take an update, else None.
+
+    UpdateRollbackFailed: an update failed and so did SageMaker's rollback (Degraded: the
+    old model may still serve); Failed: the endpoint itself is broken (Failed).
+    """
+    if endpoint.status == UPDATE_ROLLBACK_FAILED:
+        return Finish(
+            f"endpoint {endpoint.name}: an update failed and so did its rollback",
+            RolloutResult.DEGRADED,
+            endpoint.failure_reason,
+        )
+    if endpoint.status == FAILED:
+        return Finish(
+            f"endpoint {endpoint.name} is Failed; it cannot be updated until it is fixed "
+            "or deleted",
+            RolloutResult.FAILED,
+            endpoint.failure_reason,
+        )
+    return None

@@ -90,24 +90,12 @@ def plan_rollout(
                 policy, spec, run_id=run_id, config_name=names.config
             ),
         )
-    if strategy is Strategy.VARIANT_SHIFT:
-        config = shift_config_request(
-            policy,
-            spec,
-            run_id=run_id,
-            config_name=names.config,
-            model_name=names.model,
-            current=current_config,
-            current_tags=current_tags,
-        )
-        return RolloutPlan(
-            create_model=create_model,
-            create_endpoint_config=config,
-            update_endpoint=update_endpoint_request(spec, config_name=names.config, guarded=False),
-        )
+    # Variant shift moves the traffic itself; blue/green and rolling leave it to SageMaker.
+    shifting = strategy is Strategy.VARIANT_SHIFT
+    build = shift_config_request if shifting else endpoint_config_request
     return RolloutPlan(
         create_model=create_model,
-        create_endpoint_config=endpoint_config_request(
+        create_endpoint_config=build(
             policy,
             spec,
             run_id=run_id,
@@ -116,5 +104,7 @@ def plan_rollout(
             current=current_config,
             current_tags=current_tags,
         ),
-        update_endpoint=update_endpoint_request(spec, config_name=names.config),
+        update_endpoint=update_endpoint_request(
+            spec, config_name=names.config, guarded=not shifting
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import overload
 
@@ -23,11 +24,10 @@ from retraining_operator.reconcile.rollout.decision import (
     wait,
 )
 from retraining_operator.reconcile.rollout.endpoint import (
-    FAILED,
     IN_SERVICE,
-    UPDATE_ROLLBACK_FAILED,
     EndpointView,
     busy_message,
+    stuck,
     update_failed_unrecorded,
 )
 from retraining_operator.reconcile.rollout.requests import RolloutNames
@@ -48,76 +48,51 @@ def step_of(share_percent: float, steps: Sequence[int]) -> int | None:
     return None
 
 
-@overload
-def decide_shift(
-    *,
-    endpoint: EndpointView | None,
-    names: RolloutNames,
-    variants: ShiftVariants | None,
-    run: CurrentRun,
-    spec: VariantShiftSpec,
-    now: datetime,
-    verdict: StepVerdict,
-    config_created: datetime | None = None,
-    poll: timedelta = DEFAULT_POLL,
-) -> Action: ...
-
-
-@overload
-def decide_shift(
-    *,
-    endpoint: EndpointView | None,
-    names: RolloutNames,
-    variants: ShiftVariants | None,
-    run: CurrentRun,
-    spec: VariantShiftSpec,
-    now: datetime,
-    verdict: None = None,
-    config_created: datetime | None = None,
-    poll: timedelta = DEFAULT_POLL,
-) -> Decision: ...
-
-
-def decide_shift(
-    *,
-    endpoint: EndpointView | None,
-    names: RolloutNames,
-    variants: ShiftVariants | None,
-    run: CurrentRun,
-    spec: VariantShiftSpec,
-    now: datetime,
-    verdict: StepVerdict | None = None,
-    config_created: datetime | None = None,
-    poll: timedelta = DEFAULT_POLL,
-) -> Decision:
-    """The next step of a variant shift.
+@dataclass(frozen=True)
+class ShiftFacts:
+    """What `decide_shift` decides on: the endpoint as described now and the run's record.
 
     `variants` is read from the endpoint's current config when that is the run's shift
     config (`names.config`), else None. `config_created` is the shift config's
-    CreationTime when it exists (see `update_failed_unrecorded`). Given the `verdict` of
-    a step, the answer is never `Analyse` (only the case that asks for one builds it).
+    CreationTime when it exists (see `update_failed_unrecorded`).
     """
+
+    endpoint: EndpointView | None
+    names: RolloutNames
+    variants: ShiftVariants | None
+    run: CurrentRun
+    spec: VariantShiftSpec
+    now: datetime
+    config_created: datetime | None = None
+    poll: timedelta = DEFAULT_POLL
+
+
+@overload
+def decide_shift(facts: ShiftFacts, verdict: StepVerdict) -> Action: ...
+
+
+@overload
+def decide_shift(facts: ShiftFacts, verdict: None = None) -> Decision: ...
+
+
+def decide_shift(facts: ShiftFacts, verdict: StepVerdict | None = None) -> Decision:
+    """The next step of a variant shift.
+
+    Without a `verdict`, a step whose judgement is due answers `Analyse`; given the
+    verdict of that step, the answer is an `Action` (only that case builds an `Analyse`).
+    """
+    endpoint, names, run = facts.endpoint, facts.names, facts.run
     if endpoint is None:
         return CreateEndpoint(
             f"creating the endpoint with {names.config}",
             names.config,
-            run_updates(endpoint_config_name=names.config, deploy_step_started_at=now),
+            run_updates(endpoint_config_name=names.config, deploy_step_started_at=facts.now),
         )
     if endpoint.busy:
-        return _while_busy(endpoint, names, run, now, poll)
-    if endpoint.status == UPDATE_ROLLBACK_FAILED:
-        return finish(
-            RolloutResult.DEGRADED,
-            f"endpoint {endpoint.name}: update rollback failed",
-            endpoint.failure_reason,
-        )
-    if endpoint.status == FAILED:
-        return finish(
-            RolloutResult.FAILED,
-            f"endpoint {endpoint.name} is Failed; it cannot be updated until it is fixed "
-            "or deleted",
-            endpoint.failure_reason,
-        )
+        return _while_busy(facts, endpoint)
+    ended = stuck(endpoint)
+    if ended is not None:
+        return ended
     if endpoint.config_name == names.final_config:
         return finish(
             RolloutResult.SERVING,
@@ -130,42 +105,43 @@ def decide_shift(
             run.message or "a step failed its analysis",
         )
     if endpoint.config_name == names.config and endpoint.status == IN_SERVICE:
-        if variants is None:
+        if facts.variants is None:
             raise ValueError("decide_shift needs the variants of the shift config")
-        return _on_shift_config(endpoint, names, variants, run, spec, now, verdict, poll)
-    return _before_shift(endpoint, names, run, now, config_created)
+        if facts.variants.old is None:
+            # The run's config holds only the new model: a first deployment, done.
+            return finish(RolloutResult.SERVING, f"endpoint {endpoint.name} serves {names.model}")
+        pair = _Pair(facts, endpoint, facts.variants.old, facts.variants.new)
+        return pair.decide(verdict)
+    return _before_shift(facts, endpoint)
 
 
-def _while_busy(
-    endpoint: EndpointView, names: RolloutNames, run: CurrentRun, now: datetime, poll: timedelta
-) -> Wait:
+def _while_busy(facts: ShiftFacts, endpoint: EndpointView) -> Wait:
+    names, run = facts.names, facts.run
     pending = endpoint.pending_config_name
     if pending is not None and pending in names.configs and run.endpoint_config_name != pending:
         # Our UpdateEndpoint went out but the run did not record it (crash): adopt it.
         if pending == names.config:
             return wait(
                 busy_message(endpoint),
-                poll,
+                facts.poll,
                 endpoint_config_name=pending,
                 deploy_step=0,
                 deploy_step_started_at=None,
             )
         return wait(
-            busy_message(endpoint), poll, endpoint_config_name=pending, deploy_step_started_at=now
+            busy_message(endpoint),
+            facts.poll,
+            endpoint_config_name=pending,
+            deploy_step_started_at=facts.now,
         )
-    return wait(busy_message(endpoint), poll)
+    return wait(busy_message(endpoint), facts.poll)
 
 
-def _before_shift(
-    endpoint: EndpointView,
-    names: RolloutNames,
-    run: CurrentRun,
-    now: datetime,
-    config_created: datetime | None,
-) -> Action:
+def _before_shift(facts: ShiftFacts, endpoint: EndpointView) -> Action:
     """The endpoint is on a config that is none of the run's: add the new variant, once."""
+    names, run = facts.names, facts.run
     if run.endpoint_config_name in names.configs or update_failed_unrecorded(
-        endpoint, config_created
+        endpoint, facts.config_created
     ):
         return finish(
             RolloutResult.DEGRADED,
@@ -180,136 +156,146 @@ def _before_shift(
     )
 
 
-def _on_shift_config(
-    endpoint: EndpointView,
-    names: RolloutNames,
-    variants: ShiftVariants,
-    run: CurrentRun,
-    spec: VariantShiftSpec,
-    now: datetime,
-    verdict: StepVerdict | None,
-    poll: timedelta,
-) -> Decision:
-    old_name, new_name = variants.old, variants.new
-    if old_name is None:
-        # The run's config holds only the new model: a first deployment, done.
-        return finish(RolloutResult.SERVING, f"endpoint {endpoint.name} serves {names.model}")
-    old = endpoint.variant(old_name)
-    new = endpoint.variant(new_name)
-    if old is None or new is None:
-        return wait(f"endpoint {endpoint.name} does not report both variants yet", poll)
-    total = old.weight + new.weight
-    requested_removal = run.deploy_step_started_at is not None
-    if run.endpoint_config_name == names.final_config and requested_removal:
-        return finish(
-            RolloutResult.DEGRADED,
-            f"SageMaker did not remove the old variant {old_name} (update to "
-            f"{names.final_config} rolled back); both variants remain",
-            endpoint.failure_reason or "removing the old variant failed",
-        )
-    rolling_back = run.endpoint_config_name == names.rollback_config or new.weight <= 0
-    if rolling_back:
-        reason = run.message or f"the new variant {new_name} was set to weight 0"
-        if run.endpoint_config_name == names.rollback_config and requested_removal:
+@dataclass(frozen=True)
+class _Pair:
+    """The endpoint serves the shift config: the old and the new variant side by side."""
+
+    facts: ShiftFacts
+    endpoint: EndpointView
+    old: str
+    new: str
+
+    def decide(self, verdict: StepVerdict | None) -> Decision:
+        facts, names, run = self.facts, self.facts.names, self.facts.run
+        old = self.endpoint.variant(self.old)
+        new = self.endpoint.variant(self.new)
+        if old is None or new is None:
+            return wait(
+                f"endpoint {self.endpoint.name} does not report both variants yet", facts.poll
+            )
+        total = old.weight + new.weight
+        if (
+            run.endpoint_config_name == names.final_config
+            and run.deploy_step_started_at is not None
+        ):
             return finish(
                 RolloutResult.DEGRADED,
-                f"SageMaker did not remove the new variant {new_name} (update to "
+                f"SageMaker did not remove the old variant {self.old} (update to "
+                f"{names.final_config} rolled back); both variants remain",
+                self.endpoint.failure_reason or "removing the old variant failed",
+            )
+        if run.endpoint_config_name == names.rollback_config or new.weight <= 0:
+            return self._rolling_back(total, new.weight)
+        share = 100.0 * new.weight / total if total > 0 else 0.0
+        index = step_of(share, facts.spec.steps)
+        if index is None:
+            return self._set_to_zero(
+                total,
+                f"the new variant's share is {share:.1f} %, no step of "
+                f"{list(facts.spec.steps)} (weights changed outside the operator)",
+            )
+        return self._stepping(index, total, verdict)
+
+    def _rolling_back(self, total: float, new_weight: float) -> Action:
+        names, run = self.facts.names, self.facts.run
+        reason = run.message or f"the new variant {self.new} was set to weight 0"
+        if (
+            run.endpoint_config_name == names.rollback_config
+            and run.deploy_step_started_at is not None
+        ):
+            return finish(
+                RolloutResult.DEGRADED,
+                f"SageMaker did not remove the new variant {self.new} (update to "
                 f"{names.rollback_config} rolled back); it stays at weight 0",
                 reason,
             )
-        if new.weight > 0:
-            return _set_to_zero(names, old_name, new_name, total, reason)
+        if new_weight > 0:
+            return self._set_to_zero(total, reason)
         return UpdateEndpoint(
-            f"removing the new variant {new_name} (weight 0): {reason}",
+            f"removing the new variant {self.new} (weight 0): {reason}",
             names.rollback_config,
             run_updates(
                 endpoint_config_name=names.rollback_config,
-                deploy_step_started_at=now,
+                deploy_step_started_at=self.facts.now,
                 message=reason,
             ),
         )
 
-    share = 100.0 * new.weight / total if total > 0 else 0.0
-    index = step_of(share, spec.steps)
-    if index is None:
-        return _set_to_zero(
-            names,
-            old_name,
-            new_name,
-            total,
-            f"the new variant's share is {share:.1f} %, no step of {list(spec.steps)} "
-            "(weights changed outside the operator)",
+    def _stepping(self, index: int, total: float, verdict: StepVerdict | None) -> Decision:
+        """Step `index`'s weights are applied: start its bake, judge it, or move on."""
+        facts, names, run, steps = (
+            self.facts,
+            self.facts.names,
+            self.facts.run,
+            self.facts.spec.steps,
         )
-    percent = spec.steps[index]
-    if (
-        run.deploy_step != index
-        or run.deploy_step_started_at is None
-        or run.endpoint_config_name != names.config
-    ):
-        return wait(
-            f"step {index + 1}/{len(spec.steps)}: {percent} % on {new_name}, baking",
-            min(poll, parse_duration(spec.interval)),
-            endpoint_config_name=names.config,
-            deploy_step=index,
-            deploy_step_started_at=now,
+        percent = steps[index]
+        interval = parse_duration(facts.spec.interval)
+        label = f"step {index + 1}/{len(steps)}: {percent} % on {self.new}, baking"
+        started = run.deploy_step_started_at
+        if run.deploy_step != index or started is None or run.endpoint_config_name != names.config:
+            return wait(
+                label,
+                min(facts.poll, interval),
+                endpoint_config_name=names.config,
+                deploy_step=index,
+                deploy_step_started_at=facts.now,
+            )
+        elapsed = facts.now - started
+        full = elapsed >= interval
+        if verdict is None:
+            return Analyse(
+                f"step {index + 1}/{len(steps)}: judging {percent} %",
+                endpoint_name=self.endpoint.name,
+                old_variant=self.old,
+                new_variant=self.new,
+                window=AnalysisWindow(
+                    new_since=started,
+                    baseline_since=started - interval * (index + 1),
+                    until=facts.now,
+                    full=full,
+                ),
+            )
+        if not verdict.passed:
+            return self._set_to_zero(
+                total, f"step {index + 1} ({percent} %) failed: {verdict.text}"
+            )
+        if not full:
+            # The step that knows the deadline sets the requeue: the next alarm check, or
+            # the bake's end if that comes first.
+            return wait(
+                f"{label} ({int(elapsed.total_seconds())}s of {int(interval.total_seconds())}s)",
+                min(facts.poll, interval - elapsed),
+            )
+        findings = verdict.summary or "no findings"
+        if index + 1 == len(steps):
+            return UpdateEndpoint(
+                f"all steps passed ({findings}); removing the old variant {self.old}",
+                names.final_config,
+                run_updates(
+                    endpoint_config_name=names.final_config, deploy_step_started_at=facts.now
+                ),
+            )
+        following = steps[index + 1]
+        old_weight, new_weight = split_weight(total, following)
+        return SetWeights(
+            f"step {index + 1} passed ({findings}); shifting to {following} %",
+            weights=((self.old, old_weight), (self.new, new_weight)),
+            run_updates=run_updates(deploy_step=index + 1, deploy_step_started_at=None),
         )
-    started = run.deploy_step_started_at
-    interval = parse_duration(spec.interval)
-    elapsed = now - started
-    full = elapsed >= interval
-    if verdict is None:
-        return Analyse(
-            f"step {index + 1}/{len(spec.steps)}: judging {percent} %",
-            endpoint_name=endpoint.name,
-            old_variant=old_name,
-            new_variant=new_name,
-            window=AnalysisWindow(
-                new_since=started,
-                baseline_since=started - interval * (index + 1),
-                until=now,
-                full=full,
+
+    def _set_to_zero(self, total: float, reason: str) -> SetWeights:
+        """Take all traffic off the new variant; the run now heads for the rollback config.
+
+        `message` keeps the reason from here on (the workflow does not overwrite it while
+        the run heads for the rollback config), so the Degraded outcome can name it.
+        """
+        return SetWeights(
+            f"rolling back: {reason}; new variant {self.new} to weight 0",
+            weights=((self.old, round(total, 6)), (self.new, 0.0)),
+            run_updates=run_updates(
+                endpoint_config_name=self.facts.names.rollback_config,
+                deploy_step_started_at=None,
+                message=reason,
             ),
         )
-    if not verdict.passed:
-        return _set_to_zero(
-            names,
-            old_name,
-            new_name,
-            total,
-            f"step {index + 1} ({percent} %) failed: {verdict.text}",
-        )
-    if not full:
-        return wait(
-            f"step {index + 1}/{len(spec.steps)}: {percent} % on {new_name}, baking "
-            f"({int(elapsed.total_seconds())}s of {int(interval.total_seconds())}s)",
-            min(poll, interval - elapsed),
-        )
-    if index + 1 == len(spec.steps):
-        return UpdateEndpoint(
-            f"all steps passed ({verdict.summary or 'no findings'}); removing the old "
-            f"variant {old_name}",
-            names.final_config,
-            run_updates(endpoint_config_name=names.final_config, deploy_step_started_at=now),
-        )
-    following = spec.steps[index + 1]
-    old_weight, new_weight = split_weight(total, following)
-    return SetWeights(
-        f"step {index + 1} passed ({verdict.summary or 'no findings'}); shifting to {following} %",
-        weights=((old_name, old_weight), (new_name, new_weight)),
-        run_updates=run_updates(deploy_step=index + 1, deploy_step_started_at=None),
-    )
-
-
-def _set_to_zero(names: RolloutNames, old: str, new: str, total: float, reason: str) -> SetWeights:
-    """Take all traffic off the new variant; the run now heads for the rollback config.
-
-    `message` keeps the reason from here on (the workflow does not overwrite it while the
-    run heads for the rollback config), so the Degraded outcome can name it.
-    """
-    return SetWeights(
-        f"rolling back: {reason}; new variant {new} to weight 0",
-        weights=((old, round(total, 6)), (new, 0.0)),
-        run_updates=run_updates(
-            endpoint_config_name=names.rollback_config, deploy_step_started_at=None, message=reason
-        ),
-    )
