@@ -64,6 +64,7 @@ from retraining_operator.reconcile.rollout.requests import (
     create_endpoint_request,
     first_endpoint_config_request,
     model_request,
+    required_endpoint_name,
     update_endpoint_request,
 )
 from retraining_operator.reconcile.rollout.rollback import resolve_rollback_target, rollback_run
@@ -158,10 +159,7 @@ class _Pass:
 
     @property
     def endpoint_name(self) -> str:
-        name = self.spec.deployment.endpoint_name
-        if name is None:
-            raise RolloutError("deployment.endpointName is required to deploy")
-        return name
+        return required_endpoint_name(self.spec.deployment)
 
     @property
     def shifting(self) -> bool:
@@ -240,8 +238,12 @@ def rollback_to(
             found = serving(session, spec)
         except NotServing:
             found = None  # no endpoint (or config) yet: the rollout creates it
-        settled = found is not None and not found.endpoint.busy
-        if found is not None and settled and found.variant.model_name == run.model_name:
+        # Only a settled endpoint counts: while busy it may still move away from the model.
+        if (
+            found is not None
+            and not found.endpoint.busy
+            and found.variant.model_name == run.model_name
+        ):
             return _finished(
                 run.model_copy(update={"endpoint_config_name": found.config_name}),
                 RolloutResult.SERVING,
