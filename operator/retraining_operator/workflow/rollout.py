@@ -1,8 +1,9 @@
 """Rollout workflow: what the controller calls on each reconcile pass of a deploying run.
 
 * `advance_rollout` moves a run's rollout one step: describe first, decide (pure:
-  `reconcile/rollout/blue_green.py` or `reconcile/rollout/variant_shift/`), make at most
-  one changing call to the endpoint, and report. Safe to call again after a crash at
+  `reconcile/rollout/blue_green.py` or `reconcile/rollout/variant_shift/`, whose reads
+  are in `workflow/variant_shift.py`), make at most one changing call to the endpoint,
+  and report. Safe to call again after a crash at
   any point: Models and EndpointConfigs have deterministic names and are adopted when
   they exist (describe first; "already exists" on create means adopt), and
   UpdateEndpoint is only sent when the endpoint is not busy and the run has not asked
@@ -21,10 +22,10 @@ when to look again (`retry_after`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from retraining_operator.api import (
     CurrentRun,
@@ -34,10 +35,9 @@ from retraining_operator.api import (
     ServingStatus,
     Strategy,
 )
-from retraining_operator.aws import cloudwatch, endpoints
+from retraining_operator.aws import endpoints
 from retraining_operator.aws.endpoints import EndpointBusy
 from retraining_operator.aws.errors import AlreadyExists
-from retraining_operator.aws.images import ImageLookupError
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
@@ -47,7 +47,6 @@ from retraining_operator.reconcile.rollout.blue_green import (
 from retraining_operator.reconcile.rollout.decision import (
     DEFAULT_POLL,
     Action,
-    Analyse,
     CreateEndpoint,
     Finish,
     RolloutResult,
@@ -64,31 +63,18 @@ from retraining_operator.reconcile.rollout.requests import (
     create_endpoint_request,
     first_endpoint_config_request,
     model_request,
-    required_endpoint_name,
     update_endpoint_request,
 )
 from retraining_operator.reconcile.rollout.rollback import resolve_rollback_target, rollback_run
-from retraining_operator.reconcile.rollout.variant_shift.analysis import (
-    METRIC_QUERIES,
-    NAMESPACE,
-    PERIOD_SECONDS,
-    StepVerdict,
-    analyse_step,
-    sample,
-)
 from retraining_operator.reconcile.rollout.variant_shift.configs import (
-    ShiftVariants,
-    drop_variant_request,
     shift_config_request,
-    shift_variants,
 )
-from retraining_operator.reconcile.rollout.variant_shift.steps import ShiftFacts, decide_shift
 from retraining_operator.workflow.cleanup import CleanupReport, cleanup
+from retraining_operator.workflow.rollout_pass import RolloutPass, config_created
 from retraining_operator.workflow.serving import NotServing, serving
-from retraining_operator.workflow.training import training_image_uri
+from retraining_operator.workflow.variant_shift import next_shift_action, removal_config_request
 
 if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
 
     from retraining_operator.aws.session import AwsSession
@@ -138,42 +124,6 @@ class RolloutProgress:
         return self.result is not None
 
 
-@dataclass
-class _Pass:
-    """One reconcile pass over one run (the flat list of steps below share it)."""
-
-    session: AwsSession
-    policy: PolicyRef
-    spec: RetrainingPolicySpec
-    run: CurrentRun
-    names: RolloutNames
-    now: datetime
-    poll: timedelta
-    image: str | None
-    actions: list[str] = field(default_factory=list)
-    endpoint: EndpointView | None = None
-
-    @property
-    def sm(self) -> SageMakerClient:
-        return self.session.sagemaker()
-
-    @property
-    def endpoint_name(self) -> str:
-        return required_endpoint_name(self.spec.deployment)
-
-    @property
-    def shifting(self) -> bool:
-        return self.spec.deployment.strategy is Strategy.VARIANT_SHIFT
-
-    def image_uri(self) -> str:
-        if self.image is not None:
-            return self.image
-        try:
-            return training_image_uri(self.spec)
-        except ImageLookupError as error:
-            raise RolloutError(f"no image for the model: {error}") from error
-
-
 def advance_rollout(
     session: AwsSession,
     policy: PolicyRef,
@@ -198,12 +148,12 @@ def advance_rollout(
         )
     names = RolloutNames.for_run(policy, run.id, model=run.model_name)
     run = run.model_copy(update={"model_name": names.model, "stage": RunStage.DEPLOYING})
-    p = _Pass(session, policy, spec, run, names, now, poll, image)
+    p = RolloutPass(session, policy, spec, run, names, now, poll, image)
     try:
         _reconcile_model(p)
         described = endpoints.find_endpoint(p.sm, p.endpoint_name)
         p.endpoint = EndpointView.from_describe(described) if described else None
-        decision = _decide_shift(p) if p.shifting else _decide_update(p, history)
+        decision = next_shift_action(p) if p.shifting else _decide_update(p, history)
         return _execute(p, decision)
     except EndpointBusy as busy:
         return _progress(p, f"endpoint refused the change while busy, waiting: {busy.message}")
@@ -257,7 +207,7 @@ def rollback_to(
 # The steps of one pass
 
 
-def _reconcile_model(p: _Pass) -> None:
+def _reconcile_model(p: RolloutPass) -> None:
     """Describe the run's Model; create it when missing; adopt it when the name is taken."""
     existing = endpoints.find_model(p.sm, p.names.model)
     wanted = p.run.model_data_url
@@ -288,20 +238,11 @@ def _reconcile_model(p: _Pass) -> None:
         pass  # made by a concurrent pass: adopt
 
 
-def _created(config: Mapping[str, Any] | None) -> datetime | None:
-    if config is None:
-        return None
-    created = config.get("CreationTime")
-    if isinstance(created, datetime):
-        return created if created.tzinfo else created.replace(tzinfo=UTC)
-    return None
-
-
-def _decide_update(p: _Pass, history: Sequence[HistoryEntry]) -> Action:
+def _decide_update(p: RolloutPass, history: Sequence[HistoryEntry]) -> Action:
     view = p.endpoint
     created = None
     if view is not None and not view.busy and view.config_name != p.names.config:
-        created = _created(endpoints.find_endpoint_config(p.sm, p.names.config))
+        created = config_created(endpoints.find_endpoint_config(p.sm, p.names.config))
     return decide_update(
         endpoint=view,
         config_name=p.names.config,
@@ -313,65 +254,7 @@ def _decide_update(p: _Pass, history: Sequence[HistoryEntry]) -> Action:
     )
 
 
-def _decide_shift(p: _Pass) -> Action:
-    view = p.endpoint
-    variants: ShiftVariants | None = None
-    created: datetime | None = None
-    if view is not None and not view.busy:
-        if view.config_name == p.names.config:
-            config = endpoints.find_endpoint_config(p.sm, p.names.config)
-            if config is None:
-                raise RolloutError(f"endpoint serves {p.names.config}, which cannot be described")
-            variants = shift_variants(
-                config, variant_name=p.spec.deployment.variant_name, model_name=p.names.model
-            )
-        elif view.config_name not in p.names.configs:
-            created = _created(endpoints.find_endpoint_config(p.sm, p.names.config))
-    facts = ShiftFacts(
-        endpoint=view,
-        names=p.names,
-        variants=variants,
-        run=p.run,
-        spec=p.spec.deployment.effective_variant_shift,
-        now=p.now,
-        config_created=created,
-        poll=p.poll,
-    )
-    decision = decide_shift(facts)
-    if not isinstance(decision, Analyse):
-        return decision
-    return decide_shift(facts, _analyse(p, decision))
-
-
-def _analyse(p: _Pass, analyse: Analyse) -> StepVerdict:
-    """Fetch what the step is judged on: alarms always, metrics when the bake is over."""
-    cw = p.session.cloudwatch()
-    alarms = p.spec.deployment.auto_rollback_alarms
-    firing = cloudwatch.firing_alarms(cw, alarms) if alarms else []
-    vs = p.spec.deployment.effective_variant_shift
-    window = analyse.window
-    if not window.full:
-        return analyse_step(new=None, old=None, firing_alarms=firing, spec=vs)
-    end = max(window.until, window.baseline_since + timedelta(seconds=1))
-    series = cloudwatch.variant_series(
-        cw,
-        namespace=NAMESPACE,
-        endpoint_name=analyse.endpoint_name,
-        variants=[analyse.old_variant, analyse.new_variant],
-        queries=[cloudwatch.MetricQuery(key, metric, stat) for key, metric, stat in METRIC_QUERIES],
-        start=window.baseline_since,
-        end=end,
-        period=PERIOD_SECONDS,
-    )
-    return analyse_step(
-        new=sample(series[analyse.new_variant], window.new_since),
-        old=sample(series[analyse.old_variant], window.baseline_since),
-        firing_alarms=firing,
-        spec=vs,
-    )
-
-
-def _execute(p: _Pass, decision: Action) -> RolloutProgress:
+def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
     match decision:
         case Finish(message=message, result=result, reason=reason):
             run = p.run
@@ -418,7 +301,7 @@ def _execute(p: _Pass, decision: Action) -> RolloutProgress:
     return _progress(p, decision.message)
 
 
-def _ensure_config(p: _Pass, config_name: str) -> None:
+def _ensure_config(p: RolloutPass, config_name: str) -> None:
     """Describe `config_name`; build and create it when missing (adopt on "already exists")."""
     if endpoints.find_endpoint_config(p.sm, config_name) is not None:
         return
@@ -430,7 +313,7 @@ def _ensure_config(p: _Pass, config_name: str) -> None:
         pass
 
 
-def _config_request(p: _Pass, config_name: str) -> CreateEndpointConfigInputTypeDef:
+def _config_request(p: RolloutPass, config_name: str) -> CreateEndpointConfigInputTypeDef:
     names, run_id = p.names, p.run.id
     if config_name == names.config:
         if p.endpoint is None:
@@ -454,27 +337,10 @@ def _config_request(p: _Pass, config_name: str) -> CreateEndpointConfigInputType
             current=current,
             current_tags=tags,
         )
-    shift = endpoints.find_endpoint_config(p.sm, names.config)
-    if shift is None:
-        raise RolloutError(f"{names.config} is gone; cannot derive {config_name} from it")
-    pair = shift_variants(
-        shift, variant_name=p.spec.deployment.variant_name, model_name=names.model
-    )
-    if pair.old is None:
-        raise RolloutError(f"{names.config} has no old variant beside {pair.new}")
-    drop, keep = (pair.old, pair.new) if config_name == names.final_config else (pair.new, pair.old)
-    return drop_variant_request(
-        p.policy,
-        run_id=run_id,
-        config_name=config_name,
-        current=shift,
-        drop=drop,
-        keep=keep,
-        current_tags=endpoints.list_tags(p.sm, shift["EndpointConfigArn"]),
-    )
+    return removal_config_request(p, config_name)
 
 
-def _progress(p: _Pass, message: str, *, delay: timedelta | None = None) -> RolloutProgress:
+def _progress(p: RolloutPass, message: str, *, delay: timedelta | None = None) -> RolloutProgress:
     """A pass that did not finish; `delay` when the decision knows better than the poll."""
     # While a variant shift heads for its rollback config, the run's message keeps the reason.
     sticky = p.shifting and p.run.endpoint_config_name == p.names.rollback_config
