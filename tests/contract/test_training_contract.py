@@ -27,6 +27,7 @@ from retraining_operator.aws.errors import (
     Throttled,
 )
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_request import (
     TrainingData,
@@ -499,6 +500,7 @@ def test_missing_variant_is_actionable(session: AwsSession, stub: Stubber) -> No
     with pytest.raises(BaseModelUnavailable) as caught:
         resolve_base_model(session, spec())
     assert caught.value.reason == "VariantNotFound"
+    assert isinstance(caught.value, NeedsAttention)  # a person must act: Degraded
     assert "AllTraffic" in caught.value.message
     assert "Blue, Green" in caught.value.message
     assert "training.baseModel.s3Uri" in caught.value.message

@@ -15,6 +15,7 @@ from retraining_operator.reconcile.rollout.decision import (
     AnalysisWindow,
     CreateEndpoint,
     Decision,
+    Finish,
     RolloutResult,
     SetWeights,
     UpdateEndpoint,
@@ -174,14 +175,11 @@ class _Pair:
                 f"endpoint {self.endpoint.name} does not report both variants yet", facts.poll
             )
         total = old.weight + new.weight
-        if (
-            run.endpoint_config_name == names.final_config
-            and run.deploy_step_started_at is not None
-        ):
-            return finish(
-                RolloutResult.DEGRADED,
-                f"SageMaker did not remove the old variant {self.old} (update to "
-                f"{names.final_config} rolled back); both variants remain",
+        if self._asked_for(names.final_config):
+            return _not_removed(
+                f"the old variant {self.old}",
+                names.final_config,
+                "both variants remain",
                 self.endpoint.failure_reason or "removing the old variant failed",
             )
         if run.endpoint_config_name == names.rollback_config or new.weight <= 0:
@@ -196,18 +194,18 @@ class _Pair:
             )
         return self._stepping(index, total, verdict)
 
+    def _asked_for(self, config: str) -> bool:
+        """The run sent UpdateEndpoint to `config` (a variant removed), yet the endpoint is
+        back on the shift config: SageMaker rolled that update back."""
+        run = self.facts.run
+        return run.endpoint_config_name == config and run.deploy_step_started_at is not None
+
     def _rolling_back(self, total: float, new_weight: float) -> Action:
         names, run = self.facts.names, self.facts.run
         reason = run.message or f"the new variant {self.new} was set to weight 0"
-        if (
-            run.endpoint_config_name == names.rollback_config
-            and run.deploy_step_started_at is not None
-        ):
-            return finish(
-                RolloutResult.DEGRADED,
-                f"SageMaker did not remove the new variant {self.new} (update to "
-                f"{names.rollback_config} rolled back); it stays at weight 0",
-                reason,
+        if self._asked_for(names.rollback_config):
+            return _not_removed(
+                f"the new variant {self.new}", names.rollback_config, "it stays at weight 0", reason
             )
         if new_weight > 0:
             return self._set_to_zero(total, reason)
@@ -299,3 +297,11 @@ class _Pair:
                 message=reason,
             ),
         )
+
+
+def _not_removed(variant: str, config: str, remains: str, reason: str) -> Finish:
+    return finish(
+        RolloutResult.DEGRADED,
+        f"SageMaker did not remove {variant} (update to {config} rolled back); {remains}",
+        reason,
+    )
