@@ -2,7 +2,7 @@
 
 Two layers:
 
-* the pure request builders (`reconcile/rollout.py`) — CreateModel, CreateEndpointConfig,
+* the pure request builders (`reconcile/rollout/`) — CreateModel, CreateEndpointConfig,
   CreateEndpoint, UpdateEndpoint (ALL_AT_ONCE, CANARY by percent and by count, LINEAR,
   rolling), UpdateEndpointWeightsAndCapacities, the variant-shift configs — checked with
   `botocore.validate.ParamValidator` against `get_service_model("sagemaker")`;
@@ -25,15 +25,14 @@ from botocore.validate import ParamValidator
 from retraining_operator.aws import cloudwatch
 from retraining_operator.aws import endpoints as gateway
 from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, Throttled
-from retraining_operator.reconcile.rollout import (
-    RolloutNames,
-    RolloutResult,
+from retraining_operator.reconcile.rollout.decision import RolloutResult
+from retraining_operator.reconcile.rollout.plan import plan_rollout
+from retraining_operator.reconcile.rollout.requests import RolloutNames, update_endpoint_request
+from retraining_operator.reconcile.rollout.variant_shift.analysis import METRIC_QUERIES
+from retraining_operator.reconcile.rollout.variant_shift.configs import (
     drop_variant_request,
-    plan_rollout,
     shift_config_request,
-    update_endpoint_request,
 )
-from retraining_operator.reconcile.variant_shift import METRIC_QUERIES
 from retraining_operator.workflow.rollout import advance_rollout
 from unit.rollout_policies import (
     IMAGE,
@@ -405,7 +404,7 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
 
 
 def test_an_existing_model_with_other_artifacts_is_refused(sm: Any) -> None:
-    from retraining_operator.reconcile.rollout import RolloutError
+    from retraining_operator.reconcile.rollout.errors import RolloutError
 
     with Stubber(sm) as stub:
         stub.add_response("describe_model", {

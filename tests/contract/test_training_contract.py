@@ -27,6 +27,7 @@ from retraining_operator.aws.errors import (
     Throttled,
 )
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_request import (
     TrainingData,
@@ -433,7 +434,7 @@ def test_gateway_maps_errors(session: AwsSession, stub: Stubber) -> None:
 def _endpoint_calls(
     stub: Stubber,
     *,
-    variant: str = "AllTraffic",
+    variants: tuple[str, ...] = ("AllTraffic",),
     container: str | None = "PrimaryContainer",
 ) -> None:
     stub.add_response(
@@ -453,7 +454,9 @@ def _endpoint_calls(
         {
             "EndpointConfigName": "od-config-1",
             "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/od-config-1",
-            "ProductionVariants": [{"VariantName": variant, "ModelName": "od-model-1"}],
+            "ProductionVariants": [
+                {"VariantName": variant, "ModelName": "od-model-1"} for variant in variants
+            ],
             "CreationTime": "2026-11-24T22:05:00Z",
         },
         expected_params={"EndpointConfigName": "od-config-1"},
@@ -492,12 +495,20 @@ def test_first_run_on_new_endpoint_is_actionable(session: AwsSession, stub: Stub
 
 
 def test_missing_variant_is_actionable(session: AwsSession, stub: Stubber) -> None:
-    _endpoint_calls(stub, variant="Blue", container=None)
+    # Two variants, neither the policy's variantName: which one serves is ambiguous.
+    _endpoint_calls(stub, variants=("Blue", "Green"), container=None)
     with pytest.raises(BaseModelUnavailable) as caught:
         resolve_base_model(session, spec())
     assert caught.value.reason == "VariantNotFound"
+    assert isinstance(caught.value, NeedsAttention)  # a person must act: Degraded
     assert "AllTraffic" in caught.value.message
-    assert "Blue" in caught.value.message
+    assert "Blue, Green" in caught.value.message
+    assert "training.baseModel.s3Uri" in caught.value.message
+
+
+def test_a_single_variant_serves_whatever_its_name(session: AwsSession, stub: Stubber) -> None:
+    _endpoint_calls(stub, variants=("variant-1",))
+    assert resolve_base_model(session, spec()) == "s3://my-bucket/model/serving.tar.gz"
 
 
 def test_missing_model_is_actionable(session: AwsSession, stub: Stubber) -> None:

@@ -239,3 +239,29 @@ def test_invalid_spec_is_degraded_with_the_field(aws: AwsStandins, world: DemoWo
     assert degraded.reason == "InvalidSpec"
     assert "strictly ascending" in degraded.message
     assert aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops") == []
+
+
+def test_a_single_variant_of_another_name_is_trained_from_and_replaced(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    # The demo endpoint's one variant is `AllTraffic`; the policy names another variant
+    # (as with a console-made endpoint's `variant-1`): the only variant serves either way.
+    h = Harness(aws, policy_spec(world, variantName="variant-1"))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
+
+    status = h.until(lambda s: s.current_run is not None and s.current_run.training_job_name)
+    (create,) = aws.log.calls("sagemaker", "CreateTrainingJob")
+    channels = {c["ChannelName"]: c for c in create.params["InputDataConfig"]}
+    assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"] == world.model_data_url
+    assert "VariantNotFound" not in h.reasons()
+
+    status = h.until(lambda s: s.phase.value == "Serving" and s.current_run is None, seconds=120)
+    assert status.history[0].outcome.value == "Deployed"
+    serving = status.serving
+    assert serving is not None
+    config = aws.sagemaker.call(
+        "DescribeEndpointConfig", EndpointConfigName=serving.endpoint_config_name
+    )
+    assert [(v["VariantName"], v["ModelName"]) for v in config["ProductionVariants"]] == [
+        ("AllTraffic", serving.model_name)
+    ]

@@ -19,13 +19,10 @@ import pytest
 from retraining_operator.api import CurrentRun, HistoryEntry, RetrainingPolicySpec, RunStage
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout import (
-    RolloutNames,
-    RolloutResult,
-    UnknownRollbackTarget,
-    endpoint_config_request,
-    model_request,
-)
+from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
+from retraining_operator.reconcile.rollout.decision import RolloutResult
+from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
+from retraining_operator.reconcile.rollout.requests import RolloutNames, model_request
 from retraining_operator.workflow.rollout import (
     RolloutProgress,
     advance_rollout,
@@ -610,3 +607,23 @@ def test_variant_shift_alarm_during_the_first_step_rolls_back_early(scene: Scene
     # Well before the 10 minute interval of the first step would have ended.
     first_zero = scene.updates("UpdateEndpointWeightsAndCapacities")[0].time
     assert first_zero - start < timedelta(minutes=10)
+
+
+def test_variant_shift_bake_is_judged_when_its_interval_ends(scene: Scene) -> None:
+    """`retry_after` during a bake is the earlier of the next alarm check (the poll) and
+    the bake's end, so a pass that follows it judges each step on time, never late."""
+    interval = timedelta(seconds=150)  # not a multiple of POLL (60 s)
+    shift = {**SHIFT, "variantShift": {**SHIFT["variantShift"], "interval": "150s"}}
+    run = scene.run("r20261124-220500")
+    done = scene.rollout(spec(**shift), run, before=feed_metrics(scene, error_rate=lambda v, s: 0))
+
+    assert done.result is RolloutResult.SERVING, done.message
+    baking = [p for p in scene.trace if "baking" in p.message]
+    assert [p.retry_after for p in baking] == [POLL, POLL, interval - 2 * POLL] * 3
+    waits = [p.retry_after for p in scene.trace if not p.done]
+    assert all(w is not None and timedelta(0) < w <= POLL for w in waits)
+    # Each step's metrics were read exactly `interval` after its bake started.
+    started = [p.run.deploy_step_started_at for p in baking if "s of" not in p.message]
+    judged = [c.time for c in scene.aws.log.calls("cloudwatch", "GetMetricData")]
+    assert len(started) == len(judged) == 3
+    assert [j - s for s, j in zip(started, judged, strict=True)] == [interval] * 3

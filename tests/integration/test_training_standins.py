@@ -366,7 +366,11 @@ def test_first_run_on_brand_new_endpoint_is_a_clear_error(
     assert aws.log.count("sagemaker", "CreateTrainingJob") == 0
 
 
-def test_base_model_comes_from_the_serving_endpoint(aws: AwsStandins, session: AwsSession) -> None:
+# `variant-1` is what the console names a single variant; the policy's variantName differs.
+@pytest.mark.parametrize("variant", ["AllTraffic", "variant-1"])
+def test_base_model_comes_from_the_serving_endpoint(
+    aws: AwsStandins, session: AwsSession, variant: str
+) -> None:
     serving = f"s3://{BUCKET}/models/v1/model.tar.gz"
     aws.put_object(serving, b"serving model")
     sm = aws.client("sagemaker")
@@ -379,7 +383,7 @@ def test_base_model_comes_from_the_serving_endpoint(aws: AwsStandins, session: A
         EndpointConfigName="od-config-v1",
         ProductionVariants=[
             {
-                "VariantName": "AllTraffic",
+                "VariantName": variant,
                 "ModelName": "od-model-v1",
                 "InstanceType": "ml.m5.xlarge",
                 "InitialInstanceCount": 1,
@@ -390,6 +394,7 @@ def test_base_model_comes_from_the_serving_endpoint(aws: AwsStandins, session: A
     aws.clock.advance(400)
 
     spec = policy_spec(baseModel={"fromEndpoint": True})
+    assert spec.deployment.variant_name == "AllTraffic"
     submitted = ensure_training(session, POLICY, spec, RUN_ID, TrainingData(TRAIN, VALIDATION, 3))
 
     assert submitted.base_model_s3_uri == serving

@@ -157,8 +157,13 @@ async def test_the_daemon_retries_a_failed_write_soon_and_wakes_on_change(
         return 30.0  # nothing due for a long time ...
 
     monkeypatch.setattr(handlers, "reconcile", fake_pass)
-    monkeypatch.setitem(handlers._state, "config", OperatorConfig(tick_seconds=0.2))
-    monkeypatch.setitem(handlers._state, "executor", ThreadPoolExecutor(max_workers=1))
+    state = handlers.OperatorState(
+        config=OperatorConfig(tick_seconds=0.2),
+        controller=object(),  # type: ignore[arg-type]  # the pass is faked above
+        executor=ThreadPoolExecutor(max_workers=1),
+    )
+    monkeypatch.setattr(handlers, "_state", state)
+    memo: dict[str, Any] = {}  # kopf's per-object memo
     task = asyncio.create_task(
         handlers.policy_daemon(
             stopped=stop,
@@ -169,6 +174,7 @@ async def test_the_daemon_retries_a_failed_write_soon_and_wakes_on_change(
             uid="u-1",
             name="p",
             namespace="ns",
+            memo=memo,
             logger=logging.getLogger("test"),
         )
     )
@@ -179,7 +185,7 @@ async def test_the_daemon_retries_a_failed_write_soon_and_wakes_on_change(
     assert len(passes) == 3
     await asyncio.sleep(0.3)
     assert len(passes) == 3  # ... so the daemon sleeps (tick 0.2 s is the cap only on errors)
-    await handlers.wake_on_change(uid="u-1")  # ... until the spec or annotations change
+    await handlers.wake_on_change(memo=memo)  # ... until the spec or annotations change
     for _ in range(100):
         if len(passes) >= 4:
             break
@@ -189,4 +195,6 @@ async def test_the_daemon_retries_a_failed_write_soon_and_wakes_on_change(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert "u-1" not in handlers._wakeups
+    # The wake-up lives in the object's memo (kopf forgets it with the object), nowhere else.
+    assert isinstance(memo["policy"], handlers.PolicyState)
+    assert not any(isinstance(v, dict) and "u-1" in v for v in vars(handlers).values())

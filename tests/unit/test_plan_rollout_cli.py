@@ -12,7 +12,7 @@ from botocore.validate import ParamValidator
 
 from retraining_operator.cli import main
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout import RolloutNames
+from retraining_operator.reconcile.rollout.requests import RolloutNames
 from unit.rollout_policies import CURRENT_CONFIG_FILE, IMAGE, PASCAL, document
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from retraining_operator.api import HistoryEntry, Outcome, RunStage
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.naming import (
     SAGEMAKER_NAME,
     TAG_MANAGED_BY,
@@ -14,28 +15,39 @@ from retraining_operator.reconcile.naming import (
     TAG_RUN_ID,
     PolicyRef,
 )
-from retraining_operator.reconcile.rollout import (
-    BUSY_STATUSES,
-    EndpointView,
-    RolloutError,
-    RolloutNames,
-    RolloutResult,
-    Step,
-    UnknownRollbackTarget,
-    capacity_size,
+from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
-    deployment_config,
     endpoint_config_request,
     failed_configs,
+)
+from retraining_operator.reconcile.rollout.decision import (
+    CreateEndpoint,
+    Finish,
+    RolloutResult,
+    UpdateEndpoint,
+    Wait,
     history_entry,
-    plan_rollout,
-    resolve_rollback_target,
-    rollback_run,
     serving_status,
-    target_variant,
+)
+from retraining_operator.reconcile.rollout.endpoint import (
+    BUSY_STATUSES,
+    EndpointView,
+    ServedVariant,
+    served_model,
+)
+from retraining_operator.reconcile.rollout.errors import (
+    RolloutError,
+    UnknownRollbackTarget,
+    VariantNotFound,
+)
+from retraining_operator.reconcile.rollout.guardrails import capacity_size, deployment_config
+from retraining_operator.reconcile.rollout.plan import plan_rollout
+from retraining_operator.reconcile.rollout.requests import (
+    RolloutNames,
     update_endpoint_request,
     user_tags,
 )
+from retraining_operator.reconcile.rollout.rollback import resolve_rollback_target, rollback_run
 from unit.rollout_policies import (
     IMAGE,
     MODEL_DATA,
@@ -159,12 +171,61 @@ def test_plan_refuses_strategy_none_and_bad_artifacts() -> None:
         )  # fmt: skip
 
 
-def test_target_variant_falls_back_to_the_only_variant_and_refuses_ambiguity() -> None:
-    assert target_variant(single_variant_config(), "Blue") == "AllTraffic"
+# ---------------------------------------------------------------------------------------
+# served_model: the one rule for which variant serves the policy's model
+
+
+def test_served_model_prefers_the_named_variant() -> None:
+    assert served_model(current_config(), "Experimental") == ServedVariant(
+        "Experimental", "someone-elses-model"
+    )
+    assert served_model(current_config(), "AllTraffic") == ServedVariant(
+        "AllTraffic", "od-model-2024"
+    )
+
+
+def test_served_model_takes_a_single_variant_whatever_its_name() -> None:
+    config = single_variant_config(model="od-model-1")
+    config["ProductionVariants"][0]["VariantName"] = "variant-1"
+    assert served_model(config, "AllTraffic") == ServedVariant("variant-1", "od-model-1")
+
+
+def test_served_model_refuses_ambiguity_naming_the_variants() -> None:
     with pytest.raises(
-        RolloutError, match=r"no production variant 'Blue'.*AllTraffic, Experimental"
-    ):
-        target_variant(current_config(), "Blue")
+        VariantNotFound, match=r"no production variant 'Blue'.*AllTraffic, Experimental"
+    ) as caught:
+        served_model(current_config(), "Blue")
+    # A person has to act: the policy goes Degraded with this reason.
+    assert caught.value.reason == "VariantNotFound"
+    assert isinstance(caught.value, NeedsAttention)
+    assert isinstance(caught.value, RolloutError)
+
+
+def test_served_model_of_a_config_without_variants_is_an_error() -> None:
+    with pytest.raises(VariantNotFound, match=r"variants: none"):
+        served_model({"EndpointConfigName": "empty", "ProductionVariants": []}, "AllTraffic")
+
+
+def test_rollout_errors_are_needs_attention_with_their_reasons() -> None:
+    assert RolloutError("x").reason == "RolloutBlocked"
+    assert UnknownRollbackTarget("x").reason == "RollbackTargetUnknown"
+    assert isinstance(UnknownRollbackTarget("x"), NeedsAttention)
+    assert str(RolloutError("spec problem")) == "spec problem"
+
+
+def test_blue_green_replaces_a_single_variant_of_another_name() -> None:
+    current = single_variant_config()
+    current["ProductionVariants"][0]["VariantName"] = "variant-1"
+    request = endpoint_config_request(
+        POLICY,
+        spec(),
+        run_id=RUN_ID,
+        config_name=NAMES.config,
+        model_name=NAMES.model,
+        current=current,
+    )
+    [variant] = request["ProductionVariants"]
+    assert (variant["VariantName"], variant["ModelName"]) == ("variant-1", NAMES.model)
 
 
 def test_user_tags_drop_reserved_and_ownership_keys() -> None:
@@ -299,7 +360,7 @@ def decide(answer: dict[str, object] | None, **kwargs: object):  # type: ignore[
 
 def test_missing_endpoint_is_created_and_recorded() -> None:
     decision = decide(None)
-    assert decision.step is Step.CREATE_ENDPOINT
+    assert isinstance(decision, CreateEndpoint)
     assert decision.config_name == NAMES.config
     assert decision.run_updates["endpoint_config_name"] == NAMES.config
     assert decision.run_updates["deploy_step_started_at"] == T0 + timedelta(hours=1)
@@ -307,12 +368,12 @@ def test_missing_endpoint_is_created_and_recorded() -> None:
 
 def test_in_service_on_another_config_is_updated_once() -> None:
     decision = decide(endpoint())
-    assert decision.step is Step.UPDATE_ENDPOINT
+    assert isinstance(decision, UpdateEndpoint)
     assert decision.config_name == NAMES.config
     # The next pass, with the request recorded, on the old config again = rolled back.
     recorded = run(endpoint_config_name=NAMES.config, deploy_step_started_at=T0)
     again = decide(endpoint(failure="Alarm od-endpoint-5xx fired"), run=recorded)
-    assert again.step is Step.FINISH
+    assert isinstance(again, Finish)
     assert again.result is RolloutResult.DEGRADED
     assert again.reason == "Alarm od-endpoint-5xx fired"
 
@@ -320,20 +381,20 @@ def test_in_service_on_another_config_is_updated_once() -> None:
 @pytest.mark.parametrize("status", sorted(BUSY_STATUSES))
 def test_never_updates_a_busy_endpoint(status: str) -> None:
     decision = decide(endpoint(status, pending="someone-elses-config"))
-    assert decision.step is Step.WAIT
+    assert isinstance(decision, Wait)
     assert decision.delay == timedelta(seconds=30)
     assert not decision.run_updates
 
 
 def test_busy_with_our_pending_config_adopts_the_request() -> None:
     decision = decide(endpoint("Updating", pending=NAMES.config))
-    assert decision.step is Step.WAIT
+    assert isinstance(decision, Wait)
     assert decision.run_updates["endpoint_config_name"] == NAMES.config
 
 
 def test_in_service_on_our_config_is_serving() -> None:
     decision = decide(endpoint(config=NAMES.config))
-    assert decision.step is Step.FINISH
+    assert isinstance(decision, Finish)
     assert decision.result is RolloutResult.SERVING
 
 
@@ -353,7 +414,7 @@ def test_an_unrecorded_failed_update_is_detected_after_a_crash() -> None:
     old_failure = decide(
         endpoint(failure="old", modified=T0), config_created=T0 + timedelta(minutes=1)
     )
-    assert old_failure.step is Step.UPDATE_ENDPOINT
+    assert isinstance(old_failure, UpdateEndpoint)
 
 
 def test_failed_states() -> None:

@@ -8,22 +8,20 @@ from typing import Any
 import pytest
 
 from retraining_operator.api import VariantShiftSpec
-from retraining_operator.reconcile.rollout import (
+from retraining_operator.reconcile.rollout.decision import (
+    Analyse,
+    CreateEndpoint,
     Decision,
-    EndpointView,
-    RolloutError,
-    RolloutNames,
     RolloutResult,
-    ShiftVariants,
-    Step,
-    alternate_variant_name,
-    drop_variant_request,
-    plan_rollout,
-    shift_config_request,
-    shift_variants,
-    split_weight,
+    SetWeights,
+    UpdateEndpoint,
+    Wait,
 )
-from retraining_operator.reconcile.variant_shift import (
+from retraining_operator.reconcile.rollout.endpoint import EndpointView
+from retraining_operator.reconcile.rollout.errors import RolloutError
+from retraining_operator.reconcile.rollout.plan import plan_rollout
+from retraining_operator.reconcile.rollout.requests import RolloutNames
+from retraining_operator.reconcile.rollout.variant_shift.analysis import (
     SERIES_ERRORS,
     SERIES_INVOCATIONS,
     SERIES_LATENCY_COUNT,
@@ -31,8 +29,19 @@ from retraining_operator.reconcile.variant_shift import (
     StepVerdict,
     VariantSample,
     analyse_step,
-    decide_shift,
     sample,
+)
+from retraining_operator.reconcile.rollout.variant_shift.configs import (
+    ShiftVariants,
+    alternate_variant_name,
+    drop_variant_request,
+    shift_config_request,
+    shift_variants,
+    split_weight,
+)
+from retraining_operator.reconcile.rollout.variant_shift.steps import (
+    ShiftFacts,
+    decide_shift,
     step_of,
 )
 from unit.rollout_policies import (
@@ -247,7 +256,7 @@ class Sim:
         self.config = "base-config"
         self.weights = {OLD: 1.0}
         self.run = run()
-        self.calls: list[tuple[Step, Any]] = []
+        self.calls: list[tuple[type, Any]] = []
 
     def view(self) -> EndpointView:
         return EndpointView.from_describe(
@@ -256,28 +265,34 @@ class Sim:
 
     def decide(self, verdict: StepVerdict | None = None) -> Decision:
         variants = PAIR if self.config == NAMES.config else None
-        return decide_shift(
+        facts = ShiftFacts(
             endpoint=self.view(), names=NAMES, variants=variants, run=self.run, spec=VS,
-            now=self.now, verdict=verdict,
+            now=self.now,
         )  # fmt: skip
+        return decide_shift(facts, verdict)
 
     def apply(self, decision: Decision) -> None:
-        self.calls.append((decision.step, decision.config_name or decision.weights))
-        if decision.step is Step.UPDATE_ENDPOINT:
-            self.config = decision.config_name or ""
-            if self.config == NAMES.config:
-                self.weights = {OLD: 0.9, NEW: 0.1}
-            elif self.config == NAMES.final_config:
-                self.weights = {NEW: 1.0}
-            elif self.config == NAMES.rollback_config:
-                self.weights = {OLD: 1.0}
-        elif decision.step is Step.SET_WEIGHTS:
-            self.weights = dict(decision.weights)
-        self.run = self.run.model_copy(update=dict(decision.run_updates))
+        match decision:
+            case UpdateEndpoint(config_name=config):
+                self.calls.append((UpdateEndpoint, config))
+                self.config = config
+                if config == NAMES.config:
+                    self.weights = {OLD: 0.9, NEW: 0.1}
+                elif config == NAMES.final_config:
+                    self.weights = {NEW: 1.0}
+                elif config == NAMES.rollback_config:
+                    self.weights = {OLD: 1.0}
+            case SetWeights(weights=weights):
+                self.calls.append((SetWeights, weights))
+                self.weights = dict(weights)
+            case _:
+                self.calls.append((type(decision), None))
+        updates = getattr(decision, "run_updates", {})
+        self.run = self.run.model_copy(update=dict(updates))
 
     def step(self, verdict: StepVerdict = PASS) -> Decision:
         decision = self.decide()
-        if decision.step is Step.ANALYSE:
+        if isinstance(decision, Analyse):
             decision = self.decide(verdict)
         self.apply(decision)
         return decision
@@ -286,17 +301,18 @@ class Sim:
 def test_a_shift_steps_10_50_100_then_removes_the_old_variant() -> None:
     sim = Sim()
     first = sim.step()
-    assert (first.step, first.config_name) == (Step.UPDATE_ENDPOINT, NAMES.config)
-    assert sim.step().step is Step.WAIT  # 10 % observed: the bake starts now
+    assert isinstance(first, UpdateEndpoint)
+    assert first.config_name == NAMES.config
+    assert isinstance(sim.step(), Wait)  # 10 % observed: the bake starts now
     assert sim.run.deploy_step == 0
     assert sim.run.deploy_step_started_at == T0
 
     sim.now += timedelta(minutes=4)
     during = sim.decide()
-    assert during.step is Step.ANALYSE
+    assert isinstance(during, Analyse)
     assert during.window is not None
     assert not during.window.full  # alarms only during the bake
-    assert sim.step().step is Step.WAIT
+    assert isinstance(sim.step(), Wait)
 
     for expected_weights in ({OLD: 0.5, NEW: 0.5}, {OLD: 0.0, NEW: 1.0}):
         sim.now += timedelta(minutes=10)
@@ -305,13 +321,14 @@ def test_a_shift_steps_10_50_100_then_removes_the_old_variant() -> None:
         assert end.window.full
         assert end.window.baseline_since < end.window.new_since
         shifted = sim.step()
-        assert shifted.step is Step.SET_WEIGHTS
+        assert isinstance(shifted, SetWeights)
         assert dict(shifted.weights) == expected_weights
-        assert sim.step().step is Step.WAIT  # next step's bake starts
+        assert isinstance(sim.step(), Wait)  # next step's bake starts
 
     sim.now += timedelta(minutes=10)
     final = sim.step()
-    assert (final.step, final.config_name) == (Step.UPDATE_ENDPOINT, NAMES.final_config)
+    assert isinstance(final, UpdateEndpoint)
+    assert final.config_name == NAMES.final_config
     done = sim.decide()
     assert done.result is RolloutResult.SERVING
 
@@ -321,17 +338,18 @@ def test_a_failed_50_percent_step_removes_the_new_variant() -> None:
     sim.step()
     sim.step()
     sim.now += timedelta(minutes=10)
-    assert sim.step().step is Step.SET_WEIGHTS  # 10 % passed -> 50 %
+    assert isinstance(sim.step(), SetWeights)  # 10 % passed -> 50 %
     sim.step()  # bake of 50 % starts
     sim.now += timedelta(minutes=10)
     bad = StepVerdict(passed=False, reasons=("5XX rate 0.2 above 0.01",))
     zero = sim.step(bad)
-    assert zero.step is Step.SET_WEIGHTS
+    assert isinstance(zero, SetWeights)
     assert dict(zero.weights) == {OLD: 1.0, NEW: 0.0}
     assert sim.run.message is not None
     assert "step 2 (50 %) failed" in sim.run.message
     removal = sim.step()
-    assert (removal.step, removal.config_name) == (Step.UPDATE_ENDPOINT, NAMES.rollback_config)
+    assert isinstance(removal, UpdateEndpoint)
+    assert removal.config_name == NAMES.rollback_config
     degraded = sim.decide()
     assert degraded.result is RolloutResult.DEGRADED
     assert degraded.reason is not None
@@ -344,17 +362,17 @@ def test_alarm_during_the_bake_rolls_back_before_the_interval_ends() -> None:
     sim.step()
     sim.now += timedelta(minutes=1)
     decision = sim.step(StepVerdict(passed=False, reasons=("alarm in ALARM: od-5xx",)))
-    assert decision.step is Step.SET_WEIGHTS
+    assert isinstance(decision, SetWeights)
     assert dict(decision.weights)[NEW] == 0.0
 
 
 def test_busy_endpoint_gets_nothing_but_waiting() -> None:
     for status in ("Updating", "Creating", "SystemUpdating", "RollingBack"):
-        decision = decide_shift(
+        decision = decide_shift(ShiftFacts(
             endpoint=EndpointView.from_describe(endpoint(status, config=NAMES.config)),
             names=NAMES, variants=None, run=run(), spec=VS, now=T0,
-        )  # fmt: skip
-        assert decision.step is Step.WAIT, status
+        ))  # fmt: skip
+        assert isinstance(decision, Wait), status
         assert not decision.run_updates
 
 
@@ -366,7 +384,7 @@ def test_a_crash_after_set_weights_adopts_the_observed_step() -> None:
     sim.weights = {OLD: 0.5, NEW: 0.5}
     sim.now += timedelta(minutes=11)
     decision = sim.decide()
-    assert decision.step is Step.WAIT
+    assert isinstance(decision, Wait)
     assert decision.run_updates["deploy_step"] == 1
     assert decision.run_updates["deploy_step_started_at"] == sim.now
 
@@ -377,7 +395,8 @@ def test_a_crash_after_setting_weight_zero_continues_the_rollback() -> None:
     sim.step()
     sim.weights = {OLD: 1.0, NEW: 0.0}  # our SetWeights(0) landed; the run did not record it
     decision = sim.decide()
-    assert (decision.step, decision.config_name) == (Step.UPDATE_ENDPOINT, NAMES.rollback_config)
+    assert isinstance(decision, UpdateEndpoint)
+    assert decision.config_name == NAMES.rollback_config
 
 
 def test_a_rolled_back_add_is_degraded_not_retried() -> None:
@@ -387,9 +406,7 @@ def test_a_rolled_back_add_is_degraded_not_retried() -> None:
     sim.weights = {OLD: 1.0}
     decision = sim.decide()
     assert decision.result is RolloutResult.DEGRADED
-    assert [c for c in sim.calls if c[0] is Step.UPDATE_ENDPOINT] == [
-        (Step.UPDATE_ENDPOINT, NAMES.config)
-    ]
+    assert [c for c in sim.calls if c[0] is UpdateEndpoint] == [(UpdateEndpoint, NAMES.config)]
 
 
 def test_a_rolled_back_removal_of_the_old_variant_is_degraded() -> None:
@@ -407,17 +424,19 @@ def test_weights_changed_outside_the_operator_roll_back() -> None:
     sim.step()
     sim.weights = {OLD: 0.7, NEW: 0.3}
     decision = sim.decide()
-    assert decision.step is Step.SET_WEIGHTS
+    assert isinstance(decision, SetWeights)
     assert "no step of [10, 50, 100]" in decision.message
 
 
 def test_first_deployment_creates_the_endpoint_and_finishes_on_it() -> None:
-    created = decide_shift(endpoint=None, names=NAMES, variants=None, run=run(), spec=VS, now=T0)
-    assert created.step is Step.CREATE_ENDPOINT
-    serving = decide_shift(
+    created = decide_shift(
+        ShiftFacts(endpoint=None, names=NAMES, variants=None, run=run(), spec=VS, now=T0)
+    )
+    assert isinstance(created, CreateEndpoint)
+    serving = decide_shift(ShiftFacts(
         endpoint=EndpointView.from_describe(endpoint(config=NAMES.config)),
         names=NAMES, variants=ShiftVariants(old=None, new=OLD), run=run(), spec=VS, now=T0,
-    )  # fmt: skip
+    ))  # fmt: skip
     assert serving.result is RolloutResult.SERVING
 
 
@@ -432,3 +451,21 @@ def test_the_100_percent_step_still_has_a_latency_baseline_window() -> None:
     assert window is not None
     # Three intervals back: covers the 10 % and 50 % steps, when the old variant had traffic.
     assert window.baseline_since == started - timedelta(minutes=30)
+
+
+def test_a_bake_waits_for_the_next_alarm_check_or_its_end_whichever_is_first() -> None:
+    sim = Sim()
+    sim.step()  # the shift config is requested
+    started = sim.step()  # 10 % observed: the bake starts now, first check one poll later
+    assert isinstance(started, Wait)
+    assert started.delay == timedelta(seconds=30)
+    sim.now += timedelta(minutes=5)
+    midway = sim.step()
+    assert isinstance(midway, Wait)
+    assert midway.delay == timedelta(seconds=30)  # the poll: alarms are checked meanwhile
+    sim.now += timedelta(minutes=4, seconds=45)
+    near_end = sim.step()
+    assert isinstance(near_end, Wait)
+    assert near_end.delay == timedelta(seconds=15)  # exactly when the 10 m bake ends
+    sim.now += near_end.delay
+    assert isinstance(sim.step(), SetWeights)  # judged on time: 10 % passed -> 50 %

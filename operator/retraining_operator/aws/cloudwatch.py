@@ -2,7 +2,7 @@
 
 `variant_series` fetches, for each production variant, the per-period points of the
 metrics a variant-shift step is judged on; the judgement itself is pure
-(`reconcile/variant_shift.py`). `firing_alarms` answers which of the named alarms are in
+(`reconcile/rollout/variant_shift/`). `firing_alarms` answers which of the named alarms are in
 state ALARM. Errors are mapped like every gateway's (`aws/errors.py`).
 """
 

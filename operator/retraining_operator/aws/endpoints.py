@@ -1,12 +1,16 @@
 """SageMaker hosting gateway: Models, EndpointConfigs, Endpoints, tags. Thin boto3 calls.
 
 Each function makes one API call (or walks one paginator) with the request it is given;
-decisions live in `reconcile/rollout.py`, composition in `workflow/rollout.py`.
+decisions live in `reconcile/rollout/`, composition in `workflow/rollout.py` and
+`workflow/serving.py`. Each hosting resource is read by one function here (ACK's
+ReadOne), for the rollout and the base-model lookup alike.
 `ClientError` becomes a typed error (`aws/errors.py`): `NotFound`, `AlreadyExists`,
 `Throttled`, `Unavailable`, `AccessDenied`, `LimitExceeded`, `InvalidRequest`, plus
 `EndpointBusy` here — SageMaker's refusal to update or delete an endpoint that is
 being created/updated/rolled back ("Cannot update in-progress endpoint").
-The `find_*` functions answer None instead of raising `NotFound`.
+The readers (`find_endpoint`, `find_endpoint_config`, `find_model`) answer None for a
+resource that does not exist instead of raising `NotFound`: every caller has a plan for
+"not there" (create it, adopt, or say what is missing).
 """
 
 from __future__ import annotations

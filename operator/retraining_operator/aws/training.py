@@ -1,7 +1,9 @@
 """SageMaker training gateway: thin boto3 calls, `ClientError` mapped to typed errors.
 
 Each function makes one API call with the request it is given and returns AWS's
-answer; decisions live in `reconcile/`, composition in `workflow/training.py`.
+answer; decisions live in `reconcile/`, composition in `workflow/training.py`. What an
+endpoint serves (the base model) is read through `aws/endpoints.py`, the one reader of
+each hosting resource.
 Errors: `NotFound`, `AlreadyExists`, `Throttled`, `Unavailable`, `AccessDenied`,
 `LimitExceeded`, `InvalidRequest` (all `AwsError`, see `aws/errors.py`).
 """
@@ -21,10 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import (
         CreateHyperParameterTuningJobRequestTypeDef,
         CreateTrainingJobRequestTypeDef,
-        DescribeEndpointConfigOutputTypeDef,
-        DescribeEndpointOutputTypeDef,
         DescribeHyperParameterTuningJobResponseTypeDef,
-        DescribeModelOutputTypeDef,
         DescribeTrainingJobResponseTypeDef,
     )
 
@@ -101,33 +100,11 @@ def stop_tuning_job(sm: SageMakerClient, name: str) -> bool:
     )
 
 
-# ---------------------------------------------------------------------------------------
-# What an endpoint serves (for training.baseModel.fromEndpoint)
-
-
-def describe_endpoint(sm: SageMakerClient, name: str) -> DescribeEndpointOutputTypeDef:
-    with _mapped("DescribeEndpoint"):
-        return sm.describe_endpoint(EndpointName=name)
-
-
-def describe_endpoint_config(sm: SageMakerClient, name: str) -> DescribeEndpointConfigOutputTypeDef:
-    with _mapped("DescribeEndpointConfig"):
-        return sm.describe_endpoint_config(EndpointConfigName=name)
-
-
-def describe_model(sm: SageMakerClient, name: str) -> DescribeModelOutputTypeDef:
-    with _mapped("DescribeModel"):
-        return sm.describe_model(ModelName=name)
-
-
 __all__ = [
     "AlreadyExists",
     "NotFound",
     "create_training_job",
     "create_tuning_job",
-    "describe_endpoint",
-    "describe_endpoint_config",
-    "describe_model",
     "describe_training_job",
     "describe_tuning_job",
     "stop_training_job",

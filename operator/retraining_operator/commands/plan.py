@@ -271,7 +271,8 @@ def _read_json(path: str, flag: str) -> Any:
 def _plan_rollout_checked(args: argparse.Namespace) -> int:
     from retraining_operator.api import S3_URI_PATTERN, Strategy
     from retraining_operator.aws.images import ImageLookupError
-    from retraining_operator.reconcile.rollout import RolloutError, plan_rollout
+    from retraining_operator.reconcile.rollout import RolloutError
+    from retraining_operator.reconcile.rollout.plan import plan_rollout
     from retraining_operator.workflow.training import training_image_uri
 
     policy, spec = load_policy(args.policy)

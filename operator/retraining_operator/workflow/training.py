@@ -9,15 +9,16 @@ to call it again whenever the run's status lacks the job name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws import training as gateway
 from retraining_operator.aws.errors import AlreadyExists, NotFound
 from retraining_operator.aws.images import algorithm_image_uri
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.rollout.errors import VariantNotFound
 from retraining_operator.reconcile.training_request import (
     TrainingData,
     training_job_request,
@@ -32,6 +33,7 @@ from retraining_operator.reconcile.training_status import (
     observe_training_job,
     observe_tuning_job,
 )
+from retraining_operator.workflow.serving import NotServing, served_model_data_url, serving
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -39,18 +41,13 @@ if TYPE_CHECKING:
     from retraining_operator.aws.session import AwsSession
 
 
-class BaseModelUnavailable(Exception):
+class BaseModelUnavailable(NeedsAttention):
     """`training.baseModel.fromEndpoint` cannot name a model to continue training from.
 
-    `reason` is a CamelCase condition reason (EndpointNotFound, VariantNotFound,
-    ModelNotFound, NoModelData); the message says what to do. The controller reports
-    it as Degraded and retries on its next pass (it clears once the endpoint serves).
+    `reason` names the missing link (EndpointNotFound, EndpointConfigNotFound,
+    VariantNotFound, ModelNotFound, NoModelData); the message says what to do. The policy
+    is Degraded until the endpoint serves a model (or `baseModel.s3Uri` is set).
     """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -71,82 +68,37 @@ def training_image_uri(spec: RetrainingPolicySpec) -> str:
     return algorithm_image_uri(algorithm, spec.aws.region, training.algorithm_version)
 
 
-def _serving_model_data_url(sm: SageMakerClient, endpoint: str, variant: str) -> str:
-    try:
-        described = gateway.describe_endpoint(sm, endpoint)
-    except NotFound:
-        raise BaseModelUnavailable(
-            "EndpointNotFound",
-            f"endpoint {endpoint} does not exist, so training.baseModel.fromEndpoint has no "
-            "model to continue from. For the first run on a new endpoint set "
-            "training.baseModel.s3Uri to the initial model.tar.gz (or create the endpoint).",
-        ) from None
-    config_name = described.get("EndpointConfigName")
-    if not config_name:
-        raise BaseModelUnavailable(
-            "EndpointNotFound",
-            f"endpoint {endpoint} has no endpoint configuration yet "
-            f"(status {described.get('EndpointStatus', 'unknown')}); set "
-            "training.baseModel.s3Uri or wait until it is InService",
-        )
-    try:
-        config = gateway.describe_endpoint_config(sm, config_name)
-    except NotFound:
-        raise BaseModelUnavailable(
-            "EndpointConfigNotFound",
-            f"endpoint {endpoint} points at endpoint config {config_name}, which no longer "
-            "exists; set training.baseModel.s3Uri",
-        ) from None
-    variants = config.get("ProductionVariants", [])
-    model_name = next(
-        (v.get("ModelName") for v in variants if v.get("VariantName") == variant), None
-    )
-    if not model_name:
-        names = ", ".join(v.get("VariantName", "?") for v in variants) or "none"
-        raise BaseModelUnavailable(
-            "VariantNotFound",
-            f"endpoint {endpoint} (config {config_name}) has no variant {variant} "
-            f"(variants: {names}); fix deployment.variantName or set training.baseModel.s3Uri",
-        )
-    try:
-        model = gateway.describe_model(sm, model_name)
-    except NotFound:
-        raise BaseModelUnavailable(
-            "ModelNotFound",
-            f"model {model_name} served by endpoint {endpoint} variant {variant} no longer "
-            "exists in SageMaker, so its artifacts are unknown; set training.baseModel.s3Uri",
-        ) from None
-    containers: list[Mapping[str, Any]] = []
-    if "PrimaryContainer" in model:
-        containers.append(model["PrimaryContainer"])
-    containers.extend(model.get("Containers", []))
-    for container in containers:
-        url = container.get("ModelDataUrl")
-        if url:
-            return str(url)
-    raise BaseModelUnavailable(
-        "NoModelData",
-        f"model {model_name} served by endpoint {endpoint} has no ModelDataUrl to continue "
-        "training from; set training.baseModel.s3Uri",
-    )
+# What to do about each missing link, appended to the walk's own message.
+_BASE_MODEL_HINTS = {
+    "EndpointNotFound": (
+        "training.baseModel.fromEndpoint has no model to continue from: for the first run on "
+        "a new endpoint set training.baseModel.s3Uri to the initial model.tar.gz (or create "
+        "the endpoint)"
+    ),
+    "VariantNotFound": "or set training.baseModel.s3Uri",
+}
+_DEFAULT_HINT = "set training.baseModel.s3Uri"
 
 
 def resolve_base_model(session: AwsSession, spec: RetrainingPolicySpec) -> str:
-    """The `model` channel: `baseModel.s3Uri`, or what `deployment.endpointName` serves
-    (endpoint -> endpoint config -> `deployment.variantName`'s model -> ModelDataUrl).
+    """The `model` channel: `baseModel.s3Uri`, or the artifacts of the model the policy's
+    endpoint serves (`workflow/serving.py`: endpoint -> config -> served variant -> model).
 
     Raises `BaseModelUnavailable` with an actionable message.
     """
     base = spec.training.base_model
     if base.s3_uri:
         return base.s3_uri
-    endpoint = spec.deployment.endpoint_name
-    if not endpoint:
+    if not spec.deployment.endpoint_name:
         raise BaseModelUnavailable(
             "EndpointNotFound",
             "training.baseModel.fromEndpoint needs deployment.endpointName",
         )
-    return _serving_model_data_url(session.sagemaker(), endpoint, spec.deployment.variant_name)
+    try:
+        return served_model_data_url(session, serving(session, spec))
+    except (NotServing, VariantNotFound) as error:
+        hint = _BASE_MODEL_HINTS.get(error.reason, _DEFAULT_HINT)
+        raise BaseModelUnavailable(error.reason, f"{error.message}; {hint}") from error
 
 
 def planned_job(spec: RetrainingPolicySpec, policy: PolicyRef, run_id: str) -> JobRef:

@@ -1,0 +1,61 @@
+"""Manual rollback (`retraining.hitl.dev/rollback-to`): which model to serve again, pure.
+
+A rollback is a deploy-only run: it puts a model from the history back with the
+policy's own strategy and guardrails (the workflow runs it like any other rollout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from retraining_operator.api import CurrentRun, HistoryEntry, RunStage
+from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
+
+ROLLBACK_RUN_PREFIX = "rb"
+
+
+def resolve_rollback_target(history: Sequence[HistoryEntry], target: str) -> HistoryEntry:
+    """The newest history entry whose run id or model name is `target`, with a model.
+
+    Raises `UnknownRollbackTarget` naming the candidates when nothing matches, or when
+    the match never produced a model (e.g. a gate-rejected run).
+    """
+    target = target.strip()
+    matches = [h for h in history if target in (h.run_id, h.model_name)]
+    usable = [h for h in matches if h.model_name and h.model_data_url]
+    if usable:
+        return usable[0]
+    candidates = [
+        f"{h.run_id} ({h.model_name})" for h in history if h.model_name and h.model_data_url
+    ]
+    known = ", ".join(candidates) or "none"
+    if matches:
+        raise UnknownRollbackTarget(
+            f"rollback-to {target!r}: run {matches[0].run_id} ended {matches[0].outcome} "
+            f"and has no model to serve; models in history: {known}"
+        )
+    raise UnknownRollbackTarget(
+        f"rollback-to {target!r} names no run id or model in the history; models in history: "
+        f"{known}"
+    )
+
+
+def rollback_run(entry: HistoryEntry, *, target: str, now: datetime) -> CurrentRun:
+    """A deploy-only run that puts `entry`'s model back, under a new run id (new configs).
+
+    The id `rb<yyyymmdd-hhmmss>` is new per request, so a rollback whose update failed is
+    never retried with the same config; the Model is the history's own (recreated from its
+    artifacts if cleanup deleted it).
+    """
+    return CurrentRun(
+        id=now.astimezone(UTC).strftime(f"{ROLLBACK_RUN_PREFIX}%Y%m%d-%H%M%S"),
+        stage=RunStage.DEPLOYING,
+        trigger=f"rollback-to:{target}",
+        started_at=now,
+        training_job_name=entry.training_job_name,
+        model_data_url=entry.model_data_url,
+        metric_value=entry.metric_value,
+        model_name=entry.model_name,
+        message=f"rolling back to {entry.model_name} (run {entry.run_id})",
+    )
