@@ -8,15 +8,12 @@ state ALARM. Errors are mapped like every gateway's (`aws/errors.py`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from retraining_operator.aws.errors import map_client_error
+from retraining_operator.aws.errors import mapped
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -24,14 +21,6 @@ if TYPE_CHECKING:
 
 MAX_QUERIES = 500  # GetMetricData's limit per request
 MAX_ALARM_NAMES = 100  # DescribeAlarms' limit per request
-
-
-@contextmanager
-def _mapped(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as error:
-        raise map_client_error(error, operation) from error
 
 
 @dataclass(frozen=True)
@@ -98,7 +87,7 @@ def variant_series(
             "EndTime": end,
             "ScanBy": "TimestampAscending",
         }
-        with _mapped("GetMetricData"):
+        with mapped("GetMetricData"):
             for page in cw.get_paginator("get_metric_data").paginate(**kwargs):
                 for result in page.get("MetricDataResults", []):
                     variant, key = ids[result["Id"]]
@@ -116,7 +105,7 @@ def firing_alarms(cw: CloudWatchClient, names: Sequence[str]) -> list[str]:
     firing: list[str] = []
     for chunk_start in range(0, len(names), MAX_ALARM_NAMES):
         chunk = list(names[chunk_start : chunk_start + MAX_ALARM_NAMES])
-        with _mapped("DescribeAlarms"):
+        with mapped("DescribeAlarms"):
             for page in cw.get_paginator("describe_alarms").paginate(
                 AlarmNames=chunk, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
             ):
@@ -130,7 +119,7 @@ def missing_alarms(cw: CloudWatchClient, names: Sequence[str]) -> list[str]:
     found: set[str] = set()
     for chunk_start in range(0, len(names), MAX_ALARM_NAMES):
         chunk = list(names[chunk_start : chunk_start + MAX_ALARM_NAMES])
-        with _mapped("DescribeAlarms"):
+        with mapped("DescribeAlarms"):
             for page in cw.get_paginator("describe_alarms").paginate(
                 AlarmNames=chunk, AlarmTypes=["MetricAlarm", "CompositeAlarm"]
             ):

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from retraining_operator.aws.errors import (
     AlreadyExists,
     AwsRetryLater,
     InvalidRequest,
     NotFound,
-    map_client_error,
+    mapped,
 )
 
 if TYPE_CHECKING:
@@ -54,20 +52,18 @@ class EndpointBusy(AwsRetryLater):
 
 @contextmanager
 def _mapped(operation: str, *, busy_possible: bool = False) -> Iterator[None]:
+    """`errors.mapped`, plus what SageMaker hosting says in words rather than codes."""
     try:
-        yield
-    except ClientError as error:
-        mapped = map_client_error(error, operation)
-        if isinstance(mapped, InvalidRequest) and "already existing" in mapped.message.lower():
+        with mapped(operation):
+            yield
+    except InvalidRequest as error:
+        lowered = error.message.lower()
+        if "already existing" in lowered:
             # SageMaker's words for a taken name: 'Cannot create already existing model "..."'.
-            raise AlreadyExists(mapped.message, code=mapped.code, operation=operation) from error
-        if (
-            busy_possible
-            and isinstance(mapped, InvalidRequest)
-            and any(text in mapped.message.lower() for text in _BUSY_TEXT)
-        ):
-            raise EndpointBusy(mapped.message, code=mapped.code, operation=operation) from error
-        raise mapped from error
+            raise AlreadyExists(error.message, code=error.code, operation=operation) from error
+        if busy_possible and any(text in lowered for text in _BUSY_TEXT):
+            raise EndpointBusy(error.message, code=error.code, operation=operation) from error
+        raise
 
 
 # ---------------------------------------------------------------------------------------

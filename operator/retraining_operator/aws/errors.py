@@ -11,6 +11,9 @@ it where they make the call.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -178,3 +181,12 @@ def _map_botocore_error(error: BotoCoreError, operation: str) -> AwsError:
         kind, code = InvalidRequest, type(error).__name__
     text = f"{operation}: {code}: {error}" if operation else f"{code}: {error}"
     return kind(text, code=code, operation=operation)
+
+
+@contextmanager
+def mapped(operation: str) -> Iterator[None]:
+    """Around one AWS call: any failure leaves as its typed error (the original chained)."""
+    try:
+        yield
+    except AWS_CALL_ERRORS as error:
+        raise map_client_error(error, operation) from error

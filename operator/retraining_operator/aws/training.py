@@ -10,13 +10,10 @@ Errors: `NotFound`, `AlreadyExists`, `Throttled`, `Unavailable`, `AccessDenied`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
-from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, NotFound, map_client_error
+from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, NotFound, mapped
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -31,33 +28,25 @@ if TYPE_CHECKING:
 _ALREADY_ENDED_TEXT = ("already", "not in progress", "status", "cannot be stopped", "completed")
 
 
-@contextmanager
-def _mapped(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as error:
-        raise map_client_error(error, operation) from error
-
-
 # ---------------------------------------------------------------------------------------
 # Training jobs
 
 
 def describe_training_job(sm: SageMakerClient, name: str) -> DescribeTrainingJobResponseTypeDef:
-    with _mapped("DescribeTrainingJob"):
+    with mapped("DescribeTrainingJob"):
         return sm.describe_training_job(TrainingJobName=name)
 
 
 def create_training_job(sm: SageMakerClient, request: CreateTrainingJobRequestTypeDef) -> str:
     """Submit; returns the job ARN. `AlreadyExists` when the name is taken (adopt it)."""
-    with _mapped("CreateTrainingJob"):
+    with mapped("CreateTrainingJob"):
         return sm.create_training_job(**request)["TrainingJobArn"]
 
 
 def _stop(operation: str, call: Callable[[], object]) -> bool:
     """Run a Stop* call; False when the job was already ending or is gone."""
     try:
-        with _mapped(operation):
+        with mapped(operation):
             call()
     except NotFound:
         return False
@@ -80,7 +69,7 @@ def stop_training_job(sm: SageMakerClient, name: str) -> bool:
 def describe_tuning_job(
     sm: SageMakerClient, name: str
 ) -> DescribeHyperParameterTuningJobResponseTypeDef:
-    with _mapped("DescribeHyperParameterTuningJob"):
+    with mapped("DescribeHyperParameterTuningJob"):
         return sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
 
 
@@ -88,7 +77,7 @@ def create_tuning_job(
     sm: SageMakerClient, request: CreateHyperParameterTuningJobRequestTypeDef
 ) -> str:
     """Submit; returns the tuning job ARN. `AlreadyExists` when the name is taken."""
-    with _mapped("CreateHyperParameterTuningJob"):
+    with mapped("CreateHyperParameterTuningJob"):
         return sm.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
 
 
