@@ -27,6 +27,9 @@ class OperatorConfig:
     fetch_concurrency: int = 16
     # Upper bound on AWS calls per second, all policies together (0 = unlimited).
     aws_calls_per_second: float = 20.0
+    # Sharding: this operator serves the policies of shard `shard` out of `shards`.
+    shards: int = 1
+    shard: int = 0
     # fnmatch patterns of role ARNs policies may assume; empty = any.
     allowed_role_patterns: tuple[str, ...] = field(default_factory=tuple)
 

@@ -28,6 +28,7 @@ from retraining_operator.aws.session import AwsSession, CallBudget, role_session
 from retraining_operator.config import OperatorConfig
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.sharding import shard_of
 from retraining_operator.reconcile.status import merge_patch_body
 from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
 from retraining_operator.workflow.controller import Controller
@@ -76,14 +77,19 @@ def _policy(memo: Any) -> PolicyState:
         return cast(PolicyState, state)
 
 
+def owned(uid: str, **_: Any) -> bool:
+    """Whether this operator's shard serves the policy (every policy, unsharded)."""
+    return shard_of(uid, _state.config.shards) == _state.config.shard
+
+
 def configure(config: OperatorConfig) -> None:
     """Called by the runner before kopf starts: settings, the daemon and its wake-up."""
     _state.config = config
     if not _state.registered:
         # On deletion kopf stops the daemon (it exits within a pass) and re-checks every
         # second, not every 60 s, before the finalizer runs and is released.
-        kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0)(policy_daemon)
-        kopf.on.update(*RESOURCE, id="wake")(wake_on_change)
+        kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0, when=owned)(policy_daemon)
+        kopf.on.update(*RESOURCE, id="wake", when=owned)(wake_on_change)
         _state.registered = True
 
 
@@ -159,7 +165,6 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     # Resources and namespaces are named explicitly: no CRD or namespace scanning, so the
     # chart's least-privilege RBAC needs neither (and startup is not delayed by retries).
     settings.scanning.disabled = True
-    metrics.serve(config.metrics_port, config.metrics_bind_address)
     _state.budget = CallBudget(config.aws_calls_per_second)
     _state.controller = Controller(config, _session)
     _state.executor = ThreadPoolExecutor(
@@ -253,7 +258,7 @@ def reconcile(
     return _state.config.tick_seconds
 
 
-@kopf.on.delete(*RESOURCE)
+@kopf.on.delete(*RESOURCE, when=owned)
 def policy_deleted(
     body: Any,
     meta: Any,

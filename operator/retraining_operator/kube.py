@@ -19,22 +19,32 @@ from typing import Any, cast
 import urllib3
 from kubernetes import client, config
 
+from retraining_operator import fencing
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 
 _lock = threading.Lock()
-_api: list[client.CustomObjectsApi] = []
+_clients: list[client.ApiClient] = []
 
 
-def _custom_objects() -> client.CustomObjectsApi:
+def _api_client() -> client.ApiClient:
     """Configured on first use: in-cluster credentials in a pod, else the kubeconfig."""
     with _lock:
-        if not _api:
+        if not _clients:
             try:
                 config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException:
                 config.load_kube_config()  # type: ignore[no-untyped-call]
-            _api.append(client.CustomObjectsApi())
-        return _api[0]
+            _clients.append(client.ApiClient())
+        return _clients[0]
+
+
+def _custom_objects() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(_api_client())
+
+
+def coordination() -> client.CoordinationV1Api:
+    """The Lease API (leader election)."""
+    return client.CoordinationV1Api(_api_client())
 
 
 class StatusWriteFailed(Exception):
@@ -65,6 +75,7 @@ def patch_status(
     status as `seen`), the write is repeated once at the current version; any other change
     means the caller worked from a stale view: `StatusWriteFailed(conflict=True)`.
     """
+    fencing.check(f"status write of {namespace}/{name}")
     api = _custom_objects()
     body: dict[str, Any] = {"status": status}
     if seen is not None and seen.resource_version:

@@ -71,6 +71,11 @@ LAST_SUCCESS = Gauge(
     _POLICY,
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "rtp_leader",
+    "1 while this operator process holds the leader Lease (or runs without leader election).",
+    registry=REGISTRY,
+)
 
 
 def serve(port: int, bind_address: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.server
 import json
 import logging
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
 
 from retraining_operator.config import OperatorConfig
+from retraining_operator.leader import LeaderElector
 
 
 class _JsonFormatter(logging.Formatter):
@@ -39,29 +46,88 @@ def configure_logging(log_format: str, verbose: bool) -> None:
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from retraining_operator import handlers
+    from retraining_operator import fencing, handlers, metrics
 
     configure_logging(args.log_format, args.verbose)
     namespaces = list(args.namespace or [])
-    handlers.configure(
-        OperatorConfig(
-            namespaces=tuple(namespaces),
-            peering=args.peering,
-            metrics_port=args.metrics_port,
-            metrics_bind_address=args.metrics_bind_address,
-            tick_seconds=args.tick_seconds,
-            observe_seconds=args.observe_seconds,
-            max_workers=args.max_workers,
-            fetch_concurrency=args.fetch_concurrency,
-            aws_calls_per_second=args.aws_calls_per_second,
-            allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
+    config = OperatorConfig(
+        namespaces=tuple(namespaces),
+        peering=args.peering,
+        metrics_port=args.metrics_port,
+        metrics_bind_address=args.metrics_bind_address,
+        tick_seconds=args.tick_seconds,
+        observe_seconds=args.observe_seconds,
+        max_workers=args.max_workers,
+        fetch_concurrency=args.fetch_concurrency,
+        aws_calls_per_second=args.aws_calls_per_second,
+        allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
+        shards=args.shards,
+        shard=args.shard,
+    )
+    handlers.configure(config)
+    # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.
+    metrics.serve(config.metrics_port, config.metrics_bind_address)
+    stop = threading.Event()
+    elector = _elector(args) if args.leader_election else None
+    if elector is not None:
+        fencing.install(elector.holds)
+        with _standby_liveness(args.liveness):
+            if not elector.acquire(stop):
+                return 0
+        elector.keep(stop, on_lost=stop.set)
+    metrics.LEADER.set(1)
+    try:
+        kopf.run(
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            liveness_endpoint=args.liveness or None,
+            stop_flag=stop,
         )
-    )
-    kopf.run(
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        namespaces=namespaces,
-        clusterwide=not namespaces,
-        liveness_endpoint=args.liveness or None,
-    )
+    finally:
+        metrics.LEADER.set(0)
+        if elector is not None:
+            lost = stop.is_set() and not elector.holds()
+            elector.release()
+    if elector is not None and lost:
+        # A lost lease ends the process (as controller-runtime's manager does): the pod
+        # restarts as a standby, with nothing of the old leadership left in memory.
+        logging.getLogger(__name__).error("leadership lost: exiting")
+        return 1
     return 0
+
+
+def _elector(args: argparse.Namespace) -> LeaderElector:
+    name = args.lease_name if args.shards <= 1 else f"{args.lease_name}-{args.shard}"
+    return LeaderElector(name, args.lease_namespace, args.identity)
+
+
+@contextlib.contextmanager
+def _standby_liveness(url: str) -> Iterator[None]:
+    """While waiting for the Lease, answer the liveness probe kopf answers once leading (a
+    standby is healthy; the kubelet must not restart it)."""
+    if not url:
+        yield
+        return
+    parsed = urllib.parse.urlsplit(url)
+    path = parsed.path or "/"
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path.split("?")[0] == path else 404)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:  # probes are not news
+            return
+
+    host = (parsed.hostname or "0.0.0.0").strip("[]")  # noqa: S104 - kopf's own default
+    server = http.server.ThreadingHTTPServer((host, parsed.port or 80), Health)
+    thread = threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

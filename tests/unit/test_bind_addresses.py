@@ -88,18 +88,16 @@ def test_run_passes_the_bind_addresses_to_the_operator(
 def test_the_operator_serves_metrics_on_the_configured_bind_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import logging
-
     import kopf
 
     from retraining_operator import handlers
-    from retraining_operator.config import OperatorConfig
 
     served: list[tuple[int, str]] = []
     monkeypatch.setattr(metrics, "serve", lambda port, address: served.append((port, address)))
-    monkeypatch.setattr(handlers, "_state", handlers.OperatorState())
-    handlers._state.config = OperatorConfig(metrics_port=9999, metrics_bind_address="127.0.0.1")
-    handlers.startup(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+    monkeypatch.setattr(handlers, "configure", lambda config: None)
+    monkeypatch.setattr(kopf, "run", lambda **_: None)
+    args = build_parser().parse_args(
+        ["run", "--metrics-port=9999", "--metrics-bind-address=127.0.0.1", "--liveness="]
+    )
+    assert runner.run_operator(args) == 0
     assert served == [(9999, "127.0.0.1")]
-    _controller, executor = handlers._state.running()
-    executor.shutdown()

@@ -28,6 +28,7 @@ from botocore.loaders import Loader
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 
+from retraining_operator import fencing
 from retraining_operator.aws.errors import is_throttle_code
 
 if TYPE_CHECKING:
@@ -193,6 +194,8 @@ class AwsSession:
     def _hook(self, client: Any) -> None:
         events = client.meta.events
         service = client.meta.service_model.service_name
+        # First: a process that lost (or never held) the leader Lease sends nothing.
+        events.register("before-send", lambda **_: fencing.check("AWS call"))
         if self._budget is not None:
             budget = self._budget
             events.register("before-send", lambda **_: budget.acquire())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 
 from retraining_operator.commands import Subparsers
 
@@ -98,11 +100,59 @@ def register(sub: Subparsers) -> None:
         help="fnmatch pattern of spec.aws.roleArn values policies may assume; repeat for "
         "several; default: any [RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
     )
+    run.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("RTP_LEADER_ELECTION", "false").lower() in ("1", "true", "yes"),
+        help="run kopf only while holding a coordination.k8s.io Lease (several replicas, one "
+        "active, failover within ~20 s) [RTP_LEADER_ELECTION]",
+    )
+    run.add_argument(
+        "--lease-name",
+        default=os.environ.get("RTP_LEASE_NAME", "a2i-retraining-operator"),
+        help="name of the leader Lease; a shard appends -<shard> [RTP_LEASE_NAME]",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("RTP_LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the leader Lease [RTP_LEASE_NAMESPACE, else POD_NAMESPACE]",
+    )
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_ID") or socket.gethostname(),
+        help="this process's name in the Lease [POD_ID, else the host name]",
+    )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=int(os.environ.get("RTP_SHARDS", "1")),
+        help="number of shards: each operator serves the policies whose UID hashes to its "
+        "shard [RTP_SHARDS]",
+    )
+    run.add_argument(
+        "--shard",
+        type=int,
+        default=_shard_from_env(),
+        help="this operator's shard, 0..shards-1 [RTP_SHARD, else the ordinal at the end of "
+        "POD_ID as a StatefulSet names its pods]",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)
 
 
+def _shard_from_env() -> int:
+    explicit = os.environ.get("RTP_SHARD")
+    if explicit:
+        return int(explicit)
+    pod = os.environ.get("POD_ID", "")
+    ordinal = pod.rsplit("-", 1)[-1]
+    return int(ordinal) if ordinal.isdigit() else 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if not 0 <= args.shard < args.shards:
+        print(f"--shard {args.shard} is outside 0..{args.shards - 1}", file=sys.stderr)
+        return 2
     from retraining_operator.runner import run_operator
 
     return run_operator(args)
