@@ -17,11 +17,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from retraining_operator.manifest.consolidate import worker_hash
+
 # A2I writes who the worker is (identity provider, issuer, subject) into every answer's
 # workerMetadata.identityData: personal data that has no place in a quarantine record.
 _IDENTITY_DATA = re.compile(r'"identityData"\s*:\s*\{[^{}]*\}')
 _IDENTITY_DATA_BYTES = re.compile(_IDENTITY_DATA.pattern.encode())
 REDACTED_IDENTITY = '"identityData": {"redacted": true}'
+# The workerId is replaced by its stable hash (the name metrics and status use).
+_WORKER_ID = re.compile(r'"workerId"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 class QuarantineReason(StrEnum):
@@ -99,5 +103,7 @@ def quarantine_record(item: Quarantined, raw: bytes | None, *, at: datetime) -> 
 
 
 def redact_identity(text: str) -> str:
-    """`text` with every `"identityData": {...}` object replaced by a redacted marker."""
-    return _IDENTITY_DATA.sub(REDACTED_IDENTITY, text)
+    """`text` with every `"identityData": {...}` object replaced by a redacted marker and
+    every `"workerId"` by its hash."""
+    text = _IDENTITY_DATA.sub(REDACTED_IDENTITY, text)
+    return _WORKER_ID.sub(lambda m: f'"workerId": "{worker_hash(m.group(1))}"', text)
