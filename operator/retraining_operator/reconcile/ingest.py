@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from retraining_operator.api import DatasetSpec, IngestStatus, parse_duration
+from retraining_operator.api import DatasetSpec, IngestStatus, ValidationWait, parse_duration
 from retraining_operator.reconcile.ledger import Ledger
 
 COMPLETED = "Completed"
@@ -140,6 +140,7 @@ class TriggerReason(StrEnum):
     RETRAIN_NOW = "RetrainNow"
     NOTHING_PENDING = "NothingPending"
     WAITING = "Waiting"
+    WAITING_FOR_VALIDATION_DATA = "WaitingForValidationData"
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,25 @@ def should_train(
     spec: DatasetSpec,
     *,
     force: bool = False,
+    validation_wait: ValidationWait | None = None,
 ) -> TrainDecision:
     """Train when `minNewSamples` are pending, or the oldest pending sample waited `maxWait`.
 
     `force` is the retrain-now annotation: train with whatever is pending (at least one).
     The age of a sample is counted from when a poll added it to the pending set.
+    `validation_wait` is the last run attempt's finding that the pending samples' holdout
+    is too small: nothing starts (not even forced) until the pending count changes.
     """
     if pending <= 0:
         return TrainDecision(False, TriggerReason.NOTHING_PENDING, "no new samples are pending")
+    if validation_wait is not None and validation_wait.pending_samples == pending:
+        return TrainDecision(
+            False,
+            TriggerReason.WAITING_FOR_VALIDATION_DATA,
+            f"the validation holdout of the {pending} pending samples has "
+            f"{validation_wait.holdout_images} distinct image(s), fewer than "
+            f"dataset.validation.minSamples {validation_wait.min_samples}",
+        )
     if force:
         return TrainDecision(
             True, TriggerReason.RETRAIN_NOW, f"retrain requested with {pending} pending samples"

@@ -144,7 +144,8 @@ def assemble_run_dataset(
     Calling it again with the same run id (after a crash, or just twice) returns the same
     manifests and never claims more samples. Raises `NothingToTrain` when nothing is
     pending (or every new image fell into the validation holdout; the samples stay
-    pending), `DatasetRetry` (a `RetryLater`: AWS busy, the ledger contended) or
+    pending), `WaitingForValidationData` (a `NothingToTrain`: the holdout is smaller than
+    `validation.minSamples`; the claim is released), `DatasetRetry` (a `RetryLater`: AWS busy, the ledger contended) or
     `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
     `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
     """
