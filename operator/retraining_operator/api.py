@@ -186,8 +186,7 @@ class LabelsSpec(_Model):
     worker_answer: WorkerAnswer = WorkerAnswer.FIRST
     consolidation: ConsolidationSpec | None = None
     image_s3_prefixes: (
-        Annotated[list[S3Uri], Field(max_length=20, json_schema_extra={"uniqueItems": True})]
-        | None
+        Annotated[list[S3Uri], Field(max_length=20, json_schema_extra={"uniqueItems": True})] | None
     ) = Field(default=None, alias="imageS3Prefixes")
 
     @property

@@ -21,8 +21,8 @@ from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
-from retraining_operator.reconcile.ledger import Ledger
 from retraining_operator.manifest.quarantine import redact_identity
+from retraining_operator.reconcile.ledger import Ledger
 from retraining_operator.workflow.dataset import (
     NothingToTrain,
     ValidationSource,

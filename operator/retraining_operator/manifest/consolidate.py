@@ -51,7 +51,13 @@ class Box:
 
     @property
     def key(self) -> tuple[str, float, float, float, float]:
-        return (self.label, float(self.left), float(self.top), float(self.width), float(self.height))
+        return (
+            self.label,
+            float(self.left),
+            float(self.top),
+            float(self.width),
+            float(self.height),
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -165,7 +171,8 @@ def consolidate(
         )
     )
     per_worker = tuple(
-        (answer.worker, _worker_agreement(w, answer, kept, items)) for w, answer in enumerate(answers)
+        (answer.worker, _worker_agreement(w, answer, kept, items))
+        for w, answer in enumerate(answers)
     )
     agreement = round(sum(score for _, score in per_worker) / workers, 4)
     return Consensus(

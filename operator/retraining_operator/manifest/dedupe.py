@@ -31,7 +31,8 @@ def review_key(line: bytes | str, attribute_name: str) -> tuple[str, ReviewKey]:
     metadata: Any = document.get(f"{attribute_name}-metadata")
     when, job = _NEVER, ""
     if isinstance(metadata, dict):
-        job = metadata.get("job-name") if isinstance(metadata.get("job-name"), str) else ""
+        name = metadata.get("job-name")
+        job = name if isinstance(name, str) else ""
         created = metadata.get("creation-date")
         if isinstance(created, str):
             when = _parse(created)

@@ -192,8 +192,10 @@ class PolicyPass:
         """The run is over: into history, with its metrics; the next run starts fresh."""
         status = self.status
         run = status.current_run
-        if run is not None and run.manifest_s3_uri and (
-            run.validation_manifest_s3_uri == run.manifest_s3_uri
+        if (
+            run is not None
+            and run.manifest_s3_uri
+            and (run.validation_manifest_s3_uri == run.manifest_s3_uri)
         ):
             # allowTrainAsValidation: the gate scored the model on its own training data.
             entry = entry.model_copy(update={"train_as_validation": True})
