@@ -217,8 +217,10 @@ def test_averaged_boxes_stay_inside_the_image(
     image = document["humanAnswers"][0]["answerContent"]["annotatedResult"]["inputImageProperties"]
     metadata = _metadata(result)
     for box, obj in zip(_annotations(result), metadata["objects"], strict=True):
-        assert box["left"] >= 0 and box["top"] >= 0
-        assert box["width"] > 0 and box["height"] > 0
+        assert box["left"] >= 0
+        assert box["top"] >= 0
+        assert box["width"] > 0
+        assert box["height"] > 0
         assert box["left"] + box["width"] <= image["width"]
         assert box["top"] + box["height"] <= image["height"]
         assert knobs["minAgreement"] - 0.01 <= obj["confidence"] <= 1
@@ -275,7 +277,8 @@ def test_a_fully_disagreeing_image_is_quarantined_with_each_workers_boxes() -> N
         [_box("cat", 400, 10, 60, 60)],
     ]
     text = json.dumps(record)
-    assert "secret-subject" not in text and "private-id" not in text
+    assert "secret-subject" not in text
+    assert "private-id" not in text
     assert "cognito-idp" not in text
 
 
@@ -302,7 +305,8 @@ def test_first_and_latest_still_take_one_answer_with_several_workers() -> None:
     document = _document([[_box("car", 10, 10, 50, 50)], [_box("bus", 300, 300, 50, 50)]])
     first = Converter(_labels(VOC, "First")).convert(document)
     latest = Converter(_labels(VOC, "Latest")).convert(document)
-    assert isinstance(first, Converted) and isinstance(latest, Converted)
+    assert isinstance(first, Converted)
+    assert isinstance(latest, Converted)
     assert _annotations(first)[0]["class_id"] == VOC.index("car")
     assert _annotations(latest)[0]["class_id"] == VOC.index("bus")
     assert "worker-count" not in _metadata(first)
@@ -327,7 +331,9 @@ def test_consolidate_matches_one_box_per_worker() -> None:
         iou_threshold=0.5,
         min_agreement=0.5,
     )
-    assert isinstance(empty, Consensus) and empty.boxes == () and empty.agreement == 1.0
+    assert isinstance(empty, Consensus)
+    assert empty.boxes == ()
+    assert empty.agreement == 1.0
 
 
 # -- provenance ------------------------------------------------------------------------

@@ -19,13 +19,20 @@ The watermark rule (docs/dataset.md has the proof sketch):
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from retraining_operator.api import DatasetSpec, IngestStatus, ValidationWait, parse_duration
+from retraining_operator.api import (
+    DatasetSpec,
+    IngestStatus,
+    ReviewerAgreement,
+    ReviewerSummary,
+    ValidationWait,
+    parse_duration,
+)
 from retraining_operator.reconcile.ledger import Ledger
 
 COMPLETED = "Completed"
@@ -122,6 +129,7 @@ def ingest_status(
 ) -> IngestStatus:
     """The small status block: counters and pointers only, never loop names."""
     return IngestStatus(
+        reviewers=reviewer_summary(ledger.reviewers),
         last_poll_time=polled_at,
         watermark=ledger.watermark,
         pending_samples=ledger.pending_samples,
@@ -131,6 +139,31 @@ def ingest_status(
         in_progress_loops=in_progress,
         failed_loops=ledger.totals.failed_loops,
         ledger_s3_uri=ledger_uri,
+    )
+
+
+# Reviewers named in status (the least agreeing); the metric carries them all.
+LOWEST_REVIEWERS = 5
+
+
+def reviewer_summary(reviewers: Mapping[str, tuple[int, float]]) -> ReviewerSummary | None:
+    """The bounded status view of reviewer agreement (None until a Consensus image)."""
+    if not reviewers:
+        return None
+    images = sum(count for count, _ in reviewers.values())
+    total = sum(score for _, score in reviewers.values())
+    ranked = sorted(
+        (
+            ReviewerAgreement(worker=worker, images=count, agreement=round(score / count, 4))
+            for worker, (count, score) in reviewers.items()
+            if count > 0
+        ),
+        key=lambda reviewer: (reviewer.agreement, -reviewer.images, reviewer.worker),
+    )
+    return ReviewerSummary(
+        workers=len(reviewers),
+        mean_agreement=round(total / images, 4) if images else None,
+        lowest=ranked[:LOWEST_REVIEWERS],
     )
 
 

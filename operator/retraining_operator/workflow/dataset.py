@@ -145,7 +145,8 @@ def assemble_run_dataset(
     manifests and never claims more samples. Raises `NothingToTrain` when nothing is
     pending (or every new image fell into the validation holdout; the samples stay
     pending), `WaitingForValidationData` (a `NothingToTrain`: the holdout is smaller than
-    `validation.minSamples`; the claim is released), `DatasetRetry` (a `RetryLater`: AWS busy, the ledger contended) or
+    `validation.minSamples`; the claim is released), `DatasetRetry` (a `RetryLater`: AWS
+    busy, the ledger contended) or
     `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
     `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
     """
@@ -255,13 +256,6 @@ def _build(
     new_train = len(images) - len(held_out) - len(in_fixed_validation)
     if new_train == 0:
         return None
-    if validation_uri is None and len(held_out) < dataset.validation.min_samples:
-        if not dataset.validation.allow_train_as_validation:
-            raise WaitingForValidationData(
-                pending=claim.samples,
-                holdout_images=len(held_out),
-                min_samples=dataset.validation.min_samples,
-            )
 
     def replay_usable(reference: str) -> bool:
         """Replay never trains on an image this run reviewed anew (the new review wins;
@@ -280,6 +274,14 @@ def _build(
             s3, replay_location, attribute, replay_usable
         )
     wanted = per_new * new_train if replay_total else 0
+    # After reading the replay manifest, so that a missing one is reported, not waited on.
+    too_small = validation_uri is None and len(held_out) < dataset.validation.min_samples
+    if too_small and not dataset.validation.allow_train_as_validation:
+        raise WaitingForValidationData(
+            pending=claim.samples,
+            holdout_images=len(held_out),
+            min_samples=dataset.validation.min_samples,
+        )
 
     manifests = output.child(MANIFEST_PREFIX)
     staging = output.child(STAGING_PREFIX, claim.run_id)
