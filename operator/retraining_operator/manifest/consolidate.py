@@ -17,8 +17,9 @@ the same, deterministically and independent of the order of the workers:
 4. **Box.** Each coordinate is the mean over the cluster; a coordinate all members
    share is kept exactly as given; whole-pixel input is rounded to whole pixels (as
    Ground Truth writes them), then clamped into the image.
-5. **Image.** When boxes were drawn but none was kept, or fewer than `min_agreement`
-   of the workers drew the kept number of boxes, the image is `Disagreement`.
+5. **Image.** When boxes were drawn but none was kept, or the image's agreement (below)
+   is under `min_agreement` (the workers disagree on what, or how many, objects there
+   are), the image is `Disagreement`.
 
 Agreement of a worker with the consensus = the kept boxes the worker drew with the
 consensus label / max(boxes the worker drew, boxes kept) (1 when both are 0). The
@@ -155,14 +156,6 @@ def consolidate(
             f"no box was drawn by at least {min_agreement:.0%} of the {workers} workers "
             f"({drawn} boxes in all)"
         )
-    same_count = sum(1 for answer in answers if len(answer.boxes) == len(kept))
-    if same_count / workers + _EPSILON < min_agreement:
-        counts = sorted(len(answer.boxes) for answer in answers)
-        return Disagreement(
-            f"the workers drew {counts} boxes; only {same_count} of {workers} drew the "
-            f"{len(kept)} kept, fewer than minAgreement {min_agreement:.0%}"
-        )
-
     # Order: where the workers put the box in their answers, then its content.
     kept.sort(
         key=lambda entry: (
@@ -175,6 +168,12 @@ def consolidate(
         for w, answer in enumerate(answers)
     )
     agreement = round(sum(score for _, score in per_worker) / workers, 4)
+    if agreement + _EPSILON < min_agreement:
+        counts = sorted(len(answer.boxes) for answer in answers)
+        return Disagreement(
+            f"the workers drew {counts} boxes for the {len(kept)} kept: their agreement with "
+            f"the consensus is {agreement:.0%}, below minAgreement {min_agreement:.0%}"
+        )
     return Consensus(
         boxes=tuple(box for _, box in kept),
         workers=workers,
