@@ -186,3 +186,40 @@ def test_with_a_validation_manifest_no_image_is_in_both_manifests(
     assert dataset.samples.overlap_dropped >= 3
     assert dataset.samples.new == 12
     assert not any(is_validation(ref, 0) for ref in train)
+
+
+# -- through the reconcile pass -----------------------------------------------------------
+
+
+def test_the_pass_waits_with_a_condition_then_trains_when_allowed(aws: AwsStandins) -> None:
+    from integration.test_controller import Harness, policy_spec
+    from retraining_standins.demo import seed_demo
+
+    world = seed_demo(aws, 12)
+    spec = policy_spec(world)
+    spec["dataset"]["minNewSamples"] = 12
+    spec["dataset"]["validation"] = {}  # the default 10 % holdout of 12 samples
+    h = Harness(aws, spec)
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
+
+    status = h.until(lambda s: s.validation_wait is not None)
+    assert status.current_run is None
+    assert status.validation_wait is not None
+    assert status.validation_wait.pending_samples == 12
+    assert status.validation_wait.min_samples == 10
+    progressing = next(c for c in status.conditions if c.type.value == "Progressing")
+    assert (progressing.status, progressing.reason) == ("False", "WaitingForValidationData")
+    assert "minSamples 10" in progressing.message
+    for _ in range(5):  # nothing starts while nothing changed; announced once
+        status = h.tick(60)
+        assert status.current_run is None
+    assert h.reasons().count("WaitingForValidationData") == 1
+    assert "RunStarted" in h.reasons()  # the one attempt that found the holdout too small
+    assert status.ingest.pending_samples == 12  # the samples stayed pending
+    assert not status.history
+
+    spec["dataset"]["validation"] = {"allowTrainAsValidation": True}
+    status = h.until(lambda s: bool(s.history), limit=120)
+    assert "TrainAsValidation" in h.reasons()
+    assert status.history[0].train_as_validation is True
+    assert status.validation_wait is None

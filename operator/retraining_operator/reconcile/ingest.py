@@ -199,11 +199,19 @@ def should_train(
     `force` is the retrain-now annotation: train with whatever is pending (at least one).
     The age of a sample is counted from when a poll added it to the pending set.
     `validation_wait` is the last run attempt's finding that the pending samples' holdout
-    is too small: nothing starts (not even forced) until the pending count changes.
+    is too small: nothing starts (not even forced) until the pending count or the
+    validation settings change.
     """
     if pending <= 0:
         return TrainDecision(False, TriggerReason.NOTHING_PENDING, "no new samples are pending")
-    if validation_wait is not None and validation_wait.pending_samples == pending:
+    validation = spec.validation
+    if (
+        validation_wait is not None
+        and validation_wait.pending_samples == pending
+        and validation_wait.min_samples == validation.min_samples
+        and validation.manifest_s3_uri is None
+        and not validation.allow_train_as_validation
+    ):
         return TrainDecision(
             False,
             TriggerReason.WAITING_FOR_VALIDATION_DATA,
