@@ -234,5 +234,5 @@ def test_consensus_and_image_prefix_options(
 
     assert main([*args[:-2], "--iou-threshold", "7"]) == 1
     assert "iouThreshold" in capsys.readouterr().err
-    assert main([*args[:8], "--consolidation", "First", "--min-agreement", "0.5"]) == 1
+    assert main([*args[:7], "--consolidation", "First", "--min-agreement", "0.5"]) == 1
     assert "only apply to --consolidation Consensus" in capsys.readouterr().err
