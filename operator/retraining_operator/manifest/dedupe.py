@@ -4,12 +4,14 @@ An image sent to review twice (two human loops) yields two manifest lines that m
 contradict each other (class 11 in one, class 7 in the other for the same box).
 Training on both teaches the model noise, so a run's dataset keeps, per `source-ref`,
 the line whose `<attribute>-metadata.creation-date` (the review's submission time) is
-the newest; equal times fall back to the larger `job-name` (`a2i/<loop name>`), so the
-choice never depends on the order the lines were read in. The others are *superseded*.
+the newest; equal times fall back to the larger `job-name` (`a2i/<loop name>`), then to
+the line's digest, so the choice never depends on the order the lines were read in.
+The others are *superseded*.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +19,9 @@ from typing import Any
 # Sorts before any real review: a line without a usable creation-date loses to one with it.
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
-ReviewKey = tuple[datetime, str]
+# (creation-date, job-name, digest of the line): the digest settles two lines that agree
+# on both (a loop converted twice never reaches one dataset, but the order must not matter).
+ReviewKey = tuple[datetime, str, str]
 
 
 def review_key(line: bytes | str, attribute_name: str) -> tuple[str, ReviewKey]:
@@ -36,7 +40,9 @@ def review_key(line: bytes | str, attribute_name: str) -> tuple[str, ReviewKey]:
         created = metadata.get("creation-date")
         if isinstance(created, str):
             when = _parse(created)
-    return document["source-ref"], (when, job)
+    raw = line if isinstance(line, bytes) else line.encode("utf-8")
+    digest = hashlib.sha256(raw.strip()).hexdigest()[:16]
+    return document["source-ref"], (when, job, digest)
 
 
 def _parse(text: str) -> datetime:
