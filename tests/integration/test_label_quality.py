@@ -223,3 +223,48 @@ def test_the_pass_waits_with_a_condition_then_trains_when_allowed(aws: AwsStandi
     assert "TrainAsValidation" in h.reasons()
     assert status.history[0].train_as_validation is True
     assert status.validation_wait is None
+
+
+def test_reviewer_agreement_reaches_status_and_metrics_by_hash_only(
+    aws: AwsStandins, aws_bucket: str
+) -> None:
+    from integration.test_controller import Harness, policy_spec
+    from retraining_operator import metrics
+    from retraining_standins.demo import seed_demo
+
+    world = seed_demo(aws, 0)
+    flow = aws.a2i.create_flow_definition(
+        "fd-three", f"s3://{world.bucket}/a2i-results", task_count=3
+    )
+    aws.a2i.add_loops(flow, 30, interval=1)
+    spec = policy_spec(world)
+    spec["humanLoops"]["flowDefinitionArn"] = flow.arn
+    spec["labels"]["consolidation"] = {"mode": "Consensus"}
+    spec["dataset"]["minNewSamples"] = 1000
+    h = Harness(aws, spec)
+    status = h.until(lambda s: s.ingest.reviewers is not None)
+    reviewers = status.ingest.reviewers
+    assert reviewers is not None
+    assert reviewers.workers == 90  # 3 fresh reviewers per image in the stand-in
+    assert reviewers.mean_agreement is not None
+    assert 0.5 < reviewers.mean_agreement <= 1
+    assert len(reviewers.lowest) == 5
+    assert reviewers.lowest[0].agreement <= reviewers.lowest[-1].agreement
+    samples = [
+        sample
+        for family in metrics.REGISTRY.collect()
+        if family.name == "rtp_reviewer_agreement"
+        for sample in family.samples
+        if sample.labels.get("policy") == "pascal-detector"
+    ]
+    assert len(samples) >= 90
+    assert all(len(s.labels["worker"]) == 13 for s in samples)
+    raw_ids = {
+        answer["workerId"]
+        for loop in aws.a2i.loops()
+        if loop.output_uri
+        for answer in json.loads(aws.get_object(loop.output_uri) or b"{}")["humanAnswers"]
+    }
+    assert raw_ids
+    assert not raw_ids & {s.labels["worker"] for s in samples}
+    assert not any(raw in json.dumps(h.status) for raw in raw_ids)
