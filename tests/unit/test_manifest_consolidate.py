@@ -370,3 +370,26 @@ def test_quarantine_records_drop_identity_data_even_when_not_json() -> None:
     text = quarantine_record(item, raw_latin, at=__import__("datetime").datetime.now()).decode()
     assert "rawBase64" in text
     assert b"secret-subject" not in __import__("base64").b64decode(json.loads(text)["rawBase64"])
+
+
+def test_a_hostile_flood_of_boxes_is_quarantined_quickly() -> None:
+    import time
+
+    from retraining_operator.manifest.convert import MAX_CONSENSUS_BOXES
+
+    flood = [_box("car", i % 600, i % 400, 30, 30) for i in range(20_000)]
+    document = _document([flood, flood, flood])
+    started = time.monotonic()
+    result = Converter(_labels(VOC)).convert(document)
+    assert isinstance(result, Quarantined)
+    assert result.reason is QuarantineReason.INVALID_FIELD
+    assert str(MAX_CONSENSUS_BOXES) in result.detail
+    assert time.monotonic() - started < 5
+    # At the bound, consolidation itself stays fast (pairwise IoU of 600 boxes).
+    per_worker = MAX_CONSENSUS_BOXES // 3
+    boxes = [_box("car", (i * 7) % 600, (i * 3) % 400, 30, 30) for i in range(per_worker)]
+    started = time.monotonic()
+    bounded = Converter(_labels(VOC)).convert(_document([boxes, boxes, boxes]))
+    elapsed = time.monotonic() - started
+    assert isinstance(bounded, Converted | Quarantined)
+    assert elapsed < 5, elapsed

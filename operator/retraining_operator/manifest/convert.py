@@ -56,6 +56,9 @@ from retraining_operator.manifest.quarantine import Quarantined, QuarantineReaso
 # An A2I output for one image is a few KB; anything far larger is not one.
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
+# Boxes of all workers of one image that Consensus matches (pairwise); a VOC image has
+# under 50 objects, so 3 workers stay far below.
+MAX_CONSENSUS_BOXES = 600
 
 
 @dataclass(frozen=True)
@@ -384,6 +387,15 @@ class Converter:
                 workers=_evidence(parsed),
             )
         ((image_width, image_height),) = sizes
+        drawn = sum(len(answer.boxes) for answer in parsed)
+        if drawn > MAX_CONSENSUS_BOXES:
+            # Matching compares every pair of boxes of two workers: bound the work a
+            # single (hostile or broken) output can ask for.
+            raise _Reject(
+                QuarantineReason.INVALID_FIELD,
+                f"{drawn} boxes across {len(parsed)} answers, more than the "
+                f"{MAX_CONSENSUS_BOXES} Consensus consolidates for one image",
+            )
         settings = self.labels.effective_consolidation
         outcome = consolidate(
             [WorkerBoxes(answer.worker, answer.boxes) for answer in parsed],
