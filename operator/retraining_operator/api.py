@@ -160,6 +160,20 @@ class WorkerAnswer(StrEnum):
     LATEST = "Latest"  # the answer with the newest submissionTime
 
 
+class ConsolidationMode(StrEnum):
+    """How the answers of several workers become one label (`labels.consolidation.mode`)."""
+
+    FIRST = "First"  # as the seed notebook: humanAnswers[0]
+    LATEST = "Latest"  # the answer with the newest submissionTime
+    CONSENSUS = "Consensus"  # Ground Truth style: IoU matching, majority label, mean box
+
+
+class ConsolidationSpec(_Model):
+    mode: ConsolidationMode = ConsolidationMode.FIRST
+    iou_threshold: Annotated[float, Field(ge=0.05, le=1)] = 0.5
+    min_agreement: Annotated[float, Field(ge=0.01, le=1)] = 0.5
+
+
 class LabelsSpec(_Model):
     classes: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=128)]],
@@ -170,6 +184,21 @@ class LabelsSpec(_Model):
     ] = "a2i-retraining"
     unknown_label: UnknownLabel = UnknownLabel.QUARANTINE
     worker_answer: WorkerAnswer = WorkerAnswer.FIRST
+    consolidation: ConsolidationSpec | None = None
+    image_s3_prefixes: (
+        Annotated[list[S3Uri], Field(max_length=20, json_schema_extra={"uniqueItems": True})] | None
+    ) = Field(default=None, alias="imageS3Prefixes")
+
+    @property
+    def consolidation_mode(self) -> ConsolidationMode:
+        """`consolidation.mode` when set, else the older `workerAnswer`."""
+        if self.consolidation is not None:
+            return self.consolidation.mode
+        return ConsolidationMode(self.worker_answer.value)
+
+    @property
+    def effective_consolidation(self) -> ConsolidationSpec:
+        return self.consolidation or ConsolidationSpec(mode=self.consolidation_mode)
 
     @model_validator(mode="after")
     def _unique_classes(self) -> Self:
@@ -183,6 +212,8 @@ class LabelsSpec(_Model):
 class ValidationSpec(_Model):
     manifest_s3_uri: S3Uri | None = Field(default=None, alias="manifestS3Uri")
     holdout_percent: Annotated[int, Field(ge=0, le=50)] = 10
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] = 10
+    allow_train_as_validation: bool = False
 
 
 class ReplaySpec(_Model):
@@ -480,6 +511,24 @@ class Condition(_Status):
     observed_generation: int | None = None
 
 
+class ReviewerAgreement(_Status):
+    worker: str  # a stable hash of the workerId, never the id
+    images: int = 0
+    agreement: float = 0.0
+
+
+class ReviewerSummary(_Status):
+    workers: int = 0
+    mean_agreement: float | None = None
+    lowest: Annotated[list[ReviewerAgreement], Field(max_length=5)] = Field(default_factory=list)
+
+
+class ValidationWait(_Status):
+    pending_samples: int = 0
+    holdout_images: int = 0
+    min_samples: int = 0
+
+
 class IngestStatus(_Status):
     last_poll_time: Timestamp | None = None
     watermark: Timestamp | None = None
@@ -490,6 +539,7 @@ class IngestStatus(_Status):
     in_progress_loops: int = 0
     failed_loops: int = 0
     ledger_s3_uri: str | None = Field(default=None, alias="ledgerS3Uri")
+    reviewers: ReviewerSummary | None = None
 
 
 class RunStage(StrEnum):
@@ -505,6 +555,8 @@ class RunSamples(_Status):
     replay: int = 0
     validation: int = 0
     train: int = 0
+    superseded: int = 0
+    overlap_dropped: int = 0
 
 
 class CurrentRun(_Status):
@@ -550,6 +602,7 @@ class HistoryEntry(_Status):
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     reason: str | None = None
+    train_as_validation: bool | None = None
 
 
 class ServingStatus(_Status):
@@ -571,4 +624,5 @@ class RetrainingPolicyStatus(_Status):
         default_factory=list
     )
     serving: ServingStatus | None = None
+    validation_wait: ValidationWait | None = None
     last_training_job_name: str | None = None

@@ -65,6 +65,19 @@ AWS_THROTTLED = Counter(
     ("service", "operation"),
     registry=REGISTRY,
 )
+REVIEWER_AGREEMENT = Gauge(
+    "rtp_reviewer_agreement",
+    "Mean agreement of a reviewer with the consensus of their images (0..1; "
+    "labels.consolidation.mode Consensus). `worker` is a stable hash of the workerId.",
+    (*_POLICY, "worker"),
+    registry=REGISTRY,
+)
+REVIEWER_IMAGES = Gauge(
+    "rtp_reviewer_images",
+    "Images a reviewer answered that were consolidated (Consensus), by worker hash.",
+    (*_POLICY, "worker"),
+    registry=REGISTRY,
+)
 LAST_SUCCESS = Gauge(
     "rtp_last_successful_run_timestamp_seconds",
     "Unix time of the last run that ended Deployed or Trained.",

@@ -357,7 +357,10 @@ def test_idle_poll_is_two_calls(session: AwsSession, a2i_stub: Stubber, s3_stub:
 
 
 def test_assembly_claims_then_writes_then_records(session: AwsSession, s3_stub: Stubber) -> None:
-    spec = ingest_spec(output="s3://bucket/out", dataset={"validation": {"holdoutPercent": 0}})
+    spec = ingest_spec(
+        output="s3://bucket/out",
+        dataset={"validation": {"holdoutPercent": 0, "allowTrainAsValidation": True}},
+    )
     converted = Converter(spec.labels).convert_bytes(_output("loop-b"))
     segment = (getattr(converted, "line", "") + "\n").encode()
     digest = hashlib.sha256(segment).hexdigest()
@@ -394,7 +397,8 @@ def test_assembly_claims_then_writes_then_records(session: AwsSession, s3_stub: 
     )
     dataset = assemble_run_dataset(session, spec, "r1", clock=lambda: T0)
     assert dataset.train_manifest_s3_uri == f"s3://bucket/out/manifests/{digest}.jsonl"
-    assert dataset.validation_manifest_s3_uri == dataset.train_manifest_s3_uri  # holdout 0
+    # holdout 0, allowed explicitly: validation = train, as the seed
+    assert dataset.validation_manifest_s3_uri == dataset.train_manifest_s3_uri
     assert dataset.samples.train == 1
     assert dataset.num_training_samples == 1
     assert VOC[7] == "cat"

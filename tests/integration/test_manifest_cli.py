@@ -182,3 +182,57 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as done:
         main(["manifest", "--input", "x"])  # a usage error is "nothing could be done"
     assert done.value.code == 1
+
+
+def test_consensus_and_image_prefix_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "a2i-results"
+    documents = {}
+    for second, name in enumerate(["loop-a", "loop-b", "loop-c", "loop-d"]):
+        documents[name] = random_a2i_output(
+            flow_definition_arn=FLOW_ARN,
+            human_loop_name=name,
+            task_object=f"s3://images/{name}.jpg",
+            classes=VOC,
+            rng=random.Random(name),
+            workers=3,
+            disagreement=0.0,  # no misses or relabels: jitter only
+        )
+        _write(root, name, json.dumps(documents[name]).encode(), second)
+    foreign = random_a2i_output(
+        flow_definition_arn=FLOW_ARN,
+        human_loop_name="loop-foreign",
+        task_object="s3://other-tenant/secret.jpg",
+        classes=VOC,
+        rng=random.Random(7),
+    )
+    _write(root, "loop-foreign", json.dumps(foreign).encode(), 40)
+    out = tmp_path / "consensus.manifest"
+    args = [
+        "manifest", "--input", str(root), "--classes", ",".join(VOC), "--output", str(out),
+        "--consolidation", "Consensus", "--iou-threshold", "0.5", "--min-agreement", "0.6",
+        "--image-prefix", "s3://images",
+    ]  # fmt: skip
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "(loop loop-foreign): ForeignImage:" in err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["source-ref"] for line in lines] == [
+        f"s3://images/{name}.jpg" for name in sorted(documents)
+    ]
+    for line in lines:
+        metadata = line["a2i-retraining-metadata"]
+        assert metadata["worker-count"] == 3
+        # A tiny box may lose one reviewer to the jitter; most are drawn by all three.
+        assert {obj["confidence"] for obj in metadata["objects"]} <= {0.67, 1}
+    assert err.count("reviewer w") == 10  # the 10 least agreeing of 12, named by hash
+    for document in documents.values():
+        for answer in document["humanAnswers"]:
+            assert answer["workerId"] not in err
+
+    assert main([*args[:-2], "--iou-threshold", "7"]) == 1
+    assert "iouThreshold" in capsys.readouterr().err
+    assert main([*args[:7], "--consolidation", "First", "--min-agreement", "0.5"]) == 1
+    assert "only apply to --consolidation Consensus" in capsys.readouterr().err

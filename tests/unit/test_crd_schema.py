@@ -114,7 +114,11 @@ def test_defaults_fill_a_minimal_policy() -> None:
     assert spec["humanLoops"]["lookback"] == "24h"
     assert spec["labels"]["attributeName"] == "a2i-retraining"
     assert spec["labels"]["unknownLabel"] == "Quarantine"
-    assert spec["dataset"]["validation"] == {"holdoutPercent": 10}
+    assert spec["dataset"]["validation"] == {
+        "holdoutPercent": 10,
+        "minSamples": 10,
+        "allowTrainAsValidation": False,
+    }
     assert spec["training"]["spot"] == {"enabled": False}
     assert spec["gate"] == {"metric": "validation:mAP", "maxRegression": 0.01, "minimum": 0.4}
     assert spec["deployment"]["retainPreviousModels"] == 3

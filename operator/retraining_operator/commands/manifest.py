@@ -72,6 +72,34 @@ def register(sub: Subparsers) -> None:
         help="with several worker answers, use the first (default) or the newest",
     )
     parser.add_argument(
+        "--consolidation",
+        choices=["First", "Latest", "Consensus"],
+        default=None,
+        help="how several workers' answers become one label (replaces --worker-answer): "
+        "First, Latest, or Consensus (boxes matched by IoU, majority label, mean box; "
+        "images the workers disagree on are quarantined WorkersDisagree)",
+    )
+    parser.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=None,
+        help="Consensus: IoU at which two workers' boxes are one object (default 0.5)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="Consensus: share of workers that must draw a box to keep it (default 0.5)",
+    )
+    parser.add_argument(
+        "--image-prefix",
+        action="append",
+        default=None,
+        metavar="S3_PREFIX",
+        help="only accept images (taskObject) below this s3:// bucket or folder; others are "
+        "quarantined ForeignImage (repeatable)",
+    )
+    parser.add_argument(
         "--concurrency", type=int, default=16, help="parallel S3 reads (default 16)"
     )
     parser.add_argument("--region", default=None, help="AWS region for S3 (default: from env)")
@@ -91,6 +119,23 @@ def _read_classes(args: argparse.Namespace) -> list[str]:
             raise ValueError(f"{args.classes_file}: a JSON classes file must be a list of strings")
         return loaded
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _consolidation(args: argparse.Namespace) -> dict[str, object] | None:
+    """`labels.consolidation` from the options (None: --worker-answer decides)."""
+    knobs = {
+        "iouThreshold": args.iou_threshold,
+        "minAgreement": args.min_agreement,
+    }
+    chosen = {key: value for key, value in knobs.items() if value is not None}
+    if args.consolidation is None and not chosen:
+        return None
+    mode = args.consolidation or "Consensus"
+    if chosen and mode != "Consensus":
+        raise ValueError(
+            "--iou-threshold and --min-agreement only apply to --consolidation Consensus"
+        )
+    return {"mode": mode, **chosen}
 
 
 def _manifest(args: argparse.Namespace) -> int:
@@ -122,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
             attribute_name=args.attribute_name,
             unknown_label=args.unknown_label,
             worker_answer=args.worker_answer,
+            consolidation=_consolidation(args),
+            image_s3_prefixes=args.image_prefix,
         )
     except (OSError, ValueError) as error:
         if isinstance(error, ValidationError):
@@ -177,6 +224,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return NOTHING_DONE
+    for line in result.reviewer_lines():
+        print(line, file=sys.stderr)
     print(
         f"wrote {result.written.lines} lines to {result.written.uri} from {result.inputs} "
         f"inputs; {len(result.quarantined)} quarantined, {len(result.dropped)} boxes dropped",

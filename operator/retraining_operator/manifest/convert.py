@@ -12,10 +12,17 @@ serialised with `json.dumps` defaults), with class ids taken from `spec.labels.c
                          "human-annotated": "yes", "objects": [{"confidence": 1}, ...],
                          "creation-date": <submissionTime>, "type": "groundtruth/object-detection"}}
 
-Several worker answers: `labels.workerAnswer: First` (default, as the notebook) takes
-`humanAnswers[0]`; `Latest` takes the answer with the newest `submissionTime` (the first
-of equals). Only the chosen answer is validated and used; with `Latest` every answer's
-`submissionTime` must parse.
+Several worker answers (`labels.consolidation.mode`, or the older `labels.workerAnswer`):
+`First` (default, as the notebook) takes `humanAnswers[0]`; `Latest` takes the answer with
+the newest `submissionTime` (the first of equals). Only the chosen answer is validated and
+used; with `Latest` every answer's `submissionTime` must parse. `Consensus` validates every
+answer and consolidates them (manifest/consolidate.py): averaged boxes, `confidence` = the
+share of workers who drew the box, and two more metadata keys, `worker-count` and
+`agreement`; an image the workers disagree on is quarantined `WorkersDisagree` with each
+worker's boxes. With one answer every mode writes the notebook's line.
+
+`labels.imageS3Prefixes`, when set, is an allow-list for `inputContent.taskObject`: an
+image elsewhere is quarantined `ForeignImage`.
 
 Anything the notebook would crash on, or would turn into a line that trains the model on
 garbage, is quarantined instead (see `QuarantineReason`): the first problem found is
@@ -36,12 +43,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from retraining_operator.api import LabelsSpec, UnknownLabel, WorkerAnswer
+from retraining_operator.api import ConsolidationMode, LabelsSpec, UnknownLabel
+from retraining_operator.manifest.consolidate import (
+    Box,
+    Disagreement,
+    WorkerBoxes,
+    consolidate,
+    worker_hash,
+)
 from retraining_operator.manifest.quarantine import Quarantined, QuarantineReason
 
 # An A2I output for one image is a few KB; anything far larger is not one.
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
+# Boxes of all workers of one image that Consensus matches (pairwise); a VOC image has
+# under 50 objects, so 3 workers stay far below.
+MAX_CONSENSUS_BOXES = 600
 
 
 @dataclass(frozen=True)
@@ -63,16 +80,63 @@ class Converted:
     boxes: int
     dropped: tuple[DroppedBox, ...] = field(default=())
     source: str | None = None  # where the raw output came from (path or s3:// URI)
+    # Consensus with several workers: each worker's agreement with the consensus.
+    workers: tuple[WorkerScore, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class WorkerScore:
+    worker: str  # a stable hash of the workerId (consolidate.worker_hash)
+    agreement: float
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One validated worker answer."""
+
+    worker: str | None
+    submission_time: str
+    submitted: datetime
+    image: Mapping[str, Any]
+    image_size: tuple[float, float]
+    boxes: tuple[Box, ...]
+    dropped: tuple[DroppedBox, ...]
+
+
+def _evidence(answers: Sequence[_Answer]) -> tuple[dict[str, Any], ...]:
+    """Per-worker boxes for a WorkersDisagree record (hashed worker, never identity data)."""
+    return tuple(
+        {"worker": answer.worker, "boxes": [box.to_json() for box in answer.boxes[:100]]}
+        for answer in answers
+    )
+
+
+def _image_form(image: Mapping[str, Any]) -> tuple[bool, bool]:
+    return (isinstance(image["width"], float), isinstance(image["height"], float))
+
+
+def _under_prefix(uri: str, prefix: str) -> bool:
+    """`uri` lies in the bucket or folder `prefix` names: `s3://images` covers
+    `s3://images/a.jpg` but not `s3://images-other/a.jpg`."""
+    folder = prefix if prefix.endswith("/") else prefix + "/"
+    return uri.startswith(folder)
 
 
 ConversionResult = Converted | Quarantined
 
 
 class _Reject(Exception):
-    def __init__(self, reason: QuarantineReason, detail: str) -> None:
+    def __init__(
+        self,
+        reason: QuarantineReason,
+        detail: str,
+        *,
+        workers: tuple[Mapping[str, Any], ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.workers = workers
 
 
 def class_map(classes: Sequence[str]) -> dict[str, str]:
@@ -88,6 +152,7 @@ class Converter:
         self.attribute = labels.attribute_name
         self._class_map = class_map(labels.classes)
         self._class_ids = {name: i for i, name in enumerate(labels.classes)}
+        self.mode = labels.consolidation_mode
 
     def convert_bytes(
         self,
@@ -123,7 +188,13 @@ class Converter:
         try:
             converted = self._convert(document, expected_loop_name)
         except _Reject as reject:
-            return Quarantined(reject.reason, reject.detail, loop_name=loop_name, source=source)
+            return Quarantined(
+                reject.reason,
+                reject.detail,
+                loop_name=loop_name,
+                source=source,
+                workers=reject.workers,
+            )
         except Exception as error:  # one output must never stop a batch
             # A converter bug on some input: quarantine it (with its type, for the bug
             # report) rather than abort the poll or retry the same input forever.
@@ -157,6 +228,7 @@ class Converter:
                 QuarantineReason.INVALID_FIELD,
                 f"inputContent.taskObject must be an s3://bucket/key URI, got {source_ref[:200]!r}",
             )
+        self._check_provenance(source_ref)
         answers = _get(document, "humanAnswers", "humanAnswers")
         if not isinstance(answers, list):
             raise _Reject(
@@ -165,13 +237,80 @@ class Converter:
             )
         if not answers:
             raise _Reject(QuarantineReason.NO_ANSWERS, "humanAnswers is empty: nobody answered")
+        if self.mode is ConsolidationMode.CONSENSUS and len(answers) > 1:
+            return self._consensus(answers, loop_name, source_ref)
         index = self._choose_answer(answers)
-        path = f"humanAnswers[{index}]"
-        answer = answers[index]
+        parsed = self._parse_answer(answers[index], f"humanAnswers[{index}]")
+        annotations = [
+            {
+                "class_id": self._class_ids[box.label],
+                "width": box.width,
+                "top": box.top,
+                "height": box.height,
+                "left": box.left,
+            }
+            for box in parsed.boxes
+        ]
+        line = self._line(
+            source_ref,
+            loop_name,
+            annotations,
+            parsed.image,
+            [{"confidence": 1} for _ in annotations],
+            parsed.submission_time,
+        )
+        return Converted(
+            loop_name=loop_name,
+            source_ref=source_ref,
+            line=json.dumps(line),
+            submission_time=parsed.submission_time,
+            boxes=len(annotations),
+            dropped=parsed.dropped,
+        )
+
+    def _line(
+        self,
+        source_ref: str,
+        loop_name: str,
+        annotations: list[dict[str, Any]],
+        image: Mapping[str, Any],
+        objects: list[dict[str, Any]],
+        creation_date: str,
+        extra_metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        # Same key order and the same (unconverted) values as the notebook.
+        return {
+            "source-ref": source_ref,
+            self.attribute: {
+                "annotations": annotations,
+                "image_size": [{"width": image["width"], "depth": 3, "height": image["height"]}],
+            },
+            f"{self.attribute}-metadata": {
+                "job-name": f"a2i/{loop_name}",
+                "class-map": self._class_map,
+                "human-annotated": "yes",
+                "objects": objects,
+                "creation-date": creation_date,
+                "type": OBJECT_DETECTION_TYPE,
+                **(extra_metadata or {}),
+            },
+        }
+
+    def _check_provenance(self, source_ref: str) -> None:
+        prefixes = self.labels.image_s3_prefixes
+        if prefixes and not any(_under_prefix(source_ref, prefix) for prefix in prefixes):
+            raise _Reject(
+                QuarantineReason.FOREIGN_IMAGE,
+                f"inputContent.taskObject {source_ref[:200]!r} is not under any of "
+                "spec.labels.imageS3Prefixes",
+            )
+
+    def _parse_answer(self, answer: Any, path: str) -> _Answer:
+        """Validate one worker's answer; its boxes keep the JSON numbers as given."""
         if not isinstance(answer, Mapping):
             raise _Reject(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
         submission_time = _string(answer, "submissionTime", f"{path}.submissionTime")
-        _parse_time(submission_time, f"{path}.submissionTime")
+        when = _parse_time(submission_time, f"{path}.submissionTime")
         content = _mapping(answer, "answerContent", f"{path}.answerContent")
         result = _mapping(content, "annotatedResult", f"{path}.answerContent.annotatedResult")
         result_path = f"{path}.answerContent.annotatedResult"
@@ -191,7 +330,7 @@ class Converter:
                 QuarantineReason.INVALID_FIELD,
                 f"{result_path}.boundingBoxes must be a list, got a JSON {_json_type(boxes)}",
             )
-        annotations: list[dict[str, Any]] = []
+        kept: list[Box] = []
         dropped: list[DroppedBox] = []
         for number, box in enumerate(boxes):
             box_path = f"{result_path}.boundingBoxes[{number}]"
@@ -203,8 +342,7 @@ class Converter:
                     QuarantineReason.INVALID_FIELD,
                     f"{box_path}.label must be a string, got a JSON {_json_type(label)}",
                 )
-            class_id = self._class_ids.get(label)
-            if class_id is None:
+            if label not in self._class_ids:
                 if self.labels.unknown_label is UnknownLabel.DROP:
                     dropped.append(DroppedBox(number, label))
                     continue
@@ -227,42 +365,87 @@ class Converter:
                     f"{box_path} (left {left}, top {top}, width {width}, height {height}) "
                     f"reaches outside the {image_width}x{image_height} image",
                 )
-            # Same key order and the same (unconverted) values as the notebook.
-            annotations.append(
-                {
-                    "class_id": class_id,
-                    "width": box["width"],
-                    "top": box["top"],
-                    "height": box["height"],
-                    "left": box["left"],
-                }
+            kept.append(Box(label, box["left"], box["top"], box["width"], box["height"]))
+        worker_id = answer.get("workerId")
+        return _Answer(
+            worker=worker_hash(worker_id) if isinstance(worker_id, str) and worker_id else None,
+            submission_time=submission_time,
+            submitted=when,
+            image=image,
+            image_size=(image_width, image_height),
+            boxes=tuple(kept),
+            dropped=tuple(dropped),
+        )
+
+    def _consensus(self, answers: list[Any], loop_name: str, source_ref: str) -> Converted:
+        parsed = [self._parse_answer(a, f"humanAnswers[{i}]") for i, a in enumerate(answers)]
+        sizes = {answer.image_size for answer in parsed}
+        if len(sizes) > 1:
+            raise _Reject(
+                QuarantineReason.WORKERS_DISAGREE,
+                f"the workers saw different image sizes: {sorted(sizes)[:3]}",
+                workers=_evidence(parsed),
             )
-        line = {
-            "source-ref": source_ref,
-            self.attribute: {
-                "annotations": annotations,
-                "image_size": [{"width": image["width"], "depth": 3, "height": image["height"]}],
-            },
-            f"{self.attribute}-metadata": {
-                "job-name": f"a2i/{loop_name}",
-                "class-map": self._class_map,
-                "human-annotated": "yes",
-                "objects": [{"confidence": 1} for _ in annotations],
-                "creation-date": submission_time,
-                "type": OBJECT_DETECTION_TYPE,
-            },
-        }
+        ((image_width, image_height),) = sizes
+        drawn = sum(len(answer.boxes) for answer in parsed)
+        if drawn > MAX_CONSENSUS_BOXES:
+            # Matching compares every pair of boxes of two workers: bound the work a
+            # single (hostile or broken) output can ask for.
+            raise _Reject(
+                QuarantineReason.INVALID_FIELD,
+                f"{drawn} boxes across {len(parsed)} answers, more than the "
+                f"{MAX_CONSENSUS_BOXES} Consensus consolidates for one image",
+            )
+        settings = self.labels.effective_consolidation
+        outcome = consolidate(
+            [WorkerBoxes(answer.worker, answer.boxes) for answer in parsed],
+            image_width=image_width,
+            image_height=image_height,
+            iou_threshold=settings.iou_threshold,
+            min_agreement=settings.min_agreement,
+        )
+        if isinstance(outcome, Disagreement):
+            raise _Reject(
+                QuarantineReason.WORKERS_DISAGREE, outcome.detail, workers=_evidence(parsed)
+            )
+        annotations = [
+            {
+                "class_id": self._class_ids[box.label],
+                "width": box.width,
+                "top": box.top,
+                "height": box.height,
+                "left": box.left,
+            }
+            for box in outcome.boxes
+        ]
+        # The image as the workers reported it (a whole number when any wrote one).
+        image = min((answer.image for answer in parsed), key=_image_form)
+        newest = max(parsed, key=lambda answer: (answer.submitted, answer.submission_time))
+        line = self._line(
+            source_ref,
+            loop_name,
+            annotations,
+            image,
+            [{"confidence": box.confidence} for box in outcome.boxes],
+            newest.submission_time,
+            {"worker-count": outcome.workers, "agreement": outcome.agreement},
+        )
         return Converted(
             loop_name=loop_name,
             source_ref=source_ref,
             line=json.dumps(line),
-            submission_time=submission_time,
+            submission_time=newest.submission_time,
             boxes=len(annotations),
-            dropped=tuple(dropped),
+            dropped=tuple(d for answer in parsed for d in answer.dropped),
+            workers=tuple(
+                WorkerScore(worker, score)
+                for worker, score in outcome.per_worker
+                if worker is not None
+            ),
         )
 
     def _choose_answer(self, answers: list[Any]) -> int:
-        if self.labels.worker_answer is WorkerAnswer.FIRST:
+        if self.mode is not ConsolidationMode.LATEST:
             return 0
         best_index = 0
         best_time: datetime | None = None

@@ -19,13 +19,20 @@ The watermark rule (docs/dataset.md has the proof sketch):
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from retraining_operator.api import DatasetSpec, IngestStatus, parse_duration
+from retraining_operator.api import (
+    DatasetSpec,
+    IngestStatus,
+    ReviewerAgreement,
+    ReviewerSummary,
+    ValidationWait,
+    parse_duration,
+)
 from retraining_operator.reconcile.ledger import Ledger
 
 COMPLETED = "Completed"
@@ -122,6 +129,7 @@ def ingest_status(
 ) -> IngestStatus:
     """The small status block: counters and pointers only, never loop names."""
     return IngestStatus(
+        reviewers=reviewer_summary(ledger.reviewers),
         last_poll_time=polled_at,
         watermark=ledger.watermark,
         pending_samples=ledger.pending_samples,
@@ -134,12 +142,38 @@ def ingest_status(
     )
 
 
+# Reviewers named in status (the least agreeing); the metric carries them all.
+LOWEST_REVIEWERS = 5
+
+
+def reviewer_summary(reviewers: Mapping[str, tuple[int, float]]) -> ReviewerSummary | None:
+    """The bounded status view of reviewer agreement (None until a Consensus image)."""
+    if not reviewers:
+        return None
+    images = sum(count for count, _ in reviewers.values())
+    total = sum(score for _, score in reviewers.values())
+    ranked = sorted(
+        (
+            ReviewerAgreement(worker=worker, images=count, agreement=round(score / count, 4))
+            for worker, (count, score) in reviewers.items()
+            if count > 0
+        ),
+        key=lambda reviewer: (reviewer.agreement, -reviewer.images, reviewer.worker),
+    )
+    return ReviewerSummary(
+        workers=len(reviewers),
+        mean_agreement=round(total / images, 4) if images else None,
+        lowest=ranked[:LOWEST_REVIEWERS],
+    )
+
+
 class TriggerReason(StrEnum):
     MIN_NEW_SAMPLES = "MinNewSamples"
     MAX_WAIT = "MaxWait"
     RETRAIN_NOW = "RetrainNow"
     NOTHING_PENDING = "NothingPending"
     WAITING = "Waiting"
+    WAITING_FOR_VALIDATION_DATA = "WaitingForValidationData"
 
 
 @dataclass(frozen=True)
@@ -158,14 +192,33 @@ def should_train(
     spec: DatasetSpec,
     *,
     force: bool = False,
+    validation_wait: ValidationWait | None = None,
 ) -> TrainDecision:
     """Train when `minNewSamples` are pending, or the oldest pending sample waited `maxWait`.
 
     `force` is the retrain-now annotation: train with whatever is pending (at least one).
     The age of a sample is counted from when a poll added it to the pending set.
+    `validation_wait` is the last run attempt's finding that the pending samples' holdout
+    is too small: nothing starts (not even forced) until the pending count or the
+    validation settings change.
     """
     if pending <= 0:
         return TrainDecision(False, TriggerReason.NOTHING_PENDING, "no new samples are pending")
+    validation = spec.validation
+    if (
+        validation_wait is not None
+        and validation_wait.pending_samples == pending
+        and validation_wait.min_samples == validation.min_samples
+        and validation.manifest_s3_uri is None
+        and not validation.allow_train_as_validation
+    ):
+        return TrainDecision(
+            False,
+            TriggerReason.WAITING_FOR_VALIDATION_DATA,
+            f"the validation holdout of the {pending} pending samples has "
+            f"{validation_wait.holdout_images} distinct image(s), fewer than "
+            f"dataset.validation.minSamples {validation_wait.min_samples}",
+        )
     if force:
         return TrainDecision(
             True, TriggerReason.RETRAIN_NOW, f"retrain requested with {pending} pending samples"

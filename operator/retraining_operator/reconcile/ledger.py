@@ -15,6 +15,9 @@ change, serialise. See docs/dataset.md for the whole state layout and the rules.
   whose output could not be read for a reason waiting does not cure; a poll quarantines
   such a loop at its `MAX_FETCH_ATTEMPTS`th failure, so it cannot hold the watermark
   forever. An entry goes when its loop settles (or falls below the horizon).
+- `reviewers`: worker hash -> (images answered, sum of agreement with the consensus),
+  for `labels.consolidation.mode: Consensus`; at most `MAX_REVIEWERS` (those with the
+  fewest images go first). Hashes only (consolidate.worker_hash), never worker ids.
 - `runs`: the last `MAX_RUNS` claims: run id -> the segments it consumed (and, once
   written, its manifests). Claiming moves segments out of `pending` in the same write, so
   a segment belongs to one run only; re-claiming the same run id returns the same set.
@@ -32,6 +35,7 @@ LEDGER_VERSION = 1
 MAX_RUNS = 50
 SEGMENT_ID_LENGTH = 16
 MAX_FETCH_ATTEMPTS = 3
+MAX_REVIEWERS = 200
 
 QUARANTINED = "Q"
 FAILED = "F"
@@ -183,6 +187,8 @@ class Ledger:
     runs: list[RunClaim] = field(default_factory=list)
     # Loop name -> (creation time in ms, failed fetch attempts) of unsettled loops.
     fetch_failures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Worker hash -> (images, sum of agreement with the consensus).
+    reviewers: dict[str, tuple[int, float]] = field(default_factory=dict)
     # The loop index travels as one compact string (`name created code;...`) and is parsed
     # only when a poll needs it: a run claim with 100k loops in the window stays small.
     loops_text: str = field(default="", repr=False)
@@ -237,6 +243,7 @@ class Ledger:
         *,
         segment: PendingSegment | None = None,
         dropped_boxes: int = 0,
+        reviewers: Iterable[tuple[str, float]] = (),
     ) -> None:
         """Add one poll batch: the settled loops and (if any samples) their segment.
 
@@ -270,6 +277,16 @@ class Ledger:
         )
         self.totals.samples += samples
         self.totals.dropped_boxes += dropped_boxes
+        self.record_agreement(reviewers)
+
+    def record_agreement(self, scores: Iterable[tuple[str, float]]) -> None:
+        """Add one image's (worker hash, agreement) pairs; keeps MAX_REVIEWERS workers."""
+        for worker, agreement in scores:
+            images, total = self.reviewers.get(worker, (0, 0.0))
+            self.reviewers[worker] = (images + 1, round(total + agreement, 4))
+        if len(self.reviewers) > MAX_REVIEWERS:
+            keep = sorted(self.reviewers.items(), key=lambda item: (-item[1][0], item[0]))
+            self.reviewers = dict(keep[:MAX_REVIEWERS])
 
     def record_fetch_failure(self, loop_name: str, created: datetime) -> int:
         """Count one more failed attempt to read an unsettled loop's output; returns the count."""
@@ -329,6 +346,11 @@ class Ledger:
             "runs": [claim.to_json() for claim in self.runs],
             "loops": self.loops_encoded(),
         }
+        if self.reviewers:
+            document["reviewers"] = {
+                worker: [images, total]
+                for worker, (images, total) in sorted(self.reviewers.items())
+            }
         if self.fetch_failures:
             document["fetchFailures"] = {
                 name: [created, attempts]
@@ -364,6 +386,7 @@ class Ledger:
     def _from_document(cls, raw: dict[str, Any], loops_text: str, output_prefix: Any) -> Ledger:
         return cls(
             fetch_failures=_fetch_failures(raw.get("fetchFailures", {})),
+            reviewers=_reviewers(raw.get("reviewers", {})),
             watermark=_time(raw.get("watermark"), "watermark"),
             horizon=_time(raw.get("horizon"), "horizon"),
             output_prefix=output_prefix if isinstance(output_prefix, str) else None,
@@ -372,6 +395,17 @@ class Ledger:
             pending=[PendingSegment.from_json(item) for item in raw.get("pending", [])],
             runs=[RunClaim.from_json(item) for item in raw.get("runs", [])],
         )
+
+
+def _reviewers(raw: Any) -> dict[str, tuple[int, float]]:
+    if not isinstance(raw, dict):
+        raise LedgerCorrupt("ledger field reviewers must be an object")
+    out: dict[str, tuple[int, float]] = {}
+    for worker, value in raw.items():
+        if not (isinstance(value, list) and len(value) == 2):
+            raise LedgerCorrupt("ledger field reviewers must map a worker to [images, sum]")
+        out[str(worker)] = (int(value[0]), float(value[1]))
+    return out
 
 
 def _fetch_failures(raw: Any) -> dict[str, tuple[int, int]]:

@@ -26,6 +26,9 @@ _STAGE_PHASE = {
     RunStage.DONE: Phase.SERVING,
 }
 
+# Progressing=False reason while the holdout is too small to validate on (no run starts).
+WAITING_FOR_VALIDATION_DATA = "WaitingForValidationData"
+
 # Outcomes that mean the policy needs a person's attention.
 DEGRADING_OUTCOMES = frozenset({Outcome.TRAINING_FAILED, Outcome.ROLLED_BACK, Outcome.FAILED})
 
@@ -122,6 +125,20 @@ def refresh_conditions(
             status=True,
             reason=f"Run{run.stage.value}",
             message=stage_msg,
+            now=now,
+            generation=generation,
+        )
+    elif status.validation_wait is not None and phase is not Phase.SUSPENDED:
+        wait = status.validation_wait
+        conditions = set_condition(
+            conditions,
+            type=ConditionType.PROGRESSING,
+            status=False,
+            reason=WAITING_FOR_VALIDATION_DATA,
+            message=f"no run starts: the validation holdout of the {wait.pending_samples} "
+            f"pending samples has {wait.holdout_images} distinct image(s), fewer than "
+            f"dataset.validation.minSamples {wait.min_samples}; set "
+            "dataset.validation.manifestS3Uri or wait for more reviews",
             now=now,
             generation=generation,
         )

@@ -191,6 +191,14 @@ class PolicyPass:
     def end_run(self, entry: HistoryEntry) -> None:
         """The run is over: into history, with its metrics; the next run starts fresh."""
         status = self.status
+        run = status.current_run
+        if (
+            run is not None
+            and run.manifest_s3_uri
+            and (run.validation_manifest_s3_uri == run.manifest_s3_uri)
+        ):
+            # allowTrainAsValidation: the gate scored the model on its own training data.
+            entry = entry.model_copy(update={"train_as_validation": True})
         status.history = st.push_history(status.history, entry)
         status.current_run = None
         metrics.RUNS.labels(*self.labels, entry.outcome.value).inc()

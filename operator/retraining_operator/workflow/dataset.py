@@ -28,6 +28,7 @@ from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.manifest import replay as replay_rules
+from retraining_operator.manifest.dedupe import NewestReviews
 from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
 from retraining_operator.manifest.split import is_validation, source_ref_of
 from retraining_operator.reconcile.ledger import Ledger, PendingSegment, RunClaim
@@ -60,6 +61,24 @@ class NothingToTrain(DatasetRetry):
     """
 
 
+class WaitingForValidationData(NothingToTrain):
+    """The validation holdout of the pending samples is smaller than
+    `dataset.validation.minSamples` (and `allowTrainAsValidation` is off): validating on
+    so few images (or, as the seed did, on the train manifest itself) would let the gate
+    measure memorisation. The samples stay pending; the run does not start."""
+
+    def __init__(self, *, pending: int, holdout_images: int, min_samples: int) -> None:
+        self.pending = pending
+        self.holdout_images = holdout_images
+        self.min_samples = min_samples
+        super().__init__(
+            f"the validation holdout of the {pending} pending samples has {holdout_images} "
+            f"distinct image(s), fewer than dataset.validation.minSamples {min_samples}: "
+            "waiting for more reviews (or set dataset.validation.manifestS3Uri, or "
+            "allowTrainAsValidation: true to validate on training data)"
+        )
+
+
 class DatasetFailed(DatasetError, NeedsAttention):
     """A person must act: reason `DatasetUnavailable` (a replay/validation manifest or a
     pending segment is missing, access denied) or `LedgerCorrupt`."""
@@ -71,7 +90,8 @@ class DatasetFailed(DatasetError, NeedsAttention):
 class ValidationSource(StrEnum):
     HOLDOUT = "Holdout"  # the hash split of the new samples
     MANIFEST = "Manifest"  # spec.dataset.validation.manifestS3Uri
-    TRAIN = "Train"  # holdout empty (holdoutPercent 0, or no image fell in it): as the seed
+    # holdout too small and allowTrainAsValidation: validate on the train manifest (as the seed)
+    TRAIN = "Train"
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,9 @@ def assemble_run_dataset(
     Calling it again with the same run id (after a crash, or just twice) returns the same
     manifests and never claims more samples. Raises `NothingToTrain` when nothing is
     pending (or every new image fell into the validation holdout; the samples stay
-    pending), `DatasetRetry` (a `RetryLater`: AWS busy, the ledger contended) or
+    pending), `WaitingForValidationData` (a `NothingToTrain`: the holdout is smaller than
+    `validation.minSamples`; the claim is released), `DatasetRetry` (a `RetryLater`: AWS
+    busy, the ledger contended) or
     `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
     `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
     """
@@ -136,7 +158,11 @@ def assemble_run_dataset(
         claim = _claim(store, run_id, now)
         if claim.result is not None:
             return AssembledDataset.from_json(run_id, claim.result)
-        dataset = _build(s3, spec, claim, part_size)
+        try:
+            dataset = _build(s3, spec, claim, part_size)
+        except WaitingForValidationData:
+            store.update(lambda ledger: ledger.release(run_id))
+            raise
         if dataset is None:
             store.update(lambda ledger: ledger.release(run_id))
             raise NothingToTrain(
@@ -204,37 +230,58 @@ def _build(
     s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int
 ) -> AssembledDataset | None:
     dataset = spec.dataset
+    attribute = spec.labels.attribute_name
     output = S3Location.parse(dataset.output_s3_uri)
     validation_uri = dataset.validation.manifest_s3_uri
     holdout = 0 if validation_uri else dataset.validation.holdout_percent
 
-    def goes_to_validation(line: bytes) -> bool:
-        return holdout > 0 and is_validation(source_ref_of(line), holdout)
+    # A fixed validation manifest: its images never train (read first: fails fast if absent).
+    validation_images = (
+        _source_refs(s3, S3Location.parse(validation_uri)) if validation_uri is not None else None
+    )
 
-    # Pass 1: the split sizes (replay needs the number of new training lines up front).
-    new_total = new_validation = 0
+    def goes_to_validation(reference: str) -> bool:
+        return holdout > 0 and is_validation(reference, holdout)
+
+    # Pass 1: the newest review of each image, and the split sizes (replay needs the
+    # number of new training lines up front).
+    reviews = NewestReviews(attribute)
     for line in _segment_lines(s3, output, claim.segments):
-        new_total += 1
-        new_validation += goes_to_validation(line)
-    new_train = new_total - new_validation
+        reviews.add(line)
+    images = reviews.newest.keys()
+    held_out = {ref for ref in images if goes_to_validation(ref)}
+    in_fixed_validation = (
+        {ref for ref in images if ref in validation_images} if validation_images else set()
+    )
+    new_train = len(images) - len(held_out) - len(in_fixed_validation)
     if new_train == 0:
         return None
 
+    def replay_usable(reference: str) -> bool:
+        """Replay never trains on an image this run reviewed anew (the new review wins;
+        a held-out image must not train at all) or on a fixed validation image."""
+        return reference not in images and not (
+            validation_images is not None and reference in validation_images
+        )
+
     replay = dataset.replay
     per_new = replay.samples_per_new_sample if replay else 0
-    replay_total = replay_skipped = 0
+    replay_total = replay_skipped = replay_overlap = 0
     replay_location: S3Location | None = None
     if replay is not None and per_new > 0:
         replay_location = S3Location.parse(replay.manifest_s3_uri)
-        replay_total, replay_skipped = _count_replay(
-            s3, replay_location, spec.labels.attribute_name
+        replay_total, replay_skipped, replay_overlap = _count_replay(
+            s3, replay_location, attribute, replay_usable
         )
     wanted = per_new * new_train if replay_total else 0
-
-    # Count the configured validation manifest before writing anything (fails fast if absent).
-    configured_validation = (
-        _count_lines(s3, S3Location.parse(validation_uri)) if validation_uri is not None else 0
-    )
+    # After reading the replay manifest, so that a missing one is reported, not waited on.
+    too_small = validation_uri is None and len(held_out) < dataset.validation.min_samples
+    if too_small and not dataset.validation.allow_train_as_validation:
+        raise WaitingForValidationData(
+            pending=claim.samples,
+            holdout_images=len(held_out),
+            min_samples=dataset.validation.min_samples,
+        )
 
     manifests = output.child(MANIFEST_PREFIX)
     staging = output.child(STAGING_PREFIX, claim.run_id)
@@ -248,7 +295,7 @@ def _build(
             staging=staging.child("validation.jsonl"),
             part_size=part_size,
         )
-        if new_validation
+        if held_out
         else None
     )
     try:
@@ -257,16 +304,19 @@ def _build(
             usable = (
                 normalized
                 for normalized in (
-                    replay_rules.normalize_replay_line(line, spec.labels.attribute_name)
+                    replay_rules.normalize_replay_line(line, attribute)
                     for line in s3.iter_lines(replay_location)
                 )
-                if normalized is not None
+                if normalized is not None and replay_usable(source_ref_of(normalized))
             )
             replay_lines = replay_rules.replayed(usable, replay_total, wanted, claim.run_id)
 
         def new_train_lines() -> Iterator[bytes]:
             for line in _segment_lines(s3, output, claim.segments):
-                if goes_to_validation(line):
+                reference, newest = reviews.keep(line)
+                if not newest or reference in in_fixed_validation:
+                    continue
+                if reference in held_out:
                     assert validation_sink is not None
                     validation_sink.write(line)
                 else:
@@ -284,7 +334,7 @@ def _build(
 
     if validation_uri is not None:
         source = ValidationSource.MANIFEST
-        validation_count = configured_validation
+        validation_count = len(validation_images or ())
         validation_manifest = validation_uri
     elif validation is not None:
         source = ValidationSource.HOLDOUT
@@ -300,7 +350,12 @@ def _build(
         train_manifest_s3_uri=train.uri,
         validation_manifest_s3_uri=validation_manifest,
         samples=RunSamples(
-            new=new_total, replay=replay_written, validation=validation_count, train=train.lines
+            new=reviews.lines,
+            replay=replay_written,
+            validation=validation_count,
+            train=train.lines,
+            superseded=reviews.superseded,
+            overlap_dropped=len(in_fixed_validation) + replay_overlap,
         ),
         validation_source=source,
         segments=len(claim.segments),
@@ -308,13 +363,19 @@ def _build(
     )
 
 
-def _count_replay(s3: S3, location: S3Location, attribute_name: str) -> tuple[int, int]:
-    usable = skipped = 0
+def _count_replay(
+    s3: S3, location: S3Location, attribute_name: str, usable_image: Callable[[str], bool]
+) -> tuple[int, int, int]:
+    """(usable, not object-detection lines, lines of an image that may not train here)."""
+    usable = skipped = overlap = 0
     for line in s3.iter_lines(location):
         if not line.strip():
             continue
-        if replay_rules.normalize_replay_line(line, attribute_name) is None:
+        normalized = replay_rules.normalize_replay_line(line, attribute_name)
+        if normalized is None:
             skipped += 1
+        elif not usable_image(source_ref_of(normalized)):
+            overlap += 1
         else:
             usable += 1
     if skipped:
@@ -325,8 +386,17 @@ def _count_replay(s3: S3, location: S3Location, attribute_name: str) -> tuple[in
             skipped,
             attribute_name,
         )
-    return usable, skipped
+    return usable, skipped, overlap
 
 
-def _count_lines(s3: S3, location: S3Location) -> int:
-    return sum(1 for line in s3.iter_lines(location) if line.strip())
+def _source_refs(s3: S3, location: S3Location) -> set[str]:
+    """The images of a manifest (lines without a source-ref are not images)."""
+    references: set[str] = set()
+    for line in s3.iter_lines(location):
+        if not line.strip():
+            continue
+        try:
+            references.add(source_ref_of(line))
+        except ValueError:
+            continue
+    return references

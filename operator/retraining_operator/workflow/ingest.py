@@ -111,6 +111,8 @@ class PollResult:
     # Every sample quarantined by this poll, counted per reason (for metrics; not capped).
     quarantined_by_reason: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
+    # Worker hash -> (images, mean agreement with the consensus), over every poll so far.
+    reviewers: Mapping[str, tuple[int, float]] = field(default_factory=dict)
 
     def event_message(self) -> str | None:
         """A Kubernetes Event message (Warning) for this poll's quarantined samples and
@@ -535,6 +537,11 @@ def poll(
         quarantine=tuple(tally.notes),
         quarantined_by_reason=dict(tally.by_reason),
         errors=tuple(tally.errors),
+        reviewers={
+            worker: (images, round(total / images, 4))
+            for worker, (images, total) in store.ledger.reviewers.items()
+            if images
+        },
     )
 
 
@@ -599,7 +606,13 @@ def _commit(
             for loop in failed
         ]
         dropped = sum(len(f.converted.dropped) for f in kept if f.converted)
-        ledger.record(outcomes, segment=segment, dropped_boxes=dropped)
+        agreement = [
+            (score.worker, score.agreement)
+            for f in kept
+            if f.converted
+            for score in f.converted.workers
+        ]
+        ledger.record(outcomes, segment=segment, dropped_boxes=dropped, reviewers=agreement)
         # Failed attempts survive in the ledger: the third one quarantines (see _fetch).
         for f in errors:
             if f.counted and f.loop.name not in taken:

@@ -67,6 +67,21 @@ class OfflineResult:
     inputs: int = 0
     quarantined: list[Quarantined] = field(default_factory=list)
     dropped: list[tuple[Converted, DroppedBox]] = field(default_factory=list)
+    # Consensus: worker hash -> (images, sum of agreement with the consensus).
+    reviewers: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def reviewer_lines(self, limit: int = 10) -> list[str]:
+        """The least agreeing reviewers first, one line each (hashes, never worker ids)."""
+        ranked = sorted(
+            (
+                (total / images, images, worker)
+                for worker, (images, total) in self.reviewers.items()
+            ),
+        )
+        return [
+            f"reviewer {worker}: agreement {mean:.2f} over {images} image(s)"
+            for mean, images, worker in ranked[:limit]
+        ]
 
 
 def local_sources(root: Path) -> list[Source]:
@@ -191,6 +206,9 @@ def build_manifest(
         else:
             valid[item.loop_name] = item
             result.dropped.extend((item, box) for box in item.dropped)
+            for score in item.workers:
+                images, total = result.reviewers.get(score.worker, (0, 0.0))
+                result.reviewers[score.worker] = (images + 1, total + score.agreement)
     if not valid:
         return result
     sink = sink_factory()

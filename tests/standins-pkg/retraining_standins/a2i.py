@@ -32,6 +32,8 @@ from retraining_standins.seed import (
 from retraining_standins.state import EmulatorState
 
 LOOP_STATUSES = ("InProgress", "Completed", "Failed", "Stopped", "Stopping")
+# With TaskCount 2-3: the chance that a worker misses, relabels or adds a box (each).
+WORKER_DISAGREEMENT = 0.05
 A2I_NOT_FOUND = "ResourceNotFoundException"
 
 
@@ -46,6 +48,12 @@ class FlowDefinition:
     @property
     def output_path(self) -> str:
         return str(self.request["OutputConfig"]["S3OutputPath"])
+
+    @property
+    def task_count(self) -> int:
+        """HumanLoopConfig.TaskCount: how many workers answer each loop (1 by default)."""
+        config = self.request.get("HumanLoopConfig") or {}
+        return int(config.get("TaskCount", 1))
 
     def describe(self) -> dict[str, Any]:
         passthrough = shared_members(
@@ -258,6 +266,7 @@ class HumanLoopStore:
         *,
         role_arn: str | None = None,
         created: datetime | None = None,
+        task_count: int = 1,
     ) -> FlowDefinition:
         role = role_arn or f"arn:aws:iam::{self.state.account_id}:role/a2i-emulated"
         self.create_flow_definition(
@@ -270,7 +279,7 @@ class HumanLoopStore:
                     "HumanTaskUiArn": self.state.arn("human-task-ui", f"{name}-ui"),
                     "TaskTitle": "Draw bounding boxes around the objects",
                     "TaskDescription": "Label every object of the listed classes",
-                    "TaskCount": 1,
+                    "TaskCount": task_count,
                 },
             }
         )
@@ -290,7 +299,7 @@ class HumanLoopStore:
         output: Mapping[str, Any] | bytes | str | None = None,
         task_object: str | None = None,
         classes: Sequence[str] = VOC_CLASSES,
-        workers: int = 1,
+        workers: int | None = None,
         failure_reason: str | None = None,
     ) -> HumanLoop:
         """Create a loop directly (no API call). Completed loops get an output.json."""
@@ -330,7 +339,7 @@ class HumanLoopStore:
         *,
         at: datetime | None = None,
         classes: Sequence[str] = VOC_CLASSES,
-        workers: int = 1,
+        workers: int | None = None,
     ) -> str:
         """Complete an InProgress loop now (or `at`), writing its output.json; returns its URI."""
         loop = self.loop(name)
@@ -354,13 +363,17 @@ class HumanLoopStore:
         at: datetime,
         *,
         classes: Sequence[str],
-        workers: int,
+        workers: int | None,
         task: str,
     ) -> str:
         store = self.state.store
         if store is None:
             raise RuntimeError("completing a human loop needs an S3 store for its output.json")
         uri = a2i_output_uri(loop.flow.output_path, loop.flow.name, loop.name, loop.created)
+        # Without an explicit worker count, the flow's TaskCount workers answer; several of
+        # them review the same objects (jitter, occasional disagreement), as real teams do.
+        count = workers if workers is not None else loop.flow.task_count
+        disagreement = WORKER_DISAGREEMENT if workers is None and count > 1 else None
         if output is None:
             body = json.dumps(
                 random_a2i_output(
@@ -370,7 +383,8 @@ class HumanLoopStore:
                     classes=classes,
                     rng=random.Random(self.rng.getrandbits(64)),
                     submitted_at=at,
-                    workers=workers,
+                    workers=count,
+                    disagreement=disagreement,
                 )
             ).encode()
         elif isinstance(output, bytes):

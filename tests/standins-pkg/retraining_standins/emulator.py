@@ -247,11 +247,16 @@ class A2IControl:
         *,
         role_arn: str | None = None,
         created: datetime | None = None,
+        task_count: int = 1,
     ) -> FlowDefinition:
-        """A flow definition whose outputs land under `s3_output_path` (bucket must exist)."""
+        """A flow definition whose outputs land under `s3_output_path` (bucket must exist).
+
+        `task_count` (HumanLoopConfig.TaskCount, 1-3) is how many workers answer each loop;
+        with 2-3 they label the same objects with realistic jitter and occasional
+        disagreement (seed.jittered_answer)."""
         with self._emulator.lock:
             return self._store.seed_flow_definition(
-                name, s3_output_path, role_arn=role_arn, created=created
+                name, s3_output_path, role_arn=role_arn, created=created, task_count=task_count
             )
 
     def add_loop(
@@ -265,7 +270,7 @@ class A2IControl:
         output: Mapping[str, Any] | bytes | str | None = None,
         task_object: str | None = None,
         classes: Sequence[str] = VOC_CLASSES,
-        workers: int = 1,
+        workers: int | None = None,
         failure_reason: str | None = None,
     ) -> HumanLoop:
         """One loop (`flow` by name or ARN). A Completed loop gets an output.json: random but
@@ -316,7 +321,7 @@ class A2IControl:
         *,
         at: datetime | None = None,
         classes: Sequence[str] = VOC_CLASSES,
-        workers: int = 1,
+        workers: int | None = None,
     ) -> str:
         """Complete an InProgress loop (writing its output.json now); returns the output URI."""
         with self._emulator.lock:

@@ -97,6 +97,44 @@ def random_bounding_boxes(
     return boxes
 
 
+def jittered_answer(
+    rng: random.Random,
+    objects: Sequence[dict[str, Any]],
+    classes: Sequence[str],
+    width: int,
+    height: int,
+    disagreement: float,
+) -> list[dict[str, Any]]:
+    """One worker's boxes for `objects` (the true boxes): each a few pixels off; with
+    probability `disagreement` (each) an object is missed or relabelled, or a box of the
+    worker's own is added."""
+    drawn = []
+    for box in objects:
+        if rng.random() < disagreement:
+            continue  # missed it
+        label = box["label"]
+        if rng.random() < disagreement:
+            label = rng.choice(list(classes))
+        spread_x = max(2, round(box["width"] * 0.015))
+        spread_y = max(2, round(box["height"] * 0.015))
+        left = min(max(0, box["left"] + rng.randint(-spread_x, spread_x)), width - 1)
+        top = min(max(0, box["top"] + rng.randint(-spread_y, spread_y)), height - 1)
+        box_width = min(max(1, box["width"] + rng.randint(-spread_x, spread_x)), width - left)
+        box_height = min(max(1, box["height"] + rng.randint(-spread_y, spread_y)), height - top)
+        drawn.append(
+            {
+                "height": box_height,
+                "label": label,
+                "left": left,
+                "top": top,
+                "width": box_width,
+            }
+        )
+    if rng.random() < disagreement:
+        drawn.extend(random_bounding_boxes(rng, classes, width, height, 1))
+    return drawn
+
+
 def random_a2i_output(
     *,
     flow_definition_arn: str,
@@ -108,11 +146,18 @@ def random_a2i_output(
     workers: int = 1,
     boxes: tuple[int, int] = (1, 5),
     image_size: tuple[int, int] | None = None,
+    disagreement: float | None = None,
 ) -> dict[str, Any]:
     """A valid A2I object-detection output for `classes`, with `workers` human answers.
 
     Every answer labels the same image (same `inputImageProperties`); box counts are drawn
     from `boxes` (inclusive). Deterministic for a given `rng` seed.
+
+    `disagreement` None: each worker draws boxes of their own (unrelated answers).
+    A number p: the workers label the same objects, as real reviewers do, each box a few
+    pixels off the others (jitter of up to 1.5 % of the box size, at least 2 px); with
+    probability p a worker misses an object, gives it another label, or adds a box of
+    their own (see `jittered_answers`).
     """
     if not classes:
         raise ValueError("classes must not be empty")
@@ -122,7 +167,17 @@ def random_a2i_output(
     width, height = image_size or (generator.randint(300, 1920), generator.randint(300, 1080))
     submitted = submitted_at or datetime.now(UTC)
     answers = []
+    shared = (
+        random_bounding_boxes(generator, classes, width, height, generator.randint(*boxes))
+        if disagreement is not None
+        else None
+    )
     for index in range(workers):
+        drawn = (
+            jittered_answer(generator, shared, classes, width, height, disagreement or 0.0)
+            if shared is not None
+            else random_bounding_boxes(generator, classes, width, height, generator.randint(*boxes))
+        )
         spent = round(generator.uniform(5.0, 120.0), 3)
         submission = submitted + timedelta(seconds=index * generator.uniform(1.0, 60.0))
         acceptance = submission - timedelta(seconds=spent)
@@ -131,9 +186,7 @@ def random_a2i_output(
                 "acceptanceTime": a2i_timestamp(acceptance),
                 "answerContent": {
                     "annotatedResult": {
-                        "boundingBoxes": random_bounding_boxes(
-                            generator, classes, width, height, generator.randint(*boxes)
-                        ),
+                        "boundingBoxes": drawn,
                         "inputImageProperties": {"height": height, "width": width},
                     }
                 },

@@ -46,6 +46,9 @@ def step(p: PolicyPass) -> None:
     metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
     for reason, count in polled.quarantined_by_reason.items():
         metrics.LOOPS_QUARANTINED.labels(*p.labels, reason).inc(count)
+    for worker, (images, agreement) in polled.reviewers.items():
+        metrics.REVIEWER_AGREEMENT.labels(*p.labels, worker).set(agreement)
+        metrics.REVIEWER_IMAGES.labels(*p.labels, worker).set(images)
     if polled.new_samples:
         p.event(
             "Normal",

@@ -3,7 +3,7 @@ then checkpoint both before the training job that depends on them is submitted."
 
 from __future__ import annotations
 
-from retraining_operator.api import RunSamples, RunStage
+from retraining_operator.api import RunSamples, RunStage, ValidationWait
 from retraining_operator.workflow import dataset, training
 from retraining_operator.workflow.context import PolicyPass
 
@@ -14,10 +14,39 @@ def step(p: PolicyPass) -> None:
         return
     try:
         built = dataset.assemble_run_dataset(p.session, p.spec, run.id, clock=p.clock.wall)
+    except dataset.WaitingForValidationData as error:
+        # The run does not start: its samples stay pending until more arrive (start
+        # compares the pending count with this record before trying again).
+        p.status.current_run = None
+        p.status.validation_wait = ValidationWait(
+            pending_samples=p.status.ingest.pending_samples,
+            holdout_images=error.holdout_images,
+            min_samples=error.min_samples,
+        )
+        p.event("Warning", "WaitingForValidationData", f"run {run.id} not started: {error}")
+        return
     except dataset.NothingToTrain as error:
         p.status.current_run = None
         p.event("Normal", "RunSkipped", f"run {run.id}: {error}")
         return
+    p.status.validation_wait = None
+    if built.validation_source is dataset.ValidationSource.TRAIN:
+        p.event(
+            "Warning",
+            "TrainAsValidation",
+            f"run {run.id}: the validation holdout has fewer than "
+            f"{p.spec.dataset.validation.min_samples} images, so the gate scores the model on "
+            "its own train manifest (allowTrainAsValidation: true); the gate measures fit, "
+            "not generalisation",
+        )
+    if built.samples.superseded or built.samples.overlap_dropped:
+        p.event(
+            "Normal",
+            "DatasetDeduplicated",
+            f"run {run.id}: {built.samples.superseded} older review(s) superseded by a newer "
+            f"review of the same image; {built.samples.overlap_dropped} train line(s) dropped "
+            "because their image is in the validation set",
+        )
     p.update_run(
         manifest_s3_uri=built.train_manifest_s3_uri,
         validation_manifest_s3_uri=built.validation_manifest_s3_uri,

@@ -22,6 +22,7 @@ def step(p: PolicyPass) -> None:
         p.now,
         p.spec.dataset,
         force=forced,
+        validation_wait=status.validation_wait,
     )
     if forced:
         p.result.clear_annotations.append(RETRAIN_NOW_ANNOTATION)
@@ -31,6 +32,7 @@ def step(p: PolicyPass) -> None:
         if decision.due_in is not None:
             p.due_in(decision.due_in.total_seconds())
         return
+    status.validation_wait = None  # pending samples changed: count the holdout again
     run_id = run_id_for(p.now)
     if any(h.run_id == run_id for h in status.history):  # two runs in one second
         return
