@@ -259,6 +259,27 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def exposed_metric_names(scrape: str) -> set[str]:
+    """Sample names a /metrics scrape exposes, read with prometheus-client's text parser
+    (a family declared with no sample yet, e.g. an error counter before the first error,
+    counts: Prometheus knows the name from its TYPE line)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    for family in text_string_to_metric_families(scrape):
+        names.add(family.name)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ()))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def names_missing_from(scrape: str, board: dict[str, Any]) -> set[str]:
+    """Metric names the dashboard's queries use that the scrape does not expose."""
+    used = set().union(*(metric_names(expr) for expr in queries(board)))
+    return used - exposed_metric_names(scrape)
+
+
 def render() -> str:
     return json.dumps(build(), indent=2, sort_keys=True) + "\n"
 
