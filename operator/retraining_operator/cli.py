@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "retraining_operator.commands.plan",
     "retraining_operator.commands.manifest",
     "retraining_operator.commands.status",
+    "retraining_operator.commands.iam_policy",
 )
 
 
