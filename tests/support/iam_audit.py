@@ -92,9 +92,12 @@ def iam_audit(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     calls = request.getfixturevalue("aws_standins").log.calls()
     denied, checked = denied_requests(calls, applied)
-    audit = request.config.stash.setdefault(_AUDIT, {"tests": 0, "calls": 0, "actions": Counter()})
+    audit = request.config.stash.setdefault(
+        _AUDIT, {"tests": 0, "calls": 0, "denied": 0, "actions": Counter()}
+    )
     audit["tests"] += 1
     audit["calls"] += len(calls)
+    audit["denied"] += len(denied)
     audit["actions"].update(r.action for r in checked)
     if denied:
         lines = [f"{c.service} {c.operation} needs {r}" for c, r in denied[:20]]
@@ -112,6 +115,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     actions = audit["actions"]
     terminalreporter.write_line(
         f"IAM audit: {audit['calls']} AWS calls in {audit['tests']} e2e/reliability test(s), "
-        f"{sum(actions.values())} IAM requests over {len(actions)} actions, each allowed by "
-        "`retraining-operator iam-policy`: " + ", ".join(sorted(actions))
+        f"{sum(actions.values())} IAM requests over {len(actions)} actions, "
+        f"{audit['denied']} not allowed by `retraining-operator iam-policy`: "
+        + ", ".join(sorted(actions))
     )
