@@ -39,7 +39,8 @@ def stamp(moment: datetime) -> str:
 def history() -> list[dict[str, Any]]:
     entries = []
     for index, (run_id, outcome, value, reason) in enumerate(RUNS):
-        finished = NOW - timedelta(days=7 * (len(RUNS) - index))
+        finished = datetime.strptime(run_id, "r%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+        finished += timedelta(hours=2, minutes=index)
         entry: dict[str, Any] = {
             "runId": run_id,
             "outcome": outcome,
@@ -174,6 +175,7 @@ def test_status_tells_the_story_of_a_policy_with_history(
         for run_id, outcome, value, _ in reversed(RUNS)
     ]
     assert "out of memory" in out
+    assert rows[1][4:6] == ["2026-11-22", "11:03"]
     assert "Trend (oldest -> newest): ▁▄▃·█  0.61 -> 0.72" in out
     # The last Events, oldest first, with their age.
     events = lines[lines.index("Events (last 3):") + 2 :]
