@@ -11,6 +11,7 @@ and what it needed. The terminal summary reports the figures.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -41,10 +42,11 @@ def _policies(obj: Any) -> list[tuple[str, RetrainingPolicySpec]]:
 
 
 def documents(policies: list[tuple[str, RetrainingPolicySpec]]) -> list[dict[str, Any]]:
-    out = []
+    out: dict[str, dict[str, Any]] = {}
     for name, spec in policies:
-        out += [iam.for_policy(name, spec), iam.for_operator(name, spec)]
-    return out
+        for document in (iam.for_policy(name, spec), iam.for_operator(name, spec)):
+            out[json.dumps(document, sort_keys=True)] = document  # the same policy applied twice
+    return list(out.values())
 
 
 def denied_requests(
@@ -56,10 +58,14 @@ def denied_requests(
     arn_parts = policies[0][1].human_loops.flow_definition_arn.split(":")
     partition, account, region = arn_parts[1], arn_parts[4], policies[0][1].aws.region
     denied, checked = [], []
+    verdicts: dict[tuple[str, str, tuple[tuple[str, str], ...]], bool] = {}
     for call in calls:
         for request in needs(call, partition=partition, region=region, account=account):
             checked.append(request)
-            if not allows(docs, request):
+            key = (request.action, request.resource, tuple(sorted(request.context.items())))
+            if key not in verdicts:  # calls repeat: each distinct request is evaluated once
+                verdicts[key] = allows(docs, request)
+            if not verdicts[key]:
                 denied.append((call, request))
     return denied, checked
 

@@ -15,6 +15,7 @@ StringLike condition must hold against the request context.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,10 +37,14 @@ class Request:
         return f"{self.action} on {self.resource}{extra}"
 
 
-def _glob(pattern: str, value: str, *, case: bool = True) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _pattern(pattern: str, case: bool) -> re.Pattern[str]:
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    flags = 0 if case else re.IGNORECASE
-    return re.fullmatch(regex, value, flags | re.DOTALL) is not None
+    return re.compile(regex, (0 if case else re.IGNORECASE) | re.DOTALL)
+
+
+def _glob(pattern: str, value: str, *, case: bool = True) -> bool:
+    return _pattern(pattern, case).fullmatch(value) is not None
 
 
 def _as_list(value: Any) -> list[Any]:
