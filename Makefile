@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lint typecheck test demo envtest clean lock
+.PHONY: setup lint typecheck test demo envtest clean lock dashboard
 
 $(VENV)/.installed: pyproject.toml $(STANDINS)/pyproject.toml
 	python3 -m venv $(VENV)
@@ -59,3 +59,8 @@ lock: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist $(STANDINS)/.ruff_cache $(STANDINS)/*.egg-info
+
+# The chart's Grafana dashboard JSON, generated with grafana-foundation-sdk
+# (tests/support/grafana_dashboard.py; tests/packaging/test_dashboard.py checks it is current).
+dashboard: setup
+	$(PY) tests/support/grafana_dashboard.py

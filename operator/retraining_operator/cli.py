@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "retraining_operator.commands.run",
     "retraining_operator.commands.plan",
     "retraining_operator.commands.manifest",
+    "retraining_operator.commands.status",
+    "retraining_operator.commands.iam_policy",
 )
 
 

@@ -89,6 +89,26 @@ LEADER = Gauge(
     "1 while this operator process holds the leader Lease (or runs without leader election).",
     registry=REGISTRY,
 )
+GATE_METRIC = Gauge(
+    "rtp_gate_metric",
+    "The gate metric (spec.gate.metric) at the last evaluation: model=candidate is the newly "
+    "trained model, model=serving the model it was compared with.",
+    (*_POLICY, "metric", "model"),
+    registry=REGISTRY,
+)
+PHASE = Gauge(
+    "rtp_phase",
+    "1 for the policy's current phase (Collecting, Training, Evaluating, Deploying, Serving, "
+    "Suspended, Failed), 0 for the phases it has left.",
+    (*_POLICY, "phase"),
+    registry=REGISTRY,
+)
+_PHASES = ("Collecting", "Training", "Evaluating", "Deploying", "Serving", "Suspended", "Failed")
+
+
+def set_phase(namespace: str, policy: str, phase: str) -> None:
+    for name in _PHASES if phase in _PHASES else (*_PHASES, phase):
+        PHASE.labels(namespace, policy, name).set(1 if name == phase else 0)
 
 
 def serve(port: int, bind_address: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104

@@ -7,6 +7,7 @@ lifecycles, so every step happens as it would against AWS, only faster.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from retraining_standins.demo import DemoWorld, seed_demo
 from retraining_standins.demo_run import DEMO_DURATIONS, demo_policy
 from retraining_standins.stack import AwsStandins
+from support.grafana_dashboard import DASHBOARD_FILE, names_missing_from
 from support.kube import KubeCluster
 from support.operator import OperatorProcess, chart_rbac, wait_for
 
@@ -139,6 +141,15 @@ def test_full_loop_then_a_failing_gate_keeps_the_first_model(
     assert "GateRejected" in event_reasons(kube, kube_namespace)
     assert metric(op.metrics(), "rtp_runs_total", outcome="GateRejected", **labels) == 1
     assert op.alive()
+
+    # The Grafana dashboard reads only what this operator serves (PromQL parsed, not grepped).
+    scrape = op.metrics()
+    assert names_missing_from(scrape, json.loads(DASHBOARD_FILE.read_text())) == set()
+    gate = {"metric": "validation:mAP", **labels}
+    assert metric(scrape, "rtp_gate_metric", model="candidate", **gate) == pytest.approx(0.70)
+    assert metric(scrape, "rtp_gate_metric", model="serving", **gate) == pytest.approx(0.74)
+    assert metric(scrape, "rtp_phase", phase="Serving", **labels) == 1
+    assert metric(scrape, "rtp_phase", phase="Training", **labels) == 0
 
 
 def test_delete_during_training_stops_the_job_and_releases_the_finalizer(

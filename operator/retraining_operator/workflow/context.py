@@ -243,6 +243,8 @@ class PolicyPass:
         )
         if before is not None and status.phase is not None and before is not status.phase:
             self.event("Normal", "PhaseChanged", f"{before.value} -> {status.phase.value}")
+        if status.phase is not None:
+            metrics.set_phase(*self.labels, status.phase.value)
 
     def report_throttling(self) -> None:
         """A Warning Event when AWS throttled this policy's calls, at most one per

@@ -3,6 +3,7 @@ model is recorded in history and never deployed."""
 
 from __future__ import annotations
 
+from retraining_operator import metrics
 from retraining_operator.api import RunStage
 from retraining_operator.reconcile.gate import (
     evaluate_gate,
@@ -31,6 +32,7 @@ def step(p: PolicyPass) -> None:
         serving_value=serving_metric_value(p.status),
         job_name=job_name,
     )
+    _export_gate_metric(p, decision.metric, decision.value, decision.serving_value)
     if not decision.passed:
         entry = rejection_history_entry(
             run,
@@ -46,3 +48,12 @@ def step(p: PolicyPass) -> None:
         p.update_run(stage=RunStage.DEPLOYING, metric_value=decision.value, message=decision.reason)
         p.set_phase()
     p.checkpoint()
+
+
+def _export_gate_metric(
+    p: PolicyPass, metric: str, candidate: float | None, serving: float | None
+) -> None:
+    """The dashboard plots the candidate against the serving model per evaluation."""
+    for model, value in (("candidate", candidate), ("serving", serving)):
+        if value is not None:
+            metrics.GATE_METRIC.labels(*p.labels, metric, model).set(value)
