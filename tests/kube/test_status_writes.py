@@ -30,7 +30,7 @@ NAME = "status-writes"
 def custom(kube: KubeCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     api_client = kube.api_client()
     api = client.CustomObjectsApi(api_client)
-    monkeypatch.setattr(gateway, "_api", [api])
+    monkeypatch.setattr(gateway, "_clients", [api_client])
     yield api
     api_client.close()
 
@@ -113,8 +113,7 @@ def test_an_unreachable_api_server_is_a_retryable_write_failure(
     configuration = client.Configuration()
     configuration.host = f"https://127.0.0.1:{port}"
     configuration.retries = 0
-    api = client.CustomObjectsApi(client.ApiClient(configuration))
-    monkeypatch.setattr(gateway, "_api", [api])
+    monkeypatch.setattr(gateway, "_clients", [client.ApiClient(configuration)])
     with pytest.raises(gateway.StatusWriteFailed, match="unreachable") as failed:
         gateway.patch_status("ns", NAME, {"phase": "Collecting"})
     assert not failed.value.conflict
