@@ -118,7 +118,8 @@ def test_hostile_lineage_still_makes_a_valid_request() -> None:
     request = model_package_request(POLICY, spec(), candidate(manifest=manifest))
     assert_valid("CreateModelPackage", request)
     value = request["CustomerMetadataProperties"]["retraining.hitl.dev/train-manifest"]
-    assert len(value) == 256 and value.endswith("...")
+    assert len(value) == 256
+    assert value.endswith("...")
     raw = dict(request)
     raw["CustomerMetadataProperties"] = {"retraining.hitl.dev/train-manifest": manifest}
     with pytest.raises(ApiError):  # the checker itself bites on the uncleaned value

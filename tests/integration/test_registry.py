@@ -12,11 +12,11 @@ from typing import Any
 
 import boto3
 import pytest
+from test_controller import REF, Harness, policy_spec
 
 from retraining_operator.api import APPROVE_ANNOTATION, RetrainingPolicyStatus, RunStage
 from retraining_standins.demo import DemoWorld, seed_demo
 from retraining_standins.stack import AwsStandins
-from test_controller import REF, Harness, policy_spec
 
 GROUP = "pascal-detectors"
 
@@ -54,10 +54,13 @@ def test_manual_approval_by_annotation_then_a_rejection_in_sagemaker(
 
     status = h.until(awaiting, seconds=120)
     run = status.current_run
-    assert run is not None and run.model_package_arn is not None
+    assert run is not None
+    assert run.model_package_arn is not None
     arn = run.model_package_arn
-    assert status.phase is not None and status.phase.value == "Evaluating"
-    assert "AwaitingApproval" in h.reasons() and "ModelRegistered" in h.reasons()
+    assert status.phase is not None
+    assert status.phase.value == "Evaluating"
+    assert "AwaitingApproval" in h.reasons()
+    assert "ModelRegistered" in h.reasons()
     found = package(aws, arn)
     assert found["ModelApprovalStatus"] == "PendingManualApproval"
     assert found["ModelPackageGroupName"] == GROUP
@@ -104,7 +107,8 @@ def test_manual_approval_by_annotation_then_a_rejection_in_sagemaker(
     assert package(aws, arn)["ModelApprovalStatus"] == "Approved"
     assert status.history[0].outcome.value == "Deployed"
     assert status.history[0].model_package_arn == arn
-    assert status.serving is not None and status.serving.model_package_arn == arn
+    assert status.serving is not None
+    assert status.serving.model_package_arn == arn
     (model,) = aws.log.calls("sagemaker", "CreateModel")
     assert model.params["PrimaryContainer"]["Image"] == container["Image"]
     assert model.params["PrimaryContainer"]["ModelDataUrl"] == container["ModelDataUrl"]
@@ -115,7 +119,8 @@ def test_manual_approval_by_annotation_then_a_rejection_in_sagemaker(
     status = h.until(awaiting, seconds=120)
     assert status.current_run is not None
     second = status.current_run.model_package_arn
-    assert second is not None and second != arn
+    assert second is not None
+    assert second != arn
     aws.sagemaker.set_approval(second, "Rejected", "boxes drift on bicycles")
     status = h.until(lambda s: s.current_run is None, seconds=60)
     assert status.history[0].outcome.value == "Rejected"

@@ -48,7 +48,8 @@ def test_group_then_versions_with_status_transitions(aws: AwsStandins, sm: Any) 
 
     first = register(sm)
     second = register(sm, ModelApprovalStatus="Approved")
-    assert first.endswith(f"/{GROUP}/1") and second.endswith(f"/{GROUP}/2")
+    assert first.endswith(f"/{GROUP}/1")
+    assert second.endswith(f"/{GROUP}/2")
     described = sm.describe_model_package(ModelPackageName=first)
     assert described["ModelPackageStatus"] == "Pending"
     assert described["ModelApprovalStatus"] == "PendingManualApproval"  # AWS's default
@@ -62,7 +63,10 @@ def test_group_then_versions_with_status_transitions(aws: AwsStandins, sm: Any) 
         ModelPackageArn=first, ModelApprovalStatus="Rejected", ApprovalDescription="no"
     )
     described = sm.describe_model_package(ModelPackageName=first)
-    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Rejected", "no")
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (
+        "Rejected",
+        "no",
+    )
     listed = sm.list_model_packages(
         ModelPackageGroupName=GROUP, SortBy="CreationTime", SortOrder="Descending"
     )["ModelPackageSummaryList"]
@@ -106,6 +110,6 @@ def test_the_approval_control_acts_as_a_person_in_studio(aws: AwsStandins, sm: A
     arn = register(sm)
     aws.sagemaker.set_approval(arn, "Approved", "looks good")
     assert sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "Approved"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="approval status must be one of"):
         aws.sagemaker.set_approval(arn, "Maybe")
     assert [p.arn for p in aws.sagemaker.model_packages(GROUP)] == [arn]

@@ -73,7 +73,8 @@ def test_client_token_is_stable_per_run_and_differs_across_policies_and_runs() -
     assert token == client_token(POLICY, "r1")
     assert token != client_token(POLICY, "r2")
     assert token != client_token(PolicyRef("vision", "pascal", "uid-2"), "r1")
-    assert len(token) <= 36 and token.isalnum()
+    assert len(token) <= 36
+    assert token.isalnum()
 
 
 def test_lineage_and_metrics_name_the_runs_manifests_and_both_values() -> None:
