@@ -99,6 +99,16 @@ def test_manual_approval_by_annotation_then_a_rejection_in_sagemaker(
     assert awaiting(status)
     assert aws.log.calls("sagemaker", "UpdateModelPackage") == []
 
+    # Hostile: an oversized value names no run either; cleared, shown cut, nothing approved.
+    h.annotations[APPROVE_ANNOTATION] = "r" * 100_000
+    status = h.tick()
+    assert APPROVE_ANNOTATION not in h.annotations
+    assert awaiting(status)
+    ignored = [m for _, reason, m in h.events if reason == "ApprovalIgnored"]
+    assert len(ignored) == 2
+    assert len(ignored[-1]) < 300
+    assert aws.log.calls("sagemaker", "UpdateModelPackage") == []
+
     h.annotations[APPROVE_ANNOTATION] = run.id
     status = h.until(lambda s: s.phase is not None and s.phase.value == "Serving", seconds=120)
     assert APPROVE_ANNOTATION not in h.annotations
@@ -209,3 +219,32 @@ def test_a_missing_group_without_create_group_is_degraded(
     degraded = next(c for c in status.conditions if c.type.value == "Degraded")
     assert "createGroup" in degraded.message
     assert aws.log.calls("sagemaker", "CreateModelPackageGroup") == []
+
+
+def test_a_crash_after_registering_does_not_register_twice(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    """The status write that records the package ARN fails (the API server is down): the
+    next pass registers again with the same ClientToken and gets the same package."""
+
+    class Crashing(Harness):
+        crashed = False
+
+        def checkpoint(self, status: RetrainingPolicyStatus) -> None:
+            run = status.current_run
+            if run is not None and run.model_package_arn and not self.crashed:
+                self.crashed = True
+                raise RuntimeError("the API server went away")
+            super().checkpoint(status)
+
+    h = Crashing(aws, registry_spec(world))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
+    with pytest.raises(RuntimeError, match="went away"):
+        h.until(awaiting, seconds=120)
+    assert h.crashed
+    assert h.status["currentRun"].get("modelPackageArn") is None
+    status = h.until(awaiting, seconds=30)
+    assert len(aws.log.calls("sagemaker", "CreateModelPackage")) == 2
+    (registered,) = aws.sagemaker.model_packages(GROUP)
+    assert status.current_run is not None
+    assert status.current_run.model_package_arn == registered.arn
