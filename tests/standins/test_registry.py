@@ -113,3 +113,25 @@ def test_the_approval_control_acts_as_a_person_in_studio(aws: AwsStandins, sm: A
     with pytest.raises(ValueError, match="approval status must be one of"):
         aws.sagemaker.set_approval(arn, "Maybe")
     assert [p.arn for p in aws.sagemaker.model_packages(GROUP)] == [arn]
+
+
+def test_the_http_control_sets_approval_for_other_processes(aws: AwsStandins, sm: Any) -> None:
+    from urllib.error import HTTPError
+
+    from retraining_standins.control import Control
+
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    arn = register(sm)
+    control = Control(aws.endpoints.control)
+    control.set_approval(arn, "Rejected", "not this one")
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (
+        "Rejected",
+        "not this one",
+    )
+    with pytest.raises(HTTPError) as refused:
+        control.set_approval(arn, "Maybe")
+    assert refused.value.code == 400
+    with pytest.raises(HTTPError) as missing:
+        control.set_approval(arn.replace("/1", "/9"), "Approved")
+    assert missing.value.code == 404
