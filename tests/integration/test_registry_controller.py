@@ -248,3 +248,21 @@ def test_a_crash_after_registering_does_not_register_twice(
     (registered,) = aws.sagemaker.model_packages(GROUP)
     assert status.current_run is not None
     assert status.current_run.model_package_arn == registered.arn
+
+
+def test_approval_in_sagemaker_rolls_out_without_the_annotation(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    h = Harness(aws, registry_spec(world))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
+    status = h.until(awaiting, seconds=120)
+    assert status.current_run is not None
+    arn = status.current_run.model_package_arn
+    assert arn is not None
+    aws.sagemaker.set_approval(arn, "Approved", "signed off in Studio")
+    status = h.until(lambda s: s.phase is not None and s.phase.value == "Serving", seconds=120)
+    assert status.history[0].outcome.value == "Deployed"
+    assert status.serving is not None
+    assert status.serving.model_package_arn == arn
+    assert aws.log.calls("sagemaker", "UpdateModelPackage") == []  # the person did it
+    assert any("signed off in Studio" in m for _, r, m in h.events if r == "Approved")
