@@ -32,6 +32,8 @@ PLURAL = "retrainingpolicies"
 # Annotations users set to drive the operator by hand.
 RETRAIN_NOW_ANNOTATION = f"{API_GROUP}/retrain-now"
 ROLLBACK_TO_ANNOTATION = f"{API_GROUP}/rollback-to"
+# `<run id>`: approve that run's Model Package (spec.registry.approval Manual).
+APPROVE_ANNOTATION = f"{API_GROUP}/approve"
 
 HISTORY_LIMIT = 20
 
@@ -47,6 +49,8 @@ FLOW_DEFINITION_ARN_PATTERN = (
 )
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
 SAGEMAKER_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+# A Model Package Group name (SageMaker's EntityName pattern; at most 63 characters).
+MODEL_PACKAGE_GROUP_PATTERN = SAGEMAKER_NAME_PATTERN
 # "10%" (capacity percent, at most 50 for a canary) or "2" (instance count).
 CANARY_SIZE_PATTERN = r"^(([1-9]|[1-4][0-9]|50)%|[1-9][0-9]{0,2})$"
 STEP_SIZE_PATTERN = r"^(([1-9]|[1-9][0-9]|100)%|[1-9][0-9]{0,2})$"
@@ -449,6 +453,22 @@ class DeploymentSpec(_Model):
         return self.variant_shift or VariantShiftSpec()
 
 
+class Approval(StrEnum):
+    """Who approves a registered candidate that passed the gate."""
+
+    AUTOMATIC = "Automatic"  # registered Approved: the rollout follows at once
+    MANUAL = "Manual"  # registered PendingManualApproval: the run waits for a person
+
+
+class RegistrySpec(_Model):
+    model_package_group_name: Annotated[
+        str, Field(pattern=MODEL_PACKAGE_GROUP_PATTERN, max_length=63)
+    ]
+    approval: Approval = Approval.AUTOMATIC
+    create_group: bool = True
+    approval_timeout: Annotated[Duration, _duration_between(low="1m")] | None = None
+
+
 class RetrainingPolicySpec(_Model):
     suspend: bool = False
     aws: AwsSpec
@@ -458,6 +478,7 @@ class RetrainingPolicySpec(_Model):
     training: TrainingSpec
     gate: GateSpec = GateSpec()
     deployment: DeploymentSpec
+    registry: RegistrySpec | None = None
 
     @model_validator(mode="after")
     def _cross_rules(self) -> Self:
@@ -546,6 +567,7 @@ class RunStage(StrEnum):
     PREPARING = "Preparing"
     TRAINING = "Training"
     EVALUATING = "Evaluating"
+    AWAITING_APPROVAL = "AwaitingApproval"
     DEPLOYING = "Deploying"
     DONE = "Done"
 
@@ -574,6 +596,8 @@ class CurrentRun(_Status):
     secondary_status: str | None = None
     model_data_url: str | None = None
     metric_value: float | None = None
+    model_package_arn: str | None = None
+    approval_requested_at: Timestamp | None = None
     model_name: str | None = None
     endpoint_config_name: str | None = None
     deploy_step: int | None = None
@@ -589,6 +613,8 @@ class Outcome(StrEnum):
     ROLLED_BACK = "RolledBack"
     STOPPED = "Stopped"
     FAILED = "Failed"
+    REJECTED = "Rejected"  # a person rejected the registered Model Package
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"  # registry.approvalTimeout passed unapproved
 
 
 class HistoryEntry(_Status):
@@ -598,6 +624,7 @@ class HistoryEntry(_Status):
     metric_value: float | None = None
     model_name: str | None = None
     model_data_url: str | None = None
+    model_package_arn: str | None = None
     endpoint_config_name: str | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
@@ -609,6 +636,7 @@ class ServingStatus(_Status):
     model_name: str | None = None
     endpoint_config_name: str | None = None
     model_data_url: str | None = None
+    model_package_arn: str | None = None
     run_id: str | None = None
     metric_value: float | None = None
     since: Timestamp | None = None

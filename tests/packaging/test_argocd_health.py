@@ -165,6 +165,32 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("evaluating", policy(phase="Evaluating", currentRun=RUN), "Progressing", "Evaluating"),
     ("deploying", policy(phase="Deploying", currentRun=RUN), "Progressing", "Deploying"),
     (
+        "awaiting-approval",
+        policy(
+            phase="Evaluating",
+            currentRun={**RUN, "stage": "AwaitingApproval"},
+            conditions=[cond("Progressing", "True", "RunAwaitingApproval", "annotate approve=r7")],
+        ),
+        "Suspended",
+        "annotate approve=r7",
+    ),
+    (
+        "awaiting-approval-without-message",
+        policy(phase="Evaluating", currentRun={**RUN, "stage": "AwaitingApproval"}),
+        "Suspended",
+        "Awaiting approval of run r7",
+    ),
+    (
+        "awaiting-approval-wins-over-an-old-degradation",
+        policy(
+            phase="Evaluating",
+            currentRun={**RUN, "stage": "AwaitingApproval"},
+            conditions=[cond("Degraded", "True", "TrainingFailed", "an earlier run failed")],
+        ),
+        "Suspended",
+        "Awaiting approval",
+    ),
+    (
         "collecting-ready-idle",
         policy(phase="Collecting", conditions=[READY], ingest={"pendingSamples": 37}),
         "Healthy",

@@ -46,6 +46,7 @@ def test_printer_columns_cover_phase_pending_job_model_age() -> None:
         "Pending": ".status.ingest.pendingSamples",
         "Last-Job": ".status.lastTrainingJobName",
         "Serving-Model": ".status.serving.modelName",
+        "Stage": ".status.currentRun.stage",  # AwaitingApproval shows here
         "Age": ".metadata.creationTimestamp",
     }
     for path in columns.values():

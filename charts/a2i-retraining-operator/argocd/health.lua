@@ -1,6 +1,7 @@
 -- Argo CD health check for retraining.hitl.dev/RetrainingPolicy.
 -- Argo CD sets the global `obj` (the live resource) and expects {status=..., message=...}.
--- Precedence: not yet observed > Suspended > Degraded > Failed > in flight > Serving/Collecting.
+-- Precedence: not yet observed > Suspended (spec.suspend, or awaiting approval) > Degraded >
+-- Failed > in flight > Serving/Collecting.
 local hs = {}
 
 local function condition(status, ctype)
@@ -47,6 +48,14 @@ local progressing = condition(status, "Progressing")
 if phase == "Suspended" then
   hs.status = "Suspended"
   hs.message = message_of(ready, "spec.suspend is true: no new runs start")
+  return hs
+end
+
+-- A run waiting for a person to approve its Model Package (spec.registry.approval Manual):
+-- nothing moves until someone acts, which is what Argo CD's Suspended says.
+if status.currentRun ~= nil and status.currentRun.stage == "AwaitingApproval" then
+  hs.status = "Suspended"
+  hs.message = message_of(progressing, "Awaiting approval of run " .. tostring(status.currentRun.id))
   return hs
 end
 

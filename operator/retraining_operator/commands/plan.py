@@ -37,6 +37,7 @@ def register(sub: Subparsers) -> None:
     plan_sub = plan.add_subparsers(dest="plan_target", metavar="TARGET", required=True)
     _register_training(plan_sub)
     _register_rollout(plan_sub)
+    _register_registry(plan_sub)
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,4 +312,118 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     _emit(plan.to_json())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# plan registry
+
+
+def _register_registry(plan_sub: Subparsers) -> None:
+    registry = plan_sub.add_parser(
+        "registry",
+        help="print the CreateModelPackage request that registers a run's candidate",
+        description="Print the CreateModelPackage request that registers one run's trained "
+        'model in the policy\'s Model Package Group (spec.registry), as {"CreateModelPackage": '
+        "...} on stdout. Without --metric-value the candidate is taken to have passed the "
+        "gate (Approved, or PendingManualApproval with approval Manual); with it, the gate "
+        "judges it (a failed gate registers it Rejected).",
+    )
+    registry.add_argument("--policy", required=True, metavar="FILE.yaml", help="policy file")
+    registry.add_argument(
+        "--model-data",
+        required=True,
+        metavar="S3_URI",
+        help="the trained model.tar.gz (the training job's S3ModelArtifacts)",
+    )
+    registry.add_argument("--run-id", metavar="ID", help="run id (default: from now)")
+    registry.add_argument("--training-job", metavar="NAME", help="training job (lineage)")
+    registry.add_argument("--train-manifest", metavar="S3_URI", help="train manifest (lineage)")
+    registry.add_argument(
+        "--validation-manifest", metavar="S3_URI", help="validation manifest (lineage)"
+    )
+    registry.add_argument(
+        "--metric-value", type=float, metavar="X", help="the new model's gate metric value"
+    )
+    registry.add_argument(
+        "--serving-value", type=float, metavar="X", help="the serving model's gate metric value"
+    )
+    registry.add_argument("--image", metavar="URI", help="inference image (default: training's)")
+    registry.set_defaults(handler=_plan_registry)
+
+
+def _plan_registry(args: argparse.Namespace) -> int:
+    try:
+        return _plan_registry_checked(args)
+    except PlanError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _plan_registry_checked(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from retraining_operator.api import S3_URI_PATTERN, CurrentRun, RunStage
+    from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.reconcile.gate import GateDecision, evaluate_gate
+    from retraining_operator.reconcile.registry import (
+        Candidate,
+        RegistryError,
+        model_package_request,
+    )
+    from retraining_operator.workflow.training import training_image_uri
+
+    policy, spec = load_policy(args.policy)
+    if spec.registry is None:
+        raise PlanError(f"{args.policy}: spec.registry is not set; the operator registers nothing")
+    for flag, value in (
+        ("--model-data", args.model_data),
+        ("--train-manifest", args.train_manifest),
+        ("--validation-manifest", args.validation_manifest),
+    ):
+        if value is not None and not re.fullmatch(S3_URI_PATTERN, value):
+            raise PlanError(f"{flag} {value!r} is not an s3:// URI")
+    run_id = _run_id(args.run_id)
+    job = args.training_job or policy.training_job_name(run_id)
+    if args.metric_value is None:
+        decision = GateDecision(
+            passed=True,
+            metric=spec.gate.metric,
+            value=None,
+            reason="plan: the candidate is taken to have passed the gate (see --metric-value)",
+        )
+    else:
+        decision = evaluate_gate(
+            spec.gate,
+            {spec.gate.metric: args.metric_value},
+            serving_value=args.serving_value,
+            job_name=job,
+        )
+    run = CurrentRun(
+        id=run_id,
+        stage=RunStage.EVALUATING,
+        started_at=datetime.now(UTC),
+        manifest_s3_uri=args.train_manifest,
+        validation_manifest_s3_uri=args.validation_manifest,
+        training_job_name=job,
+        model_data_url=args.model_data,
+    )
+    try:
+        candidate = Candidate(
+            run=run,
+            training_job_name=job,
+            model_data_url=args.model_data,
+            image=args.image or training_image_uri(spec),
+            decision=decision,
+        )
+        request = model_package_request(policy, spec, candidate)
+    except (RegistryError, ImageLookupError) as error:
+        raise PlanError(str(error)) from error
+    if request.get("ModelApprovalStatus") != "PendingManualApproval":
+        print(
+            "# then UpdateModelPackage with the ApprovalDescription (CreateModelPackage takes "
+            "none)",
+            file=sys.stderr,
+        )
+    _emit({"CreateModelPackage": request})
     return 0

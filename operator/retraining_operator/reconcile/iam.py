@@ -248,6 +248,36 @@ def for_policy(
             )
         if deployment.strategy is Strategy.VARIANT_SHIFT:
             statements.append(_statement("ReadVariantMetrics", ["cloudwatch:GetMetricData"], ["*"]))
+    if spec.registry is not None:
+        # The policy's Model Package Group and its versions (the group's owner tag is read
+        # before the group is used: another policy's group is refused).
+        group_name = spec.registry.model_package_group_name
+        group = arns.sagemaker(f"model-package-group/{group_name.lower()}")
+        packages = arns.sagemaker(f"model-package/{group_name.lower()}/*")
+        created += [group, packages]
+        create_actions += ["CreateModelPackageGroup", "CreateModelPackage"]
+        statements.append(
+            _statement(
+                "ModelPackageGroup",
+                [
+                    "sagemaker:CreateModelPackageGroup",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:ListTags",
+                ],
+                [group],
+            )
+        )
+        statements.append(
+            _statement(
+                "ModelPackages",
+                [
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:UpdateModelPackage",
+                ],
+                [packages],
+            )
+        )
     statements.append(
         _statement(
             "TagOnCreate",

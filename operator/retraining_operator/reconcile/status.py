@@ -22,6 +22,7 @@ _STAGE_PHASE = {
     RunStage.PREPARING: Phase.TRAINING,
     RunStage.TRAINING: Phase.TRAINING,
     RunStage.EVALUATING: Phase.EVALUATING,
+    RunStage.AWAITING_APPROVAL: Phase.EVALUATING,  # the stage (printer column) says why
     RunStage.DEPLOYING: Phase.DEPLOYING,
     RunStage.DONE: Phase.SERVING,
 }

@@ -38,6 +38,7 @@ from retraining_operator.workflow.context import (
     PolicyView,
 )
 from retraining_operator.workflow.stages import (
+    approve,
     deploy,
     evaluate,
     poll,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 SessionFactory = Callable[[PolicyRef, RetrainingPolicySpec], AwsSession]
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (poll, suspend, start, prepare, train, evaluate, deploy, rollback)
+STAGES = (poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback)
 
 
 class Controller:

@@ -35,10 +35,11 @@ from retraining_operator.api import (
     ServingStatus,
     Strategy,
 )
-from retraining_operator.aws import endpoints
+from retraining_operator.aws import endpoints, registry
 from retraining_operator.aws.endpoints import EndpointBusy
 from retraining_operator.aws.errors import AlreadyExists
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.registry import package_container
 from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
     endpoint_config_request,
@@ -171,7 +172,8 @@ def rollback_to(
     image: str | None = None,
     poll: timedelta = DEFAULT_POLL,
 ) -> RolloutProgress:
-    """Serve `target` (a run id or model name from `history`) again.
+    """Serve `target` (a run id, model name or Model Package ARN/version from `history`)
+    again.
 
     First call with `run=None`: resolves the target (`UnknownRollbackTarget` when the
     history has no such model) and starts a deploy-only run (`rb<timestamp>`) that puts
@@ -223,13 +225,19 @@ def _reconcile_model(p: RolloutPass) -> None:
         raise RolloutError(
             f"run {p.run.id} has no model artifacts (modelDataUrl) to create {p.names.model}"
         )
+    image = p.image_uri()
+    if p.run.model_package_arn:
+        # A registered candidate: the Model serves the package's own container, so the
+        # registry, the Model and the endpoint tell the same story.
+        package = registry.describe_model_package(p.sm, p.run.model_package_arn)
+        image, wanted = package_container(package)
     request = model_request(
         p.policy,
         p.spec,
         run_id=p.run.id,
         model_name=p.names.model,
         model_data_url=wanted,
-        image=p.image_uri(),
+        image=image,
     )
     try:
         endpoints.create_model(p.sm, request)

@@ -77,3 +77,10 @@ class Control:
 
     def plan_training(self, job: str, **plan: Any) -> None:
         self._call("POST", "sagemaker/plans", {"job": job, **plan})
+
+    def set_approval(self, arn: str, status: str, description: str | None = None) -> None:
+        """A Model Package's approval, as a person in SageMaker Studio would set it."""
+        body: dict[str, Any] = {"arn": arn, "status": status}
+        if description is not None:
+            body["description"] = description
+        self._call("POST", "sagemaker/approval", body)

@@ -17,6 +17,7 @@ from retraining_standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
 from retraining_standins.clock import Clock
 from retraining_standins.hosting import HostingStore
 from retraining_standins.paging import paginate
+from retraining_standins.registry import ModelPackage, RegistryStore
 from retraining_standins.seed import VOC_CLASSES
 from retraining_standins.state import (
     DEFAULT_ACCOUNT_ID,
@@ -58,10 +59,11 @@ class Emulator:
         )
         self.training = TrainingStore(self.state)
         self.hosting = HostingStore(self.state)
+        self.registry = RegistryStore(self.state)
         self.human_loops = HumanLoopStore(self.state, seed)
         self.sagemaker = SageMakerControl(self)
         self.a2i = A2IControl(self)
-        t, h, a = self.training, self.hosting, self.human_loops
+        t, h, a, r = self.training, self.hosting, self.human_loops, self.registry
         self.sagemaker_operations: dict[str, Handler] = {
             "CreateTrainingJob": t.create_training_job,
             "DescribeTrainingJob": t.describe_training_job,
@@ -87,6 +89,12 @@ class Emulator:
             "UpdateEndpointWeightsAndCapacities": h.update_endpoint_weights_and_capacities,
             "DeleteEndpoint": h.delete_endpoint,
             "ListEndpoints": h.list_endpoints,
+            "CreateModelPackageGroup": r.create_model_package_group,
+            "DescribeModelPackageGroup": r.describe_model_package_group,
+            "CreateModelPackage": r.create_model_package,
+            "DescribeModelPackage": r.describe_model_package,
+            "UpdateModelPackage": r.update_model_package,
+            "ListModelPackages": r.list_model_packages,
             "CreateFlowDefinition": a.create_flow_definition,
             "DescribeFlowDefinition": a.describe_flow_definition,
             "DeleteFlowDefinition": a.delete_flow_definition,
@@ -119,6 +127,7 @@ class Emulator:
         with self.lock:
             self.training.reset()
             self.hosting.reset()
+            self.registry.reset()
             self.human_loops.reset(seed)
             self.state.tags.clear()
             defaults = Durations()
@@ -128,7 +137,12 @@ class Emulator:
     # -- tags ------------------------------------------------------------------------------
     def _known_arn(self, arn: str) -> None:
         self.hosting.list_endpoints({})  # refresh: deleted endpoints lose their tags
-        known = self.training.arns() | self.hosting.arns() | self.human_loops.arns()
+        known = (
+            self.training.arns()
+            | self.hosting.arns()
+            | self.human_loops.arns()
+            | self.registry.arns()
+        )
         if arn not in known:
             raise errors.validation(f"Resource {arn} does not exist.")
 
@@ -213,6 +227,20 @@ class SageMakerControl:
         """Fail endpoint deployments whose ModelDataUrl is missing in S3 (default on)."""
         with self._emulator.lock:
             self._emulator.hosting.check_model_data = enabled
+
+    def set_approval(self, arn: str, status: str, description: str | None = None) -> None:
+        """Change a Model Package's approval as a person in Studio would (Approved,
+        Rejected, PendingManualApproval)."""
+        with self._emulator.lock:
+            self._emulator.registry.set_approval(arn, status, description)
+
+    def model_packages(self, group: str | None = None) -> list[ModelPackage]:
+        """Every registered package (of one group), oldest first."""
+        with self._emulator.lock:
+            packages = list(self._emulator.registry.packages.values())
+        if group is not None:
+            packages = [p for p in packages if p.group.name.lower() == group.lower()]
+        return sorted(packages, key=lambda p: (p.created, p.version))
 
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """Invoke an operation in-process (no HTTP, no validation, no log); for setup."""

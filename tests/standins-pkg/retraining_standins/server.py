@@ -370,4 +370,15 @@ class ControlApi:
             fields = {k: v for k, v in body.items() if k != "job"}
             plan = self.emulator.sagemaker.plan_training(str(body["job"]), **fields)
             return {"outcome": plan.outcome}
+        if route == "sagemaker/approval" and method == "POST":
+            description = body.get("description")
+            try:
+                self.emulator.sagemaker.set_approval(
+                    str(body["arn"]),
+                    str(body["status"]),
+                    None if description is None else str(description),
+                )
+            except ApiError as exc:  # no such package
+                raise LookupError(exc.message) from exc
+            return {"ok": True}
         raise LookupError(f"no control route {method} /_standins/{route}")

@@ -32,6 +32,10 @@ class Durations:
     endpoint_weights: float = 30.0
     endpoint_deleting: float = 30.0
     tuning_stopping: float = 30.0
+    registry_group: float = 5.0
+    """A new Model Package Group: Pending, then Completed."""
+    registry_package: float = 10.0
+    """A new Model Package: Pending, InProgress, then Completed."""
 
     def training_total(self) -> float:
         return (

@@ -33,7 +33,9 @@ _JAVA_CLASSES = {
 
 @functools.lru_cache(maxsize=4096)
 def compile_pattern(pattern: str) -> re.Pattern[str] | None:
-    translated = pattern
+    # Some SageMaker patterns end in a quantified anchor, `...)${1,256}`, meaning "and at
+    # most 256 long": Python refuses to quantify `$`, and min/max check the length anyway.
+    translated = re.sub(r"\$\{\d+(,\d*)?\}$", "$", pattern)
     for java, python in _JAVA_CLASSES.items():
         translated = translated.replace(java, python)
     try:

@@ -10,19 +10,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from retraining_operator.api import CurrentRun, HistoryEntry, RunStage
+from retraining_operator.reconcile.registry import names_package
 from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
 
 ROLLBACK_RUN_PREFIX = "rb"
 
 
 def resolve_rollback_target(history: Sequence[HistoryEntry], target: str) -> HistoryEntry:
-    """The newest history entry whose run id or model name is `target`, with a model.
+    """The newest history entry whose run id, model name or Model Package (ARN,
+    `<group>/<version>` or version) is `target`, with a model.
 
     Raises `UnknownRollbackTarget` naming the candidates when nothing matches, or when
     the match never produced a model (e.g. a gate-rejected run).
     """
     target = target.strip()
-    matches = [h for h in history if target in (h.run_id, h.model_name)]
+    matches = [
+        h
+        for h in history
+        if target in (h.run_id, h.model_name) or names_package(h.model_package_arn, target)
+    ]
     usable = [h for h in matches if h.model_name and h.model_data_url]
     if usable:
         return usable[0]
@@ -36,7 +42,8 @@ def resolve_rollback_target(history: Sequence[HistoryEntry], target: str) -> His
             f"and has no model to serve; models in history: {known}"
         )
     raise UnknownRollbackTarget(
-        f"rollback-to {target!r} names no run id or model in the history; models in history: "
+        f"rollback-to {target!r} names no run id, model or model package in the history; "
+        "models in history: "
         f"{known}"
     )
 
@@ -57,5 +64,6 @@ def rollback_run(entry: HistoryEntry, *, target: str, now: datetime) -> CurrentR
         model_data_url=entry.model_data_url,
         metric_value=entry.metric_value,
         model_name=entry.model_name,
+        model_package_arn=entry.model_package_arn,
         message=f"rolling back to {entry.model_name} (run {entry.run_id})",
     )
