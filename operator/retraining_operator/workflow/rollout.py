@@ -22,10 +22,10 @@ when to look again (`retry_after`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retraining_operator.api import (
     CurrentRun,
@@ -35,10 +35,11 @@ from retraining_operator.api import (
     ServingStatus,
     Strategy,
 )
-from retraining_operator.aws import endpoints
+from retraining_operator.aws import autoscaling, endpoints
 from retraining_operator.aws.endpoints import EndpointBusy
 from retraining_operator.aws.errors import AlreadyExists
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.rollout.autoscaled import instance_type_changes, refusal
 from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
     endpoint_config_request,
@@ -72,7 +73,11 @@ from retraining_operator.reconcile.rollout.variant_shift.configs import (
 from retraining_operator.workflow.cleanup import CleanupReport, cleanup
 from retraining_operator.workflow.rollout_pass import RolloutPass, config_created
 from retraining_operator.workflow.serving import NotServing, serving
-from retraining_operator.workflow.variant_shift import next_shift_action, removal_config_request
+from retraining_operator.workflow.variant_shift import (
+    before_removal,
+    next_shift_action,
+    removal_config_request,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
@@ -230,12 +235,41 @@ def _reconcile_model(p: RolloutPass) -> None:
         model_name=p.names.model,
         model_data_url=wanted,
         image=p.image_uri(),
+        serving_model=_serving_model(p),
     )
     try:
         endpoints.create_model(p.sm, request)
         p.actions.append(f"CreateModel {p.names.model}")
     except AlreadyExists:
         pass  # made by a concurrent pass: adopt
+
+
+def _serving_model(p: RolloutPass) -> Mapping[str, Any] | None:
+    """The DescribeModel answer of the model the endpoint serves now (its hardening is
+    inherited), None on a first deployment or when the link is gone."""
+    try:
+        found = serving(p.session, p.spec)
+    except NotServing:
+        return None
+    return endpoints.find_model(p.sm, found.variant.model_name)
+
+
+def _refuse_autoscaled_instance_type_change(p: RolloutPass, config_name: str) -> None:
+    """See `reconcile/rollout/autoscaled.py`: refuse before AWS does, saying what to do."""
+    current_name = p.endpoint.config_name if p.endpoint is not None else None
+    if not current_name or current_name == config_name:
+        return
+    current = endpoints.find_endpoint_config(p.sm, current_name)
+    target = endpoints.find_endpoint_config(p.sm, config_name)
+    if current is None or target is None:
+        return
+    changes = instance_type_changes(current, target)
+    if not changes:
+        return
+    client = p.session.autoscaling()
+    for change in changes:
+        if autoscaling.find_target(client, p.endpoint_name, change.variant) is not None:
+            raise refusal(p.endpoint_name, change)
 
 
 def _decide_update(p: RolloutPass, history: Sequence[HistoryEntry]) -> Action:
@@ -278,9 +312,13 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
                 pass  # created meanwhile (another pass); the next describe sees it
         case UpdateEndpoint(config_name=config_name):
             _ensure_config(p, config_name)
+            _refuse_autoscaled_instance_type_change(p, config_name)
+            if p.shifting:
+                before_removal(p, config_name)
             # A variant shift moves traffic itself; SageMaker's guardrails are blue/green's.
+            # Live counts are kept (autoscaling); a shift's weights are the config's.
             update = update_endpoint_request(
-                p.spec, config_name=config_name, guarded=not p.shifting
+                p.spec, config_name=config_name, guarded=not p.shifting, config_weights=p.shifting
             )
             endpoints.update_endpoint(p.sm, update)
             p.actions.append(f"UpdateEndpoint {p.endpoint_name} -> {config_name}")
@@ -327,8 +365,18 @@ def _config_request(p: RolloutPass, config_name: str) -> CreateEndpointConfigInp
                 f"endpoint {p.endpoint.name} has no describable config ({current_name!r})"
             )
         tags = endpoints.list_tags(p.sm, current["EndpointConfigArn"])
-        build = shift_config_request if p.shifting else endpoint_config_request
-        return build(
+        if p.shifting:
+            return shift_config_request(
+                p.policy,
+                p.spec,
+                run_id=run_id,
+                config_name=config_name,
+                model_name=names.model,
+                current=current,
+                current_tags=tags,
+                live=p.endpoint,
+            )
+        return endpoint_config_request(
             p.policy,
             p.spec,
             run_id=run_id,

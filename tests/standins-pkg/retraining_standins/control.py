@@ -77,3 +77,8 @@ class Control:
 
     def plan_training(self, job: str, **plan: Any) -> None:
         self._call("POST", "sagemaker/plans", {"job": job, **plan})
+
+    def autoscale(self, endpoint: str, variant: str, desired: int) -> int:
+        """The autoscaler acting on a registered variant (see `SageMakerControl.autoscale`)."""
+        body = {"endpoint": endpoint, "variant": variant, "desired": desired}
+        return int(self._call("POST", "autoscaling/scale", body)["desired"])
