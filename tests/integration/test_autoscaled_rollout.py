@@ -23,6 +23,7 @@ from integration.test_rollout import (
     feed_metrics,
     scene,
 )
+from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.rollout.autoscaled import REASON as TYPE_CHANGE_REASON
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.requests import RolloutNames
@@ -144,7 +145,8 @@ def policies(scene: Scene, variant: str) -> list[tuple[str, str, dict[str, Any]]
 def assert_still_autoscaled(scene: Scene, seen: list[int]) -> None:
     (serving,) = scene.serving_models()
     assert live_counts(scene) == {serving: GROWN}
-    assert seen and min(seen) >= GROWN, f"capacity dipped during the rollout: {seen}"
+    assert seen
+    assert min(seen) >= GROWN, f"capacity dipped during the rollout: {seen}"
     (target,) = targets(scene)
     assert (target["ResourceId"], target["MinCapacity"], target["MaxCapacity"]) == (
         rid(serving),
@@ -269,10 +271,10 @@ def test_an_instance_type_change_on_an_autoscaled_variant_is_refused_up_front(
             }
         ],
     )
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(NeedsAttention, match="registered with Application Auto Scaling") as refused:
         advance_rollout(scene.session, POLICY, spec(), run, scene.now(), image=IMAGE)
-    assert getattr(refused.value, "reason", None) == TYPE_CHANGE_REASON
-    assert "deregister" in str(refused.value).lower()
+    assert refused.value.reason == TYPE_CHANGE_REASON
+    assert "Deregister it" in refused.value.message
     assert scene.updates() == []
     # AWS itself refuses the same update (the emulator models it).
     client = scene.aws.client("sagemaker")

@@ -322,7 +322,31 @@ def test_deployment_config_rolling_and_its_bounds() -> None:
 def test_variant_shift_and_none_send_no_deployment_config() -> None:
     assert deployment_config(spec(strategy="VariantShift").deployment) is None
     request = update_endpoint_request(spec(), config_name="c", guarded=False)
-    assert request == {"EndpointName": "od-endpoint", "EndpointConfigName": "c"}
+    assert request == {
+        "EndpointName": "od-endpoint",
+        "EndpointConfigName": "c",
+        "RetainAllVariantProperties": True,
+    }
+
+
+def test_live_variant_properties_are_retained_unless_the_policy_opts_out() -> None:
+    kept = update_endpoint_request(spec(), config_name="c")
+    assert kept["RetainAllVariantProperties"] is True
+    assert "ExcludeRetainedVariantProperties" not in kept
+    shift = update_endpoint_request(
+        spec(excludeRetainedVariantProperties=["DataCaptureConfig"]),
+        config_name="c",
+        config_weights=True,
+    )
+    assert shift["ExcludeRetainedVariantProperties"] == [
+        {"VariantPropertyType": "DataCaptureConfig"},
+        {"VariantPropertyType": "DesiredWeight"},
+    ]
+    opted_out = update_endpoint_request(spec(retainVariantProperties=False), config_name="c")
+    assert "RetainAllVariantProperties" not in opted_out
+    assert "ExcludeRetainedVariantProperties" not in opted_out
+    with pytest.raises(ValueError, match="excludeRetainedVariantProperties needs"):
+        spec(retainVariantProperties=False, excludeRetainedVariantProperties=["DesiredWeight"])
 
 
 # ---------------------------------------------------------------------------------------

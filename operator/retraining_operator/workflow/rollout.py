@@ -254,14 +254,13 @@ def _serving_model(p: RolloutPass) -> Mapping[str, Any] | None:
     return endpoints.find_model(p.sm, found.variant.model_name)
 
 
-def _refuse_autoscaled_instance_type_change(p: RolloutPass, config_name: str) -> None:
+def _refuse_autoscaled_instance_type_change(p: RolloutPass, target: Mapping[str, Any]) -> None:
     """See `reconcile/rollout/autoscaled.py`: refuse before AWS does, saying what to do."""
     current_name = p.endpoint.config_name if p.endpoint is not None else None
-    if not current_name or current_name == config_name:
+    if not current_name or current_name == target.get("EndpointConfigName"):
         return
     current = endpoints.find_endpoint_config(p.sm, current_name)
-    target = endpoints.find_endpoint_config(p.sm, config_name)
-    if current is None or target is None:
+    if current is None:
         return
     changes = instance_type_changes(current, target)
     if not changes:
@@ -311,8 +310,9 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
             except AlreadyExists:
                 pass  # created meanwhile (another pass); the next describe sees it
         case UpdateEndpoint(config_name=config_name):
-            _ensure_config(p, config_name)
-            _refuse_autoscaled_instance_type_change(p, config_name)
+            adopted = _ensure_config(p, config_name)
+            if adopted is not None:
+                _refuse_autoscaled_instance_type_change(p, adopted)
             if p.shifting:
                 before_removal(p, config_name)
             # A variant shift moves traffic itself; SageMaker's guardrails are blue/green's.
@@ -339,16 +339,22 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
     return _progress(p, decision.message)
 
 
-def _ensure_config(p: RolloutPass, config_name: str) -> None:
-    """Describe `config_name`; build and create it when missing (adopt on "already exists")."""
-    if endpoints.find_endpoint_config(p.sm, config_name) is not None:
-        return
+def _ensure_config(p: RolloutPass, config_name: str) -> Mapping[str, Any] | None:
+    """Describe `config_name`; build and create it when missing (adopt on "already exists").
+
+    Answers the adopted config's description (None when this pass built it: a config the
+    operator builds copies every variant's instance type, so only an adopted one can
+    change it)."""
+    existing = endpoints.find_endpoint_config(p.sm, config_name)
+    if existing is not None:
+        return existing
     request = _config_request(p, config_name)
     try:
         endpoints.create_endpoint_config(p.sm, request)
         p.actions.append(f"CreateEndpointConfig {config_name}")
     except AlreadyExists:
         pass
+    return None
 
 
 def _config_request(p: RolloutPass, config_name: str) -> CreateEndpointConfigInputTypeDef:
