@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from retraining_operator.aws.errors import NotFound, mapped
 
-NAMESPACE = "sagemaker"
-DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+
+NAMESPACE: Final = "sagemaker"
+DIMENSION: Final = "sagemaker:variant:DesiredInstanceCount"
 # What PutScalingPolicy takes from a DescribeScalingPolicies entry.
 _POLICY_KEYS = (
     "PolicyType",
@@ -39,7 +42,9 @@ class VariantScaling:
     policies: tuple[Mapping[str, Any], ...] = ()
 
 
-def find_target(client: Any, endpoint: str, variant: str) -> VariantScaling | None:
+def find_target(
+    client: ApplicationAutoScalingClient, endpoint: str, variant: str
+) -> VariantScaling | None:
     """The variant's scalable target with its policies, None when it is not registered."""
     rid = resource_id(endpoint, variant)
     with mapped("DescribeScalableTargets"):
@@ -61,7 +66,9 @@ def find_target(client: Any, endpoint: str, variant: str) -> VariantScaling | No
     )
 
 
-def register_like(client: Any, template: VariantScaling, endpoint: str, variant: str) -> None:
+def register_like(
+    client: ApplicationAutoScalingClient, template: VariantScaling, endpoint: str, variant: str
+) -> None:
     """Register `variant` with `template`'s min/max and put each of its policies on it.
 
     Both calls are upserts in AWS, so a pass that crashed halfway simply repeats them.
@@ -87,7 +94,7 @@ def register_like(client: Any, template: VariantScaling, endpoint: str, variant:
             )
 
 
-def deregister(client: Any, endpoint: str, variant: str) -> bool:
+def deregister(client: ApplicationAutoScalingClient, endpoint: str, variant: str) -> bool:
     """Deregister the variant (its policies go with it); False when it was not registered."""
     try:
         with mapped("DeregisterScalableTarget"):

@@ -31,6 +31,7 @@ from botocore.session import get_session
 from retraining_operator.aws.errors import is_throttle_code
 
 if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
@@ -239,9 +240,9 @@ class AwsSession:
     def cloudwatch(self) -> CloudWatchClient:
         return cast("CloudWatchClient", self.client("cloudwatch"))
 
-    def autoscaling(self) -> Any:
+    def autoscaling(self) -> ApplicationAutoScalingClient:
         """Application Auto Scaling (endpoint variants' scalable targets and policies)."""
-        return self.client("application-autoscaling")
+        return cast("ApplicationAutoScalingClient", self.client("application-autoscaling"))
 
     def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
         sts = self._base.client("sts", region_name=self.region, config=self._config)
