@@ -107,6 +107,23 @@ def serving_container(model: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return cast("Mapping[str, Any]", containers[0]) if containers else {}
 
 
+def inherited_container(served: Mapping[str, Any], *, image: str) -> dict[str, Any]:
+    """What the new container keeps of the serving one, where it applies to the run's
+    single model.tar.gz: Environment always; Mode unless MultiModel (which serves an S3
+    prefix of many models); ImageConfig (registry access) only for the very same image."""
+    kept: dict[str, Any] = {}
+    for key in INHERITED_CONTAINER_KEYS:
+        value = served.get(key)
+        if not value:
+            continue
+        if key == "Mode" and value == "MultiModel":
+            continue
+        if key == "ImageConfig" and served.get("Image") != image:
+            continue
+        kept[key] = _drop_none(value)
+    return kept
+
+
 def model_request(
     policy: PolicyRef,
     spec: RetrainingPolicySpec,
@@ -122,15 +139,13 @@ def model_request(
     For the built-in object-detection algorithm the training image is also the inference
     image (the seed notebook deploys the same image it trains with). The new Model keeps
     the serving model's hardening (`serving_model`, its DescribeModel answer): VpcConfig,
-    EnableNetworkIsolation and the container's Environment, Mode and ImageConfig;
+    EnableNetworkIsolation and the container's Environment, Mode and ImageConfig where
+    they apply (`inherited_container`);
     `training.vpcConfig` / `training.enableNetworkIsolation` override the first two.
     """
     if not model_data_url.startswith("s3://"):
         raise RolloutError(f"model artifacts must be an s3:// URL, got {model_data_url!r}")
-    served = serving_container(serving_model)
-    container: dict[str, Any] = {
-        key: _drop_none(served[key]) for key in INHERITED_CONTAINER_KEYS if served.get(key)
-    }
+    container = inherited_container(serving_container(serving_model), image=image)
     container.update(Image=image, ModelDataUrl=model_data_url)
     request: dict[str, Any] = {
         "ModelName": model_name,
