@@ -349,6 +349,10 @@ def test_live_variant_properties_are_retained_unless_the_policy_opts_out() -> No
         {"VariantPropertyType": "DataCaptureConfig"},
         {"VariantPropertyType": "DesiredWeight"},
     ]
+    repeated = spec(excludeRetainedVariantProperties=["DesiredWeight", "DesiredWeight"])
+    assert update_endpoint_request(repeated, config_name="c", config_weights=True)[
+        "ExcludeRetainedVariantProperties"
+    ] == [{"VariantPropertyType": "DesiredWeight"}]
     opted_out = update_endpoint_request(spec(retainVariantProperties=False), config_name="c")
     assert "RetainAllVariantProperties" not in opted_out
     assert "ExcludeRetainedVariantProperties" not in opted_out

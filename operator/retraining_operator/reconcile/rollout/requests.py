@@ -278,7 +278,10 @@ def update_endpoint_request(
     deployment = spec.deployment
     if deployment.retain_variant_properties:
         request["RetainAllVariantProperties"] = True
-        excluded = [str(p) for p in deployment.exclude_retained_variant_properties]
+        # Each property once (a list repeating one would be refused by SageMaker).
+        excluded = list(
+            dict.fromkeys(str(p) for p in deployment.exclude_retained_variant_properties)
+        )
         if config_weights and RetainedVariantProperty.DESIRED_WEIGHT not in excluded:
             excluded.append(RetainedVariantProperty.DESIRED_WEIGHT.value)
         if excluded:
