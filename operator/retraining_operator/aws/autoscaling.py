@@ -42,16 +42,25 @@ class VariantScaling:
     policies: tuple[Mapping[str, Any], ...] = ()
 
 
+def is_registered(client: ApplicationAutoScalingClient, endpoint: str, variant: str) -> bool:
+    """One DescribeScalableTargets: is the variant a scalable target?"""
+    return _target(client, resource_id(endpoint, variant)) is not None
+
+
+def _target(client: ApplicationAutoScalingClient, rid: str) -> Any:
+    with mapped("DescribeScalableTargets"):
+        targets = client.describe_scalable_targets(
+            ServiceNamespace=NAMESPACE, ResourceIds=[rid], ScalableDimension=DIMENSION
+        )["ScalableTargets"]
+    return next((t for t in targets if t["ResourceId"] == rid), None)
+
+
 def find_target(
     client: ApplicationAutoScalingClient, endpoint: str, variant: str
 ) -> VariantScaling | None:
     """The variant's scalable target with its policies, None when it is not registered."""
     rid = resource_id(endpoint, variant)
-    with mapped("DescribeScalableTargets"):
-        targets = client.describe_scalable_targets(
-            ServiceNamespace=NAMESPACE, ResourceIds=[rid], ScalableDimension=DIMENSION
-        )["ScalableTargets"]
-    target = next((t for t in targets if t["ResourceId"] == rid), None)
+    target = _target(client, rid)
     if target is None:
         return None
     with mapped("DescribeScalingPolicies"):

@@ -267,7 +267,7 @@ def _refuse_autoscaled_instance_type_change(p: RolloutPass, target: Mapping[str,
         return
     client = p.session.autoscaling()
     for change in changes:
-        if autoscaling.find_target(client, p.endpoint_name, change.variant) is not None:
+        if autoscaling.is_registered(client, p.endpoint_name, change.variant):
             raise refusal(p.endpoint_name, change)
 
 

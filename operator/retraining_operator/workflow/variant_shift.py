@@ -105,7 +105,7 @@ def keep_new_variant_scaled(p: RolloutPass, variants: ShiftVariants) -> None:
     if variants.old is None:
         return
     client = p.session.autoscaling()
-    if autoscaling.find_target(client, p.endpoint_name, variants.new) is not None:
+    if autoscaling.is_registered(client, p.endpoint_name, variants.new):
         return
     template = autoscaling.find_target(client, p.endpoint_name, variants.old)
     if template is None:
