@@ -254,6 +254,17 @@ class ResourcesSpec(_Model):
     )
 
 
+_VPC_ID = Annotated[str, Field(pattern=r"^[-0-9a-zA-Z]+$", max_length=32)]
+KmsKeyId = Annotated[str, Field(pattern=r"^[a-zA-Z0-9:/_-]+$", min_length=1, max_length=2048)]
+
+
+class VpcConfigSpec(_Model):
+    """SageMaker's VpcConfig: the training job (and the new Model) runs in these subnets."""
+
+    security_group_ids: Annotated[list[_VPC_ID], Field(min_length=1, max_length=5)]
+    subnets: Annotated[list[_VPC_ID], Field(min_length=1, max_length=16)]
+
+
 class SpotSpec(_Model):
     enabled: bool = False
     max_wait: Duration | None = None
@@ -334,6 +345,12 @@ class TrainingSpec(_Model):
     hyper_parameters: Annotated[
         dict[str, Annotated[str, Field(max_length=2500)]], Field(max_length=100)
     ] = {}
+    # Hardening: the training job's VpcConfig / network isolation (both also override what
+    # the new Model inherits from the serving model) and its KMS keys.
+    vpc_config: VpcConfigSpec | None = None
+    enable_network_isolation: bool | None = None
+    output_kms_key_id: KmsKeyId | None = None
+    volume_kms_key_id: KmsKeyId | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -410,6 +427,14 @@ class VariantShiftSpec(_Model):
         return self
 
 
+class RetainedVariantProperty(StrEnum):
+    """UpdateEndpoint's VariantPropertyType: a live property the new config may override."""
+
+    DESIRED_INSTANCE_COUNT = "DesiredInstanceCount"
+    DESIRED_WEIGHT = "DesiredWeight"
+    DATA_CAPTURE_CONFIG = "DataCaptureConfig"
+
+
 class DeploymentSpec(_Model):
     endpoint_name: SageMakerName | None = None
     variant_name: SageMakerName = "AllTraffic"
@@ -425,6 +450,12 @@ class DeploymentSpec(_Model):
         list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=10)
     ] = []
     retain_previous_models: Annotated[int, Field(ge=0, le=50)] = 3
+    # UpdateEndpoint keeps same-named variants' live instance count and weight (an
+    # autoscaled fleet is not scaled in by a rollout); opt out, or exclude properties.
+    retain_variant_properties: bool = True
+    exclude_retained_variant_properties: Annotated[
+        list[RetainedVariantProperty], Field(max_length=3)
+    ] = []
 
     @model_validator(mode="after")
     def _strategy_blocks(self) -> Self:
@@ -438,6 +469,10 @@ class DeploymentSpec(_Model):
                 raise ValueError(f"deployment.{field} is only allowed with strategy {strategy}")
         if self.strategy is not Strategy.NONE and self.endpoint_name is None:
             raise ValueError("deployment.endpointName is required unless strategy is None")
+        if self.exclude_retained_variant_properties and not self.retain_variant_properties:
+            raise ValueError(
+                "deployment.excludeRetainedVariantProperties needs retainVariantProperties"
+            )
         return self
 
     @property

@@ -306,18 +306,42 @@ class StubSession:
         return self._cw
 
 
+SERVING_MODEL: dict[str, Any] = {
+    "ModelName": "od-model-1",
+    "ModelArn": "arn:aws:sagemaker:us-east-1:111122223333:model/od-model-1",
+    "CreationTime": T0,
+    "ExecutionRoleArn": "arn:aws:iam::111122223333:role/SageMakerExecution",
+    "PrimaryContainer": {
+        "Image": IMAGE,
+        "ModelDataUrl": "s3://my-bucket/base/model.tar.gz",
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        "Mode": "SingleModel",
+        "ImageConfig": {"RepositoryAccessMode": "Platform"},
+    },
+    "VpcConfig": {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a1b2c3d"]},
+    "EnableNetworkIsolation": True,
+}
+
+
 def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) -> None:
     policy_spec = spec()
     current = single_variant_config()
     plan = plan_rollout(
         POLICY, policy_spec, run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE,
-        current_config=current, current_tags={"team": "vision"},
+        current_config=current, current_tags={"team": "vision"}, current_model=SERVING_MODEL,
     )  # fmt: skip
+    assert plan.create_model["EnableNetworkIsolation"] is True
     assert plan.update_endpoint is not None
     missing = "Could not find model."
     with Stubber(sm) as stub:
         stub.add_client_error("describe_model", "ValidationException", missing,
                               expected_params={"ModelName": NAMES.model})  # fmt: skip
+        # The serving model (its hardening is inherited): endpoint -> config -> model.
+        stub.add_response("describe_endpoint", endpoint(), {"EndpointName": "od-endpoint"})
+        stub.add_response(
+            "describe_endpoint_config", current, {"EndpointConfigName": "od-config-1"}
+        )
+        stub.add_response("describe_model", SERVING_MODEL, {"ModelName": "od-model-1"})
         stub.add_response("create_model", {"ModelArn": M_ARN}, dict(plan.create_model))
         stub.add_response("describe_endpoint", endpoint(), {"EndpointName": "od-endpoint"})
         for _ in range(2):  # the guard's look, then _ensure_config's look
@@ -413,3 +437,93 @@ def test_an_existing_model_with_other_artifacts_is_refused(sm: Any) -> None:
         }, {"ModelName": NAMES.model})  # fmt: skip
         with pytest.raises(RolloutError, match="exists with artifacts s3://other"):
             advance_rollout(StubSession(sm), POLICY, spec(), run(), T0, image=IMAGE)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------
+# `plan rollout --current-endpoint --current-model`: the live state, for every strategy
+
+LIVE_STRATEGIES = {
+    "BlueGreen-canary": {},
+    "Rolling": {"strategy": "Rolling", "rolling": {"maximumBatchSize": "1"}},
+    "VariantShift": {"strategy": "VariantShift"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIVE_STRATEGIES))
+def test_plan_rollout_with_the_live_state_validates_for_every_strategy(
+    kind: str, tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import yaml
+
+    from retraining_operator.cli import main
+    from unit.rollout_policies import CURRENT_CONFIG_FILE, document
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # no AWS call may happen
+    raw = document()
+    if kind != "BlueGreen-canary":
+        raw["spec"]["deployment"].pop("blueGreen", None)
+    raw["spec"]["deployment"].update(LIVE_STRATEGIES[kind])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(raw))
+    grown = endpoint()
+    grown["ProductionVariants"][0].update(CurrentInstanceCount=6, DesiredInstanceCount=6)
+    (tmp_path / "endpoint.json").write_text(json.dumps(grown, default=str))
+    (tmp_path / "model.json").write_text(json.dumps(SERVING_MODEL, default=str))
+
+    assert main([
+        "plan", "rollout", "--policy", str(policy), "--model-data", MODEL_DATA,
+        "--current-endpoint-config", str(CURRENT_CONFIG_FILE), "--run-id", RUN_ID,
+        "--current-endpoint", str(tmp_path / "endpoint.json"),
+        "--current-model", str(tmp_path / "model.json"),
+    ]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    for operation, request in out.items():
+        assert_valid(operation, request)
+    model = out["CreateModel"]
+    assert model["VpcConfig"] == SERVING_MODEL["VpcConfig"]
+    assert model["EnableNetworkIsolation"] is True
+    assert model["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    update = out["UpdateEndpoint"]
+    assert update["RetainAllVariantProperties"] is True
+    variants = {v["VariantName"]: v for v in out["CreateEndpointConfig"]["ProductionVariants"]}
+    if kind == "VariantShift":
+        assert update["ExcludeRetainedVariantProperties"] == [
+            {"VariantPropertyType": "DesiredWeight"}
+        ]
+        # The new variant starts at the old one's live (autoscaled) count, not the config's 2.
+        assert variants["AllTraffic-alt"]["InitialInstanceCount"] == 6
+    else:
+        assert "ExcludeRetainedVariantProperties" not in update
+        assert variants["AllTraffic"]["InitialInstanceCount"] == 2  # live count is retained
+
+
+@pytest.mark.parametrize(
+    ("flag", "body"),
+    [
+        ("--current-endpoint", "[1, 2]"),
+        ("--current-endpoint", '{"EndpointName": "x"}'),
+        ("--current-endpoint", '{"EndpointName": "x", "EndpointStatus": "InService", '
+                               '"ProductionVariants": [{"CurrentWeight": 1}]}'),
+        ("--current-model", '"a string"'),
+        ("--current-model", '{"PrimaryContainer": [1]}'),
+        ("--current-model", "{" * 5000),
+    ],
+)  # fmt: skip
+def test_plan_rollout_refuses_a_malformed_live_state(
+    flag: str, body: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retraining_operator.cli import main
+    from unit.rollout_policies import CURRENT_CONFIG_FILE, PASCAL
+
+    hostile = tmp_path / "live.json"
+    hostile.write_text(body)
+    code = main([
+        "plan", "rollout", "--policy", str(PASCAL), "--model-data", MODEL_DATA,
+        "--current-endpoint-config", str(CURRENT_CONFIG_FILE), "--run-id", RUN_ID,
+        "--image", IMAGE, flag, str(hostile),
+    ])  # fmt: skip
+    assert code == 2
+    assert flag in capsys.readouterr().err

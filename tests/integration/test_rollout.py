@@ -544,7 +544,13 @@ def test_variant_shift_steps_the_weights_and_removes_the_old_variant(scene: Scen
         {"AllTraffic": 0.0, "AllTraffic-alt": 1.0},
     ]
     add, remove_old = scene.updates()
-    assert add.params == {"EndpointName": ENDPOINT, "EndpointConfigName": names.config}
+    assert add.params == {
+        "EndpointName": ENDPOINT,
+        "EndpointConfigName": names.config,
+        # Live instance counts kept (autoscaling); the shift's weights are the config's.
+        "RetainAllVariantProperties": True,
+        "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DesiredWeight"}],
+    }
     assert remove_old.params["EndpointConfigName"] == names.final_config
     assert scene.endpoint()["EndpointConfigName"] == names.final_config
     assert scene.serving_models() == {"AllTraffic-alt": names.model}

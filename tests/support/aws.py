@@ -8,7 +8,8 @@ Fixtures:
 - ``aws`` (function): the same object, reset to a clean slate for this test (no buckets,
   jobs, endpoints, loops, faults or logged calls; a manual clock restarted at the current
   time), with the environment pointing unmodified boto3 at it (``AWS_ENDPOINT_URL_S3``,
-  ``_STS``, ``_CLOUDWATCH``, ``_SAGEMAKER``, ``_SAGEMAKER_A2I_RUNTIME``, dummy credentials,
+  ``_STS``, ``_CLOUDWATCH``, ``_SAGEMAKER``, ``_SAGEMAKER_A2I_RUNTIME``,
+  ``_APPLICATION_AUTO_SCALING``, dummy credentials,
   region us-east-1; the developer's own AWS config files are hidden).
 - ``aws_bucket`` (function): a bucket created in the S3 stand-in (``rtp-test-bucket``).
 - ``a2i_flow`` (function): a flow definition ``fd-test`` whose outputs land under

@@ -113,7 +113,14 @@ def _called_operations() -> set[tuple[str, str]]:
             for op in session.get_service_model(service).operation_names
             for xform in [botocore.xform_name(op)]
         }
-        for service in ("s3", "sagemaker", "sagemaker-a2i-runtime", "cloudwatch", "sts")
+        for service in (
+            "s3",
+            "sagemaker",
+            "sagemaker-a2i-runtime",
+            "cloudwatch",
+            "sts",
+            "application-autoscaling",
+        )
     }
     found: set[tuple[str, str]] = set()
     for path in AWS_PACKAGE.glob("*.py"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,10 @@ from retraining_operator.reconcile.naming import (
     TAG_POLICY_UID,
     TAG_RUN_ID,
     PolicyRef,
+)
+from retraining_operator.reconcile.rollout.autoscaled import (
+    InstanceTypeChange,
+    instance_type_changes,
 )
 from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
@@ -44,6 +49,7 @@ from retraining_operator.reconcile.rollout.guardrails import capacity_size, depl
 from retraining_operator.reconcile.rollout.plan import plan_rollout
 from retraining_operator.reconcile.rollout.requests import (
     RolloutNames,
+    model_request,
     update_endpoint_request,
     user_tags,
 )
@@ -60,6 +66,7 @@ from unit.rollout_policies import (
     single_variant_config,
     spec,
 )
+from unit.training_policies import spec as training_spec
 
 NAMES = RolloutNames.for_run(POLICY, RUN_ID)
 
@@ -322,7 +329,35 @@ def test_deployment_config_rolling_and_its_bounds() -> None:
 def test_variant_shift_and_none_send_no_deployment_config() -> None:
     assert deployment_config(spec(strategy="VariantShift").deployment) is None
     request = update_endpoint_request(spec(), config_name="c", guarded=False)
-    assert request == {"EndpointName": "od-endpoint", "EndpointConfigName": "c"}
+    assert request == {
+        "EndpointName": "od-endpoint",
+        "EndpointConfigName": "c",
+        "RetainAllVariantProperties": True,
+    }
+
+
+def test_live_variant_properties_are_retained_unless_the_policy_opts_out() -> None:
+    kept = update_endpoint_request(spec(), config_name="c")
+    assert kept["RetainAllVariantProperties"] is True
+    assert "ExcludeRetainedVariantProperties" not in kept
+    shift = update_endpoint_request(
+        spec(excludeRetainedVariantProperties=["DataCaptureConfig"]),
+        config_name="c",
+        config_weights=True,
+    )
+    assert shift["ExcludeRetainedVariantProperties"] == [
+        {"VariantPropertyType": "DataCaptureConfig"},
+        {"VariantPropertyType": "DesiredWeight"},
+    ]
+    repeated = spec(excludeRetainedVariantProperties=["DesiredWeight", "DesiredWeight"])
+    assert update_endpoint_request(repeated, config_name="c", config_weights=True)[
+        "ExcludeRetainedVariantProperties"
+    ] == [{"VariantPropertyType": "DesiredWeight"}]
+    opted_out = update_endpoint_request(spec(retainVariantProperties=False), config_name="c")
+    assert "RetainAllVariantProperties" not in opted_out
+    assert "ExcludeRetainedVariantProperties" not in opted_out
+    with pytest.raises(ValueError, match="excludeRetainedVariantProperties needs"):
+        spec(retainVariantProperties=False, excludeRetainedVariantProperties=["DesiredWeight"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,3 +528,79 @@ def test_rollback_run_reuses_the_model_under_a_new_run_id() -> None:
     names = RolloutNames.for_run(POLICY, rb.id, model=rb.model_name)
     assert names.model == "m1"
     assert names.config != NAMES.config
+
+
+# ---------------------------------------------------------------------------------------
+# The new Model inherits the serving model's hardening
+
+
+def hardened_model(**container: Any) -> dict[str, Any]:
+    return {
+        "ModelName": "od-model-1",
+        "PrimaryContainer": {
+            "Image": IMAGE,
+            "ModelDataUrl": "s3://my-bucket/base/model.tar.gz",
+            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+            **container,
+        },
+        "VpcConfig": {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a"]},
+        "EnableNetworkIsolation": True,
+    }
+
+
+def new_model(policy_spec: Any, serving: Any, image: str = IMAGE) -> Any:
+    return model_request(POLICY, policy_spec, run_id=RUN_ID, model_name="m",
+                         model_data_url=MODEL_DATA, image=image, serving_model=serving)  # fmt: skip
+
+
+def test_the_new_model_inherits_vpc_isolation_and_environment() -> None:
+    request = new_model(spec(), hardened_model(Mode="SingleModel",
+                        ImageConfig={"RepositoryAccessMode": "Platform"}))  # fmt: skip
+    assert request["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        "Subnets": ["subnet-0a"],
+    }
+    assert request["EnableNetworkIsolation"] is True
+    assert request["PrimaryContainer"] == {
+        "Image": IMAGE,
+        "ModelDataUrl": MODEL_DATA,
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        "Mode": "SingleModel",
+        "ImageConfig": {"RepositoryAccessMode": "Platform"},
+    }
+    plain = new_model(spec(), None)
+    assert plain["PrimaryContainer"] == {"Image": IMAGE, "ModelDataUrl": MODEL_DATA}
+    assert "VpcConfig" not in plain
+    assert "EnableNetworkIsolation" not in plain
+
+
+def test_inherited_container_settings_apply_only_where_they_fit() -> None:
+    served = hardened_model(Mode="MultiModel", ImageConfig={"RepositoryAccessMode": "Vpc"})
+    request = new_model(spec(), served, image="123456789012.dkr.ecr.us-east-1.amazonaws.com/x:2")
+    assert "Mode" not in request["PrimaryContainer"]  # one model.tar.gz, not a prefix
+    assert "ImageConfig" not in request["PrimaryContainer"]  # another image's registry
+    assert request["PrimaryContainer"]["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+
+
+def test_the_training_spec_overrides_the_inherited_vpc_and_isolation() -> None:
+    overriding = training_spec(
+        vpcConfig={"securityGroupIds": ["sg-1"], "subnets": ["subnet-1", "subnet-2"]},
+        enableNetworkIsolation=False,
+    )
+    request = new_model(overriding, hardened_model())
+    assert request["VpcConfig"] == {
+        "SecurityGroupIds": ["sg-1"],
+        "Subnets": ["subnet-1", "subnet-2"],
+    }
+    assert request["EnableNetworkIsolation"] is False
+
+
+def test_an_instance_type_change_is_found_per_same_named_variant() -> None:
+    current = single_variant_config()
+    target = single_variant_config("c2", "m2")
+    assert instance_type_changes(current, target) == []
+    target["ProductionVariants"][0]["InstanceType"] = "ml.c5.2xlarge"
+    target["ProductionVariants"].append({"VariantName": "Other", "InstanceType": "ml.g5.xlarge"})
+    assert instance_type_changes(current, target) == [
+        InstanceTypeChange("AllTraffic", "ml.m5.xlarge", "ml.c5.2xlarge")
+    ]

@@ -358,3 +358,47 @@ def test_training_data_from_run() -> None:
     )
     with pytest.raises(TrainingSpecError, match="no train/validation manifest"):
         TrainingData.from_run(run.model_copy(update={"manifest_s3_uri": None}))
+
+
+HARDENED = {
+    "vpcConfig": {"securityGroupIds": ["sg-0123456789abcdef0"], "subnets": ["subnet-0a1b2c3d"]},
+    "enableNetworkIsolation": True,
+    "outputKmsKeyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef",
+    "volumeKmsKeyId": "alias/training-volumes",
+}
+
+
+def test_hardened_training_job_and_tuning_definition() -> None:
+    policy_spec = spec(**HARDENED)
+    job = training_job_request(policy_spec, POLICY, RUN_ID, DATA, image_uri=IMAGE)
+    vpc = {"SecurityGroupIds": ["sg-0123456789abcdef0"], "Subnets": ["subnet-0a1b2c3d"]}
+    assert job["VpcConfig"] == vpc
+    assert job["EnableNetworkIsolation"] is True
+    assert job["OutputDataConfig"]["KmsKeyId"] == HARDENED["outputKmsKeyId"]
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == "alias/training-volumes"
+    tuning = tuning_job_request(spec(TUNING, **HARDENED), POLICY, RUN_ID, DATA,
+                                image_uri=IMAGE)  # fmt: skip
+    definition = tuning["TrainingJobDefinition"]
+    assert definition["VpcConfig"] == vpc
+    assert definition["OutputDataConfig"]["KmsKeyId"] == HARDENED["outputKmsKeyId"]
+    plain = training_job_request(spec(), POLICY, RUN_ID, DATA, image_uri=IMAGE)
+    assert "VpcConfig" not in plain
+    assert "EnableNetworkIsolation" not in plain
+    assert "KmsKeyId" not in plain["OutputDataConfig"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"vpcConfig": {"securityGroupIds": [], "subnets": ["subnet-1"]}},
+        {"vpcConfig": {"securityGroupIds": ["sg-1"] * 6, "subnets": ["subnet-1"]}},
+        {"vpcConfig": {"securityGroupIds": ["sg 1; drop"], "subnets": ["subnet-1"]}},
+        {"vpcConfig": {"securityGroupIds": ["sg-1"]}},
+        {"outputKmsKeyId": "k" * 2049},
+        {"volumeKmsKeyId": "key with spaces"},
+        {"enableNetworkIsolation": "yes please"},
+    ],
+)
+def test_hostile_hardening_fields_are_refused(hostile: dict[str, object]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        spec(**hostile)

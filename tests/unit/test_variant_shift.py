@@ -135,6 +135,8 @@ def test_plan_rollout_for_variant_shift_sends_no_deployment_config() -> None:
     assert plan.update_endpoint == {
         "EndpointName": "od-endpoint",
         "EndpointConfigName": NAMES.config,
+        "RetainAllVariantProperties": True,
+        "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DesiredWeight"}],
     }
 
 

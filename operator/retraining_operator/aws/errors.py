@@ -30,7 +30,14 @@ from retraining_operator.errors import NeedsAttention, RetryLater
 # SageMaker reports a missing resource as ValidationException for most Describe* calls
 # ("Requested resource not found.", "Could not find endpoint ...").
 _NOT_FOUND_CODES = frozenset(
-    {"ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404"}
+    {
+        "ResourceNotFound",
+        "ResourceNotFoundException",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "404",
+        "ObjectNotFoundException",  # Application Auto Scaling
+    }
 )
 _NOT_FOUND_TEXT = ("not found", "could not find", "does not exist")
 _EXISTS_CODES = frozenset({"ResourceInUse", "ResourceInUseException", "ConflictException"})

@@ -32,6 +32,7 @@ from retraining_operator import fencing
 from retraining_operator.aws.errors import is_throttle_code
 
 if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
@@ -241,6 +242,10 @@ class AwsSession:
 
     def cloudwatch(self) -> CloudWatchClient:
         return cast("CloudWatchClient", self.client("cloudwatch"))
+
+    def autoscaling(self) -> ApplicationAutoScalingClient:
+        """Application Auto Scaling (endpoint variants' scalable targets and policies)."""
+        return cast("ApplicationAutoScalingClient", self.client("application-autoscaling"))
 
     def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
         sts = self._base.client("sts", region_name=self.region, config=self._config)

@@ -238,6 +238,19 @@ def _register_rollout(plan_sub: Subparsers) -> None:
         help="the current config's tags to copy: the JSON answer of `aws sagemaker list-tags`",
     )
     rollout.add_argument(
+        "--current-endpoint",
+        metavar="FILE.json",
+        help="the endpoint's live state: the JSON answer of `aws sagemaker describe-endpoint` "
+        "(live desired instance counts and weights; a VariantShift's new variant starts at "
+        "the old one's live count)",
+    )
+    rollout.add_argument(
+        "--current-model",
+        metavar="FILE.json",
+        help="the serving model: the JSON answer of `aws sagemaker describe-model` (the new "
+        "Model inherits its VpcConfig, EnableNetworkIsolation, Environment, Mode, ImageConfig)",
+    )
+    rollout.add_argument(
         "--image",
         metavar="URI",
         help="inference image of the model (default: the policy's training image, which "
@@ -269,6 +282,40 @@ def _read_json(path: str, flag: str) -> Any:
         raise PlanError(f"{flag}: {path} is not valid JSON: {error}") from error
 
 
+def _live_state(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """--current-endpoint (DescribeEndpoint) and --current-model (DescribeModel), checked."""
+    from retraining_operator.reconcile.rollout.endpoint import EndpointView
+
+    endpoint: Any = None
+    if args.current_endpoint:
+        endpoint = _read_json(args.current_endpoint, "--current-endpoint")
+        try:
+            if not isinstance(endpoint, dict):
+                raise TypeError("not an object")
+            EndpointView.from_describe(endpoint)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise PlanError(
+                "--current-endpoint must be a DescribeEndpoint answer (a JSON object with "
+                f"EndpointName, EndpointStatus and ProductionVariants): {error}"
+            ) from error
+    model: Any = None
+    if args.current_model:
+        model = _read_json(args.current_model, "--current-model")
+        containers = model.get("Containers", []) if isinstance(model, dict) else None
+        primary = model.get("PrimaryContainer", {}) if isinstance(model, dict) else None
+        if (
+            not isinstance(model, dict)
+            or not isinstance(primary, dict)
+            or not isinstance(containers, list)
+            or not all(isinstance(c, dict) for c in containers)
+        ):
+            raise PlanError(
+                "--current-model must be a DescribeModel answer (a JSON object with "
+                "PrimaryContainer or Containers)"
+            )
+    return endpoint, model
+
+
 def _plan_rollout_checked(args: argparse.Namespace) -> int:
     from retraining_operator.api import S3_URI_PATTERN, Strategy
     from retraining_operator.aws.images import ImageLookupError
@@ -291,6 +338,7 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
         tags = loaded.get("Tags", []) if isinstance(loaded, dict) else loaded
         if not isinstance(tags, list):
             raise PlanError('--current-tags must be a ListTags answer ({"Tags": [...]})')
+    live = _live_state(args)
     run_id = _run_id(args.run_id)
     try:
         image = args.image or training_image_uri(spec)
@@ -302,6 +350,8 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
             image=image,
             current_config=current,
             current_tags=tags,
+            current_endpoint=live[0],
+            current_model=live[1],
         )
     except (RolloutError, ImageLookupError) as error:
         raise PlanError(str(error)) from error

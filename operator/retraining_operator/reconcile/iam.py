@@ -68,6 +68,11 @@ class _Arns:
     def sagemaker(self, resource: str) -> str:
         return f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:{resource}"
 
+    def scalable_target(self, target_id: str) -> str:
+        # Application Auto Scaling names targets by an id it chooses: scoped to the account.
+        service = f"arn:{self.partition}:application-autoscaling"
+        return f"{service}:{self.region}:{self.account}:scalable-target/{target_id}"
+
     def alarm(self, name: str) -> str:
         return f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{name}"
 
@@ -238,6 +243,24 @@ def for_policy(
                 [endpoint, arns.sagemaker("endpoint-config/*")],
             )
         )
+        # Autoscaled endpoints keep their autoscaling through a rollout: the operator reads
+        # the scalable targets (Application Auto Scaling has no resource-level permissions
+        # for them) and, shifting variants, moves the registration to the new variant.
+        reads = ["application-autoscaling:DescribeScalableTargets"]
+        if deployment.strategy is Strategy.VARIANT_SHIFT:
+            reads.append("application-autoscaling:DescribeScalingPolicies")
+            statements.append(
+                _statement(
+                    "MoveEndpointAutoscaling",
+                    [
+                        "application-autoscaling:RegisterScalableTarget",
+                        "application-autoscaling:PutScalingPolicy",
+                        "application-autoscaling:DeregisterScalableTarget",
+                    ],
+                    [arns.scalable_target("*")],
+                )
+            )
+        statements.append(_statement("ReadEndpointAutoscaling", reads, ["*"]))
         if deployment.auto_rollback_alarms:
             statements.append(
                 _statement(

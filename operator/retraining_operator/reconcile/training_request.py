@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from retraining_operator.api import (
     MAX_HYPERPARAMETERS,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         HyperParameterTrainingJobDefinitionTypeDef,
         HyperParameterTuningJobConfigTypeDef,
         IntegerParameterRangeTypeDef,
+        OutputDataConfigTypeDef,
         ParameterRangesTypeDef,
         ResourceConfigTypeDef,
         StoppingConditionTypeDef,
@@ -195,11 +196,34 @@ def input_channels(spec: RetrainingPolicySpec, data: TrainingData) -> list[Chann
 
 
 def _resources(training: TrainingSpec) -> ResourceConfigTypeDef:
-    return {
+    resources: ResourceConfigTypeDef = {
         "InstanceType": cast("TrainingInstanceTypeType", training.resources.instance_type),
         "InstanceCount": training.resources.instance_count,
         "VolumeSizeInGB": training.resources.volume_size_in_gb,
     }
+    if training.volume_kms_key_id:
+        resources["VolumeKmsKeyId"] = training.volume_kms_key_id
+    return resources
+
+
+def _output(training: TrainingSpec) -> OutputDataConfigTypeDef:
+    output: OutputDataConfigTypeDef = {"S3OutputPath": training.output_s3_uri}
+    if training.output_kms_key_id:
+        output["KmsKeyId"] = training.output_kms_key_id
+    return output
+
+
+def _hardening(training: TrainingSpec) -> dict[str, Any]:
+    """VpcConfig and EnableNetworkIsolation, when the spec sets them."""
+    extra: dict[str, Any] = {}
+    if training.vpc_config is not None:
+        extra["VpcConfig"] = {
+            "SecurityGroupIds": list(training.vpc_config.security_group_ids),
+            "Subnets": list(training.vpc_config.subnets),
+        }
+    if training.enable_network_isolation is not None:
+        extra["EnableNetworkIsolation"] = training.enable_network_isolation
+    return extra
 
 
 def _stopping(training: TrainingSpec) -> StoppingConditionTypeDef:
@@ -258,11 +282,12 @@ def training_job_request(
         "RoleArn": training.role_arn,
         "HyperParameters": merged_hyperparameters(spec, data.train_samples),
         "InputDataConfig": input_channels(spec, data),
-        "OutputDataConfig": {"S3OutputPath": training.output_s3_uri},
+        "OutputDataConfig": _output(training),
         "ResourceConfig": _resources(training),
         "StoppingCondition": _stopping(training),
         "Tags": _tags(policy, run_id),
     }
+    request.update(cast("CreateTrainingJobRequestTypeDef", _hardening(training)))
     if training.spot.enabled:
         request["EnableManagedSpotTraining"] = True
         request["CheckpointConfig"] = _checkpoint(training, name)
@@ -367,10 +392,11 @@ def tuning_job_request(
         "AlgorithmSpecification": algorithm,
         "RoleArn": training.role_arn,
         "InputDataConfig": input_channels(spec, data),
-        "OutputDataConfig": {"S3OutputPath": training.output_s3_uri},
+        "OutputDataConfig": _output(training),
         "ResourceConfig": _resources(training),
         "StoppingCondition": _stopping(training),
     }
+    definition.update(cast("HyperParameterTrainingJobDefinitionTypeDef", _hardening(training)))
     if training.spot.enabled:
         definition["EnableManagedSpotTraining"] = True
         definition["CheckpointConfig"] = _checkpoint(training, name)

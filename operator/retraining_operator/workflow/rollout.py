@@ -22,10 +22,10 @@ when to look again (`retry_after`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retraining_operator.api import (
     CurrentRun,
@@ -35,11 +35,12 @@ from retraining_operator.api import (
     ServingStatus,
     Strategy,
 )
-from retraining_operator.aws import endpoints, registry
+from retraining_operator.aws import autoscaling, endpoints, registry
 from retraining_operator.aws.endpoints import EndpointBusy
 from retraining_operator.aws.errors import AlreadyExists
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.registry import package_container
+from retraining_operator.reconcile.rollout.autoscaled import instance_type_changes, refusal
 from retraining_operator.reconcile.rollout.blue_green import (
     decide_update,
     endpoint_config_request,
@@ -73,7 +74,11 @@ from retraining_operator.reconcile.rollout.variant_shift.configs import (
 from retraining_operator.workflow.cleanup import CleanupReport, cleanup
 from retraining_operator.workflow.rollout_pass import RolloutPass, config_created
 from retraining_operator.workflow.serving import NotServing, serving
-from retraining_operator.workflow.variant_shift import next_shift_action, removal_config_request
+from retraining_operator.workflow.variant_shift import (
+    before_removal,
+    next_shift_action,
+    removal_config_request,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
@@ -238,12 +243,40 @@ def _reconcile_model(p: RolloutPass) -> None:
         model_name=p.names.model,
         model_data_url=wanted,
         image=image,
+        serving_model=_serving_model(p),
     )
     try:
         endpoints.create_model(p.sm, request)
         p.actions.append(f"CreateModel {p.names.model}")
     except AlreadyExists:
         pass  # made by a concurrent pass: adopt
+
+
+def _serving_model(p: RolloutPass) -> Mapping[str, Any] | None:
+    """The DescribeModel answer of the model the endpoint serves now (its hardening is
+    inherited), None on a first deployment or when the link is gone."""
+    try:
+        found = serving(p.session, p.spec)
+    except NotServing:
+        return None
+    return endpoints.find_model(p.sm, found.variant.model_name)
+
+
+def _refuse_autoscaled_instance_type_change(p: RolloutPass, target: Mapping[str, Any]) -> None:
+    """See `reconcile/rollout/autoscaled.py`: refuse before AWS does, saying what to do."""
+    current_name = p.endpoint.config_name if p.endpoint is not None else None
+    if not current_name or current_name == target.get("EndpointConfigName"):
+        return
+    current = endpoints.find_endpoint_config(p.sm, current_name)
+    if current is None:
+        return
+    changes = instance_type_changes(current, target)
+    if not changes:
+        return
+    client = p.session.autoscaling()
+    for change in changes:
+        if autoscaling.is_registered(client, p.endpoint_name, change.variant):
+            raise refusal(p.endpoint_name, change)
 
 
 def _decide_update(p: RolloutPass, history: Sequence[HistoryEntry]) -> Action:
@@ -285,10 +318,15 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
             except AlreadyExists:
                 pass  # created meanwhile (another pass); the next describe sees it
         case UpdateEndpoint(config_name=config_name):
-            _ensure_config(p, config_name)
+            adopted = _ensure_config(p, config_name)
+            if adopted is not None:
+                _refuse_autoscaled_instance_type_change(p, adopted)
+            if p.shifting:
+                before_removal(p, config_name)
             # A variant shift moves traffic itself; SageMaker's guardrails are blue/green's.
+            # Live counts are kept (autoscaling); a shift's weights are the config's.
             update = update_endpoint_request(
-                p.spec, config_name=config_name, guarded=not p.shifting
+                p.spec, config_name=config_name, guarded=not p.shifting, config_weights=p.shifting
             )
             endpoints.update_endpoint(p.sm, update)
             p.actions.append(f"UpdateEndpoint {p.endpoint_name} -> {config_name}")
@@ -309,16 +347,22 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
     return _progress(p, decision.message)
 
 
-def _ensure_config(p: RolloutPass, config_name: str) -> None:
-    """Describe `config_name`; build and create it when missing (adopt on "already exists")."""
-    if endpoints.find_endpoint_config(p.sm, config_name) is not None:
-        return
+def _ensure_config(p: RolloutPass, config_name: str) -> Mapping[str, Any] | None:
+    """Describe `config_name`; build and create it when missing (adopt on "already exists").
+
+    Answers the adopted config's description (None when this pass built it: a config the
+    operator builds copies every variant's instance type, so only an adopted one can
+    change it)."""
+    existing = endpoints.find_endpoint_config(p.sm, config_name)
+    if existing is not None:
+        return existing
     request = _config_request(p, config_name)
     try:
         endpoints.create_endpoint_config(p.sm, request)
         p.actions.append(f"CreateEndpointConfig {config_name}")
     except AlreadyExists:
         pass
+    return None
 
 
 def _config_request(p: RolloutPass, config_name: str) -> CreateEndpointConfigInputTypeDef:
@@ -335,8 +379,18 @@ def _config_request(p: RolloutPass, config_name: str) -> CreateEndpointConfigInp
                 f"endpoint {p.endpoint.name} has no describable config ({current_name!r})"
             )
         tags = endpoints.list_tags(p.sm, current["EndpointConfigArn"])
-        build = shift_config_request if p.shifting else endpoint_config_request
-        return build(
+        if p.shifting:
+            return shift_config_request(
+                p.policy,
+                p.spec,
+                run_id=run_id,
+                config_name=config_name,
+                model_name=names.model,
+                current=current,
+                current_tags=tags,
+                live=p.endpoint,
+            )
+        return endpoint_config_request(
             p.policy,
             p.spec,
             run_id=run_id,

@@ -84,3 +84,8 @@ class Control:
         if description is not None:
             body["description"] = description
         self._call("POST", "sagemaker/approval", body)
+
+    def autoscale(self, endpoint: str, variant: str, desired: int) -> int:
+        """The autoscaler acting on a registered variant (see `SageMakerControl.autoscale`)."""
+        body = {"endpoint": endpoint, "variant": variant, "desired": desired}
+        return int(self._call("POST", "autoscaling/scale", body)["desired"])

@@ -14,6 +14,7 @@ from typing import Any
 
 from retraining_standins import errors
 from retraining_standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
+from retraining_standins.autoscaling import AutoScalingStore
 from retraining_standins.clock import Clock
 from retraining_standins.hosting import HostingStore
 from retraining_standins.paging import paginate
@@ -61,6 +62,10 @@ class Emulator:
         self.hosting = HostingStore(self.state)
         self.registry = RegistryStore(self.state)
         self.human_loops = HumanLoopStore(self.state, seed)
+        self.autoscaling = AutoScalingStore(self.state, self.hosting)
+        self.hosting.is_registered = lambda endpoint, variant: (
+            self.autoscaling.registered(endpoint, variant) is not None
+        )
         self.sagemaker = SageMakerControl(self)
         self.a2i = A2IControl(self)
         t, h, a, r = self.training, self.hosting, self.human_loops, self.registry
@@ -102,6 +107,15 @@ class Emulator:
             "ListTags": self._list_tags,
             "DeleteTags": self._delete_tags,
         }
+        s = self.autoscaling
+        self.autoscaling_operations: dict[str, Handler] = {
+            "RegisterScalableTarget": s.register_scalable_target,
+            "DescribeScalableTargets": s.describe_scalable_targets,
+            "DeregisterScalableTarget": s.deregister_scalable_target,
+            "PutScalingPolicy": s.put_scaling_policy,
+            "DescribeScalingPolicies": s.describe_scaling_policies,
+            "DeleteScalingPolicy": s.delete_scaling_policy,
+        }
         self.a2i_operations: dict[str, Handler] = {
             "StartHumanLoop": a.start_human_loop,
             "DescribeHumanLoop": a.describe_human_loop,
@@ -129,6 +143,7 @@ class Emulator:
             self.hosting.reset()
             self.registry.reset()
             self.human_loops.reset(seed)
+            self.autoscaling.reset()
             self.state.tags.clear()
             defaults = Durations()
             for f in dataclasses.fields(Durations):
@@ -246,6 +261,17 @@ class SageMakerControl:
         """Invoke an operation in-process (no HTTP, no validation, no log); for setup."""
         with self._emulator.lock:
             return self._emulator.sagemaker_operations[operation](dict(params))
+
+    def autoscaling_call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """An Application Auto Scaling operation in-process (no HTTP, no log); for setup."""
+        with self._emulator.lock:
+            return self._emulator.autoscaling_operations[operation](dict(params))
+
+    def autoscale(self, endpoint_name: str, variant_name: str, desired: int) -> int:
+        """The autoscaler acting: a registered variant (with a scaling policy) moves to
+        `desired` instances, clamped to its target's min/max; answers the count set."""
+        with self._emulator.lock:
+            return self._emulator.autoscaling.scale(endpoint_name, variant_name, desired)
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
         return self.call("DescribeTrainingJob", TrainingJobName=name)

@@ -12,6 +12,11 @@ Endpoint lifecycle on the emulator's clock:
   FailureReason naming the alarm. A failed provisioning (planned with `fail_next_update`, or
   missing model data) returns to InService on the old config with FailureReason, as AWS does.
 * Only an InService endpoint may be updated ("Cannot update in-progress endpoint ...").
+* RetainAllVariantProperties: same-named variants keep their live desired instance count and
+  weight (minus `ExcludeRetainedVariantProperties`); without it the new config's
+  `InitialInstanceCount`/`InitialVariantWeight` replace them (an autoscaled fleet shrinks).
+* An UpdateEndpoint that changes the instance type of a variant registered with Application
+  Auto Scaling (`autoscaling.py`) is refused, as AWS documents.
 * UpdateEndpointWeightsAndCapacities: DesiredWeight changes at once, CurrentWeight after
   `Durations.endpoint_weights` (Updating meanwhile).
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -126,6 +131,9 @@ class PendingOp:
     rollback_until: datetime | None = None
     rollback_reason: str | None = None
     retain_variant_properties: bool = False
+    excluded_properties: frozenset[str] = frozenset()
+    """ExcludeRetainedVariantProperties: DesiredInstanceCount / DesiredWeight come from the
+    new config even when variant properties are retained."""
 
 
 @dataclass
@@ -150,6 +158,8 @@ class HostingStore:
         self.endpoints: dict[str, Endpoint] = {}
         self.update_failures: dict[str, str] = {}
         self.check_model_data = True
+        self.is_registered: Callable[[str, str], bool] = lambda endpoint, variant: False
+        """Application Auto Scaling's answer: is this variant a scalable target?"""
 
     def reset(self) -> None:
         self.models.clear()
@@ -311,6 +321,7 @@ class HostingStore:
             raise errors.validation(
                 "ExcludeRetainedVariantProperties requires RetainAllVariantProperties."
             )
+        self._check_autoscaled_instance_types(endpoint, config)
         now = self.state.clock.now()
         ready = now + timedelta(seconds=self.state.durations.endpoint_updating)
         bake = _bake_seconds(deployment, sum(v.current_count for v in endpoint.variants))
@@ -327,11 +338,33 @@ class HostingStore:
             alarms=alarms,
             fail_reason=self.update_failures.pop(endpoint.name.lower(), None),
             retain_variant_properties=bool(params.get("RetainAllVariantProperties")),
+            excluded_properties=frozenset(
+                p["VariantPropertyType"]
+                for p in params.get("ExcludeRetainedVariantProperties") or []
+            ),
         )
         endpoint.deployment_config = deployment
         endpoint.status = "Updating"
         endpoint.last_modified = now
         return {"EndpointArn": endpoint.arn}
+
+    def _check_autoscaled_instance_types(self, endpoint: Endpoint, config: EndpointConfig) -> None:
+        """AWS refuses an update that changes the instance type of a variant registered
+        with Application Auto Scaling (it must be deregistered first)."""
+        live = {v.name: v for v in endpoint.variants}
+        for spec in config.variants:
+            old = live.get(spec["VariantName"])
+            if (
+                old is not None
+                and old.instance_type != spec.get("InstanceType")
+                and self.is_registered(endpoint.name, old.name)
+            ):
+                raise errors.validation(
+                    f"The variant {old.name} of endpoint {endpoint.name} is registered for "
+                    "automatic scaling; deregister it from Application Auto Scaling before "
+                    f"changing its instance type from {old.instance_type} to "
+                    f"{spec.get('InstanceType')}."
+                )
 
     def update_endpoint_weights_and_capacities(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self.get_endpoint(params["EndpointName"])
@@ -453,6 +486,7 @@ class HostingStore:
             return list(endpoint.variants) if endpoint else []
         current = {v.name: v for v in endpoint.variants} if endpoint else {}
         retain = pending is not None and pending.retain_variant_properties
+        excluded = pending.excluded_properties if pending is not None else frozenset()
         variants = []
         for spec in config.variants:
             model = self.models.get(spec["ModelName"].lower())
@@ -463,7 +497,12 @@ class HostingStore:
             count = int(spec.get("InitialInstanceCount", 1))
             old = current.get(spec["VariantName"])
             if retain and old is not None:
-                weight, count = old.current_weight, old.current_count
+                # The live desired values survive the update, as AWS documents for
+                # autoscaled endpoints, unless excluded.
+                if "DesiredWeight" not in excluded:
+                    weight = old.desired_weight
+                if "DesiredInstanceCount" not in excluded:
+                    count = old.desired_count
             variants.append(
                 Variant(
                     name=spec["VariantName"],

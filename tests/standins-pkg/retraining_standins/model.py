@@ -9,6 +9,7 @@ from botocore.model import OperationModel, ServiceModel, Shape
 
 SAGEMAKER = "sagemaker"
 A2I_RUNTIME = "sagemaker-a2i-runtime"
+AUTOSCALING = "application-autoscaling"
 
 
 @functools.cache

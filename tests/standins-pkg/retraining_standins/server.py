@@ -1,7 +1,9 @@
-"""The emulator's HTTP front: SageMaker JSON 1.1, A2I runtime REST-JSON, and `/_standins/`.
+"""The emulator's HTTP front: SageMaker and Application Auto Scaling JSON 1.1, A2I runtime
+REST-JSON, and `/_standins/`.
 
 * SageMaker: `POST /` with `X-Amz-Target: SageMaker.<Operation>`, JSON 1.1 bodies, errors as
-  `{"__type": code, "message": ...}`.
+  `{"__type": code, "message": ...}`. Application Auto Scaling the same way, with
+  `X-Amz-Target: AnyScaleFrontendService.<Operation>`.
 * A2I runtime: the REST routes of botocore's model (`GET /human-loops`, `GET|DELETE
   /human-loops/{HumanLoopName}`, `POST /human-loops`, `POST /human-loops/stop`), errors with
   the `x-amzn-ErrorType` header.
@@ -33,7 +35,7 @@ from werkzeug.wrappers import Request, Response
 from retraining_standins.emulator import Emulator
 from retraining_standins.errors import ApiError
 from retraining_standins.faults import FaultDecision, FaultRule, Faults
-from retraining_standins.model import A2I_RUNTIME, SAGEMAKER, service_model
+from retraining_standins.model import A2I_RUNTIME, AUTOSCALING, SAGEMAKER, service_model
 from retraining_standins.requestlog import Call, RequestLog
 from retraining_standins.validation import validate_params
 from retraining_standins.wire import (
@@ -166,7 +168,9 @@ class EmulatorApp:
             return self.control.handle(request)
         target = request.headers.get("X-Amz-Target", "")
         if target.startswith("SageMaker."):
-            return self._sagemaker(request, target.split(".", 1)[1])
+            return self._json11(request, SAGEMAKER, target.split(".", 1)[1])
+        if target.startswith("AnyScaleFrontendService."):
+            return self._json11(request, AUTOSCALING, target.split(".", 1)[1])
         if path == "/human-loops" or path.startswith("/human-loops/"):
             return self._a2i(request)
         return _json_response(
@@ -176,16 +180,21 @@ class EmulatorApp:
         )
 
     # -- protocols -------------------------------------------------------------------------
-    def _sagemaker(self, request: Request, operation: str) -> Response:
-        model = service_model(SAGEMAKER)
+    def _json11(self, request: Request, service: str, operation: str) -> Response:
+        model = service_model(service)
         if operation not in model.operation_names:
             return self._json11_error(ApiError("UnknownOperationException", operation, 400))
         op_model = model.operation_model(operation)
         body = request.get_data()
+        handlers = (
+            self.emulator.sagemaker_operations
+            if service == SAGEMAKER
+            else self.emulator.autoscaling_operations
+        )
         status, payload = self._invoke(
-            SAGEMAKER,
+            service,
             op_model,
-            self.emulator.sagemaker_operations.get(operation),
+            handlers.get(operation),
             lambda: parse_json_body(body, op_model.input_shape),
             "unixTimestamp",
         )
@@ -366,6 +375,11 @@ class ControlApi:
         if route == "sagemaker/metrics" and method == "POST":
             self.emulator.sagemaker.set_metrics(str(body["job"]), body["metrics"])
             return {"ok": True}
+        if route == "autoscaling/scale" and method == "POST":
+            count = self.emulator.sagemaker.autoscale(
+                str(body["endpoint"]), str(body["variant"]), int(body["desired"])
+            )
+            return {"desired": count}
         if route == "sagemaker/plans" and method == "POST":
             fields = {k: v for k, v in body.items() if k != "job"}
             plan = self.emulator.sagemaker.plan_training(str(body["job"]), **fields)

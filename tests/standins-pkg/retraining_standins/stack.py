@@ -38,6 +38,7 @@ class Endpoints:
     sagemaker: str
     a2i_runtime: str
     control: str
+    application_autoscaling: str
     moto_direct: str
 
     def for_service(self, service: str) -> str:
@@ -47,6 +48,7 @@ class Endpoints:
             "cloudwatch": self.cloudwatch,
             "sagemaker": self.sagemaker,
             "sagemaker-a2i-runtime": self.a2i_runtime,
+            "application-autoscaling": self.application_autoscaling,
         }[service]
 
 
@@ -142,6 +144,7 @@ class AwsStandins:
             a2i_runtime=self.server.url,
             control=f"{self.server.url}/_standins",
             moto_direct=self.moto.direct_url,
+            application_autoscaling=self.server.url,
         )
 
     def env(self) -> dict[str, str]:
@@ -153,6 +156,7 @@ class AwsStandins:
             "AWS_ENDPOINT_URL_CLOUDWATCH": e.cloudwatch,
             "AWS_ENDPOINT_URL_SAGEMAKER": e.sagemaker,
             "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME": e.a2i_runtime,
+            "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": e.application_autoscaling,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": self.region,

@@ -58,6 +58,7 @@ class VariantState:
     name: str
     current_weight: float | None = None
     desired_weight: float | None = None
+    desired_instance_count: int | None = None  # live: what Application Auto Scaling set
 
     @property
     def weight(self) -> float:
@@ -94,6 +95,7 @@ class EndpointView:
                     name=str(v["VariantName"]),
                     current_weight=_float(v.get("CurrentWeight")),
                     desired_weight=_float(v.get("DesiredWeight")),
+                    desired_instance_count=_int(v.get("DesiredInstanceCount")),
                 )
                 for v in answer.get("ProductionVariants") or []
             ),
@@ -109,6 +111,10 @@ class EndpointView:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def busy_message(endpoint: EndpointView) -> str:

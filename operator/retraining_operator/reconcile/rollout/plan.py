@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from retraining_operator.api import RetrainingPolicySpec, Strategy
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
+from retraining_operator.reconcile.rollout.endpoint import EndpointView
 from retraining_operator.reconcile.rollout.errors import RolloutError
 from retraining_operator.reconcile.rollout.requests import (
     RolloutNames,
@@ -59,6 +60,8 @@ def plan_rollout(
     current_config: Mapping[str, Any] | None,
     current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
     model: str | None = None,
+    current_endpoint: Mapping[str, Any] | None = None,
+    current_model: Mapping[str, Any] | None = None,
 ) -> RolloutPlan:
     """Every request of a rollout, from the policy, the artifacts and the current config.
 
@@ -66,6 +69,11 @@ def plan_rollout(
     endpoint does not exist yet (then a first deployment: one variant + CreateEndpoint).
     For VariantShift the config is the one that adds the new model as a second variant
     at the first step's weight (see `variant_shift/`).
+
+    The live state makes the requests exactly the operator's for that endpoint:
+    `current_endpoint` (its DescribeEndpoint answer: the live instance counts a variant
+    shift gives the new variant) and `current_model` (the serving model's DescribeModel
+    answer, whose hardening the new Model inherits).
     """
     strategy = spec.deployment.strategy
     if strategy is Strategy.NONE:
@@ -78,6 +86,7 @@ def plan_rollout(
         model_name=names.model,
         model_data_url=model_data_url,
         image=image,
+        serving_model=current_model,
     )
     if current_config is None:
         return RolloutPlan(
@@ -92,19 +101,22 @@ def plan_rollout(
         )
     # Variant shift moves the traffic itself; blue/green and rolling leave it to SageMaker.
     shifting = strategy is Strategy.VARIANT_SHIFT
-    build = shift_config_request if shifting else endpoint_config_request
+    config: CreateEndpointConfigInputTypeDef
+    if shifting:
+        live = EndpointView.from_describe(current_endpoint) if current_endpoint else None
+        config = shift_config_request(
+            policy, spec, run_id=run_id, config_name=names.config, model_name=names.model,
+            current=current_config, current_tags=current_tags, live=live,
+        )  # fmt: skip
+    else:
+        config = endpoint_config_request(
+            policy, spec, run_id=run_id, config_name=names.config, model_name=names.model,
+            current=current_config, current_tags=current_tags,
+        )  # fmt: skip
     return RolloutPlan(
         create_model=create_model,
-        create_endpoint_config=build(
-            policy,
-            spec,
-            run_id=run_id,
-            config_name=names.config,
-            model_name=names.model,
-            current=current_config,
-            current_tags=current_tags,
-        ),
+        create_endpoint_config=config,
         update_endpoint=update_endpoint_request(
-            spec, config_name=names.config, guarded=not shifting
+            spec, config_name=names.config, guarded=not shifting, config_weights=shifting
         ),
     )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from retraining_operator.api import DeploymentSpec, RetrainingPolicySpec
+from retraining_operator.api import DeploymentSpec, RetainedVariantProperty, RetrainingPolicySpec
 from retraining_operator.reconcile.naming import (
     TAG_MANAGED_BY,
     TAG_NAMESPACE,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         CreateModelInputTypeDef,
         TagTypeDef,
         UpdateEndpointInputTypeDef,
+        VariantPropertyTypeDef,
     )
 
 # Keys of a DescribeEndpointConfig response that CreateEndpointConfig takes unchanged.
@@ -91,6 +92,38 @@ def run_tags(policy: PolicyRef, run_id: str) -> list[TagTypeDef]:
     return cast("list[TagTypeDef]", policy.tags(run_id))
 
 
+# What the new Model's container inherits from the serving model's (its hardening).
+INHERITED_CONTAINER_KEYS = ("Environment", "Mode", "ImageConfig")
+
+
+def serving_container(model: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A DescribeModel answer's primary container (else its first container), else {}."""
+    if not model:
+        return {}
+    primary = model.get("PrimaryContainer")
+    if primary:
+        return cast("Mapping[str, Any]", primary)
+    containers = model.get("Containers") or []
+    return cast("Mapping[str, Any]", containers[0]) if containers else {}
+
+
+def inherited_container(served: Mapping[str, Any], *, image: str) -> dict[str, Any]:
+    """What the new container keeps of the serving one, where it applies to the run's
+    single model.tar.gz: Environment always; Mode unless MultiModel (which serves an S3
+    prefix of many models); ImageConfig (registry access) only for the very same image."""
+    kept: dict[str, Any] = {}
+    for key in INHERITED_CONTAINER_KEYS:
+        value = served.get(key)
+        if not value:
+            continue
+        if key == "Mode" and value == "MultiModel":
+            continue
+        if key == "ImageConfig" and served.get("Image") != image:
+            continue
+        kept[key] = _drop_none(value)
+    return kept
+
+
 def model_request(
     policy: PolicyRef,
     spec: RetrainingPolicySpec,
@@ -99,20 +132,40 @@ def model_request(
     model_name: str,
     model_data_url: str,
     image: str,
+    serving_model: Mapping[str, Any] | None = None,
 ) -> CreateModelInputTypeDef:
     """CreateModel: the algorithm's image serving the run's artifacts, the policy's role.
 
     For the built-in object-detection algorithm the training image is also the inference
-    image (the seed notebook deploys the same image it trains with).
+    image (the seed notebook deploys the same image it trains with). The new Model keeps
+    the serving model's hardening (`serving_model`, its DescribeModel answer): VpcConfig,
+    EnableNetworkIsolation and the container's Environment, Mode and ImageConfig where
+    they apply (`inherited_container`);
+    `training.vpcConfig` / `training.enableNetworkIsolation` override the first two.
     """
     if not model_data_url.startswith("s3://"):
         raise RolloutError(f"model artifacts must be an s3:// URL, got {model_data_url!r}")
-    return {
+    container = inherited_container(serving_container(serving_model), image=image)
+    container.update(Image=image, ModelDataUrl=model_data_url)
+    request: dict[str, Any] = {
         "ModelName": model_name,
-        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data_url},
+        "PrimaryContainer": container,
         "ExecutionRoleArn": spec.training.role_arn,
         "Tags": run_tags(policy, run_id),
     }
+    training = spec.training
+    if training.vpc_config is not None:
+        request["VpcConfig"] = {
+            "SecurityGroupIds": list(training.vpc_config.security_group_ids),
+            "Subnets": list(training.vpc_config.subnets),
+        }
+    elif serving_model and serving_model.get("VpcConfig"):
+        request["VpcConfig"] = _drop_none(serving_model["VpcConfig"])
+    if training.enable_network_isolation is not None:
+        request["EnableNetworkIsolation"] = training.enable_network_isolation
+    elif serving_model and serving_model.get("EnableNetworkIsolation"):
+        request["EnableNetworkIsolation"] = True
+    return cast("CreateModelInputTypeDef", request)
 
 
 def _drop_none(value: Any) -> Any:
@@ -201,9 +254,20 @@ def required_endpoint_name(deployment: DeploymentSpec) -> str:
 
 
 def update_endpoint_request(
-    spec: RetrainingPolicySpec, *, config_name: str, guarded: bool = True
+    spec: RetrainingPolicySpec,
+    *,
+    config_name: str,
+    guarded: bool = True,
+    config_weights: bool = False,
 ) -> UpdateEndpointInputTypeDef:
-    """UpdateEndpoint to `config_name`, with the policy's DeploymentConfig when `guarded`."""
+    """UpdateEndpoint to `config_name`, with the policy's DeploymentConfig when `guarded`.
+
+    Same-named variants keep their live instance count and weight
+    (`RetainAllVariantProperties`, unless the policy opts out): an endpoint Application Auto
+    Scaling grew is not scaled back to the config's `InitialInstanceCount` (AWS's procedure
+    for updating autoscaled endpoints). `config_weights`: the config's weights win over the
+    live ones (a variant shift sets the weights it shifts).
+    """
     request: UpdateEndpointInputTypeDef = {
         "EndpointName": required_endpoint_name(spec.deployment),
         "EndpointConfigName": config_name,
@@ -211,4 +275,18 @@ def update_endpoint_request(
     config = deployment_config(spec.deployment) if guarded else None
     if config is not None:
         request["DeploymentConfig"] = config
+    deployment = spec.deployment
+    if deployment.retain_variant_properties:
+        request["RetainAllVariantProperties"] = True
+        # Each property once (a list repeating one would be refused by SageMaker).
+        excluded = list(
+            dict.fromkeys(str(p) for p in deployment.exclude_retained_variant_properties)
+        )
+        if config_weights and RetainedVariantProperty.DESIRED_WEIGHT not in excluded:
+            excluded.append(RetainedVariantProperty.DESIRED_WEIGHT.value)
+        if excluded:
+            request["ExcludeRetainedVariantProperties"] = cast(
+                "list[VariantPropertyTypeDef]",
+                [{"VariantPropertyType": p} for p in excluded],
+            )
     return request

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout.endpoint import served_model
+from retraining_operator.reconcile.rollout.endpoint import EndpointView, served_model
 from retraining_operator.reconcile.rollout.errors import RolloutError
 from retraining_operator.reconcile.rollout.requests import copied_config, run_tags
 
@@ -88,12 +88,15 @@ def shift_config_request(
     model_name: str,
     current: Mapping[str, Any],
     current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    live: EndpointView | None = None,
 ) -> CreateEndpointConfigInputTypeDef:
     """The current config plus the new model as a second variant at the first step's weight.
 
-    The new variant copies the old one's instances (type, count, volume, timeouts); the
-    pair's weight is split so the new variant gets `steps[0]` % of what the old one had,
-    and every other variant keeps its share.
+    The new variant copies the old one's instances (type, volume, timeouts) and its live
+    instance count (`live`, the endpoint as described: what Application Auto Scaling grew
+    it to, else the config's count), so the new model can carry the whole load at 100 %;
+    the pair's weight is split so the new variant gets `steps[0]` % of what the old one
+    had, and every other variant keeps its share.
     """
     pair = shift_variants(current, variant_name=spec.deployment.variant_name, model_name=model_name)
     request = copied_config(
@@ -103,17 +106,19 @@ def shift_config_request(
     old_weight, new_weight = split_weight(
         _weight(old), spec.deployment.effective_variant_shift.steps[0]
     )
+    new = {
+        **old,
+        "VariantName": pair.new,
+        "ModelName": model_name,
+        "InitialVariantWeight": new_weight,
+    }
+    live_old = live.variant(str(pair.old)) if live is not None else None
+    if live_old is not None and live_old.desired_instance_count and "InitialInstanceCount" in old:
+        new["InitialInstanceCount"] = live_old.desired_instance_count
     request["ProductionVariants"] = [
         {**v, "InitialVariantWeight": old_weight} if v["VariantName"] == pair.old else v
         for v in request["ProductionVariants"]
-    ] + [
-        {
-            **old,
-            "VariantName": pair.new,
-            "ModelName": model_name,
-            "InitialVariantWeight": new_weight,
-        }
-    ]
+    ] + [new]
     return cast("CreateEndpointConfigInputTypeDef", request)
 
 
