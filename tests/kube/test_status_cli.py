@@ -99,6 +99,10 @@ STATUS = {
 
 @pytest.fixture
 def policy(kube: KubeCluster, rtp_crd: Any, kube_namespace: str) -> Iterator[dict[str, Any]]:
+    # Ages are printed relative to the time the CLI runs: stamp them now, not at import
+    # (a long session imports this module minutes before the test runs).
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
     api_client = kube.api_client()
     custom = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
