@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from retraining_operator.tenancy_api import TenancyMode
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -29,6 +31,9 @@ class OperatorConfig:
     aws_calls_per_second: float = 20.0
     # fnmatch patterns of role ARNs policies may assume; empty = any.
     allowed_role_patterns: tuple[str, ...] = field(default_factory=tuple)
+    # Single: one team, the operator's identity; Scoped: every policy acts for exactly one
+    # RetrainingTenant, as its role (docs/tenancy.md).
+    tenancy_mode: TenancyMode = TenancyMode.SINGLE
 
     def role_allowed(self, role_arn: str | None) -> bool:
         if role_arn is None or not self.allowed_role_patterns:

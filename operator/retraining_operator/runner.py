@@ -7,6 +7,7 @@ import json
 import logging
 
 from retraining_operator.config import OperatorConfig
+from retraining_operator.tenancy_api import TenancyMode
 
 
 class _JsonFormatter(logging.Formatter):
@@ -55,6 +56,7 @@ def run_operator(args: argparse.Namespace) -> int:
             fetch_concurrency=args.fetch_concurrency,
             aws_calls_per_second=args.aws_calls_per_second,
             allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
+            tenancy_mode=TenancyMode(args.tenancy_mode),
         )
     )
     kopf.run(

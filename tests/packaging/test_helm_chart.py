@@ -127,14 +127,20 @@ def test_chart_metadata_matches_the_package() -> None:
 # ------------------------------------------------------------------------------ the CRD
 
 
+CRD_FILES = ["retrainingpolicies.yaml", "retrainingtenants.yaml"]
+
+
 def test_chart_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
-    source = (REPO_ROOT / "crds" / "retrainingpolicies.yaml").read_bytes()
-    copy = (CHART_DIR / "crds" / "retrainingpolicies.yaml").read_bytes()
-    assert copy == source, "run: cp crds/retrainingpolicies.yaml charts/*/crds/"
-    # The chart ships no other CRD, and Helm installs exactly this one from crds/.
-    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == ["retrainingpolicies.yaml"]
+    sources = []
+    for name in CRD_FILES:
+        source = (REPO_ROOT / "crds" / name).read_bytes()
+        copy = (CHART_DIR / "crds" / name).read_bytes()
+        assert copy == source, f"run: cp crds/{name} charts/*/crds/"
+        sources.append(yaml.safe_load(source))
+    # The chart ships no other CRD, and Helm installs exactly these from crds/.
+    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == CRD_FILES
     shown = [d for d in yaml.safe_load_all(helm("show", "crds", str(CHART_DIR)).stdout) if d]
-    assert shown == [yaml.safe_load(source)]
+    assert sorted(shown, key=lambda d: d["metadata"]["name"]) == sources
 
 
 def test_crd_is_not_a_template() -> None:
@@ -142,7 +148,7 @@ def test_crd_is_not_a_template() -> None:
     docs = render({})
     assert not by_kind(docs, "CustomResourceDefinition")
     with_crds = [d for d in yaml.safe_load_all(template_text({}, "--include-crds").stdout) if d]
-    assert len(by_kind(with_crds, "CustomResourceDefinition")) == 1
+    assert len(by_kind(with_crds, "CustomResourceDefinition")) == len(CRD_FILES)
 
 
 # ------------------------------------------------------------------------------ the schema

@@ -95,8 +95,18 @@ def register(sub: Subparsers) -> None:
         "--allowed-role-pattern",
         action="append",
         default=_env_list("RTP_ALLOWED_ROLE_PATTERNS"),
-        help="fnmatch pattern of spec.aws.roleArn values policies may assume; repeat for "
-        "several; default: any [RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
+        help="fnmatch pattern of role ARNs policies may name (spec.aws.roleArn and "
+        "spec.training.roleArn); repeat for several; default: any "
+        "[RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
+    )
+    run.add_argument(
+        "--tenancy-mode",
+        choices=["Single", "Scoped"],
+        default=os.environ.get("RTP_TENANCY_MODE", "Single"),
+        help="Single: one team, the operator's identity, every role in a spec checked against "
+        "--allowed-role-pattern; Scoped: each namespace must belong to one RetrainingTenant, "
+        "whose role the operator assumes and whose allow-lists bound every policy "
+        "(docs/tenancy.md) [RTP_TENANCY_MODE]",
     )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)

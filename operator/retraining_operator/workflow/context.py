@@ -30,6 +30,7 @@ from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import TrainingObservation
+from retraining_operator.tenancy_api import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,10 @@ class PolicyMemo:
     throttle_reported: float | None = None
     # The last unexpected error (type and text): logged with its traceback once, not per pass.
     internal_error: str | None = None
-    # The policy's AWS session, and the (region, role) it was made for.
+    # The policy's AWS session, and what it was made for (region, role; in Scoped mode also
+    # the tenant's uid, ExternalId and expected bucket owner).
     session: AwsSession | None = None
-    session_key: tuple[str, str | None] | None = None
+    session_key: tuple[str | None, ...] | None = None
 
 
 @dataclass
@@ -130,6 +132,9 @@ class PolicyPass:
     write_failed: bool = False
     # When set, the next pass comes no sooner than this (backoff after an internal error).
     not_before: float | None = None
+    # Scoped mode: the RetrainingTenant this policy acts for (its allow-lists apply to what
+    # the pass finds at run time too, e.g. a flow definition's output path).
+    tenant: Tenant | None = None
 
     # -- what the pass works on ---------------------------------------------------------
 
