@@ -22,10 +22,13 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from retraining_operator.api import RetrainingPolicySpec, parse_duration
-from retraining_operator.tenancy_api import TenancyMode, Tenant
+from retraining_operator.api import API_GROUP, RetrainingPolicySpec, parse_duration
+from retraining_operator.tenancy_api import ADOPT_ENDPOINT_ANNOTATION, TenancyMode, Tenant
 
 GATE_MINIMUM_FLOOR = 0.0
+
+# The endpoint tag naming the policy (UID) that owns an endpoint: set on the first roll.
+TAG_ENDPOINT_OWNER = f"{API_GROUP}/endpoint-owner"
 
 
 def glob_match(pattern: str, value: str) -> bool:
@@ -230,3 +233,25 @@ def s3_readable(tenant: Tenant | None, s3_uri: str) -> bool:
         return True
     allow = tenant.spec.allow.s3
     return any(s3_within(s3_uri, prefix) for prefix in [*allow.read, *allow.write])
+
+
+def adopt_requested(annotations: Mapping[str, str], tenant: Tenant | None) -> bool:
+    """The policy asks to take over an endpoint another policy rolled, and may: Single mode
+    needs only the annotation, Scoped mode also the tenant's `adoptEndpoints`."""
+    asked = annotations.get(ADOPT_ENDPOINT_ANNOTATION, "").strip().lower() == "true"
+    return asked and (tenant is None or tenant.spec.adopt_endpoints)
+
+
+def endpoint_owner_problem(
+    owner: str | None, policy_uid: str, *, endpoint: str, adopt: bool
+) -> str | None:
+    """None when this policy may change `endpoint` (it owns it, nobody does, or it adopts
+    it); else why not (the policy goes Degraded EndpointOwnedElsewhere)."""
+    if owner is None or owner == policy_uid or adopt:
+        return None
+    return (
+        f"endpoint {endpoint} is owned by another RetrainingPolicy (uid {owner}, tag "
+        f"{TAG_ENDPOINT_OWNER}); two policies must not roll one endpoint. Use another "
+        f'endpoint, or set the annotation {ADOPT_ENDPOINT_ANNOTATION}: "true" to take it '
+        "over (in Scoped mode the tenant must allow adoptEndpoints)"
+    )

@@ -85,6 +85,8 @@ class PolicyMemo:
     last_polled: datetime | None = None
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
+    # When the serving endpoint was last compared with status.serving (monotonic seconds).
+    last_drift_check: float | None = None
     # When sustained AWS throttling was last reported (monotonic seconds).
     throttle_reported: float | None = None
     # The last unexpected error (type and text): logged with its traceback once, not per pass.

@@ -41,6 +41,7 @@ from retraining_operator.workflow.context import (
 )
 from retraining_operator.workflow.stages import (
     deploy,
+    drift,
     evaluate,
     poll,
     prepare,
@@ -69,7 +70,7 @@ def _tenant_session(
 
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (poll, suspend, start, prepare, train, evaluate, deploy, rollback)
+STAGES = (poll, suspend, start, prepare, train, evaluate, deploy, rollback, drift)
 
 
 class Controller:
