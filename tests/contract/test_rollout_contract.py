@@ -331,8 +331,8 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
                 # Before the first change: whose endpoint is it? Nobody's yet: claim it.
                 stub.add_response("list_tags", {"Tags": []},
                                   {"ResourceArn": endpoint_arn, "MaxResults": 100})  # fmt: skip
-                stub.add_response("add_tags", {}, {"ResourceArn": endpoint_arn, "Tags": [
-                    {"Key": "retraining.hitl.dev/endpoint-owner", "Value": POLICY.uid}]})  # fmt: skip
+                owner = [{"Key": "retraining.hitl.dev/endpoint-owner", "Value": POLICY.uid}]
+                stub.add_response("add_tags", {}, {"ResourceArn": endpoint_arn, "Tags": owner})
         stub.add_response(
             "describe_endpoint_config", current, {"EndpointConfigName": "od-config-1"}
         )
