@@ -145,6 +145,14 @@ class PolicyPass:
         return self.view.ref
 
     @property
+    def ledger_owner(self) -> dict[str, str]:
+        """Who the ingest ledger belongs to: this policy, reading this flow definition."""
+        return {
+            "policyUid": self.view.ref.uid,
+            "flowDefinitionArn": self.spec.human_loops.flow_definition_arn,
+        }
+
+    @property
     def status(self) -> RetrainingPolicyStatus:
         return self.result.status
 

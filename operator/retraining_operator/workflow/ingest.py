@@ -49,6 +49,7 @@ from retraining_operator.reconcile.ledger import (
     LoopOutcome,
     PendingSegment,
 )
+from retraining_operator.reconcile.tenancy import s3_within
 from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore, LedgerUnreadable
 
 log = logging.getLogger(__name__)
@@ -428,8 +429,12 @@ def poll(
     concurrency: int = DEFAULT_CONCURRENCY,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
+    owner: dict[str, str] | None = None,
+    may_read: Callable[[str], bool] | None = None,
 ) -> PollResult:
     """Run one ingest poll for a policy and return its counters (see module docstring).
+    `owner`: the ledger must be this policy's (`LedgerStore`). `may_read`: whether the
+    policy's tenant may read an S3 URI (the flow definition's output, in Scoped mode).
 
     Returns, or raises `IngestRetry` (a `RetryLater`: AWS busy, the ledger contended) or
     `IngestFailed` (a `NeedsAttention`: reason `IngestFailed` when AWS refused the
@@ -439,12 +444,14 @@ def poll(
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
     output = S3Location.parse(spec.dataset.output_s3_uri)
-    store = LedgerStore(s3, spec.dataset.output_s3_uri)
+    store = LedgerStore(s3, spec.dataset.output_s3_uri, owner=owner)
     lookback = parse_duration(spec.human_loops.lookback)
     try:
         ledger = store.load()
     except (AwsError, LedgerError) as error:
         raise _poll_error(f"cannot read the ingest ledger {store.uri}", error) from error
+    if ledger.output_prefix is not None:
+        _check_output_prefix(session, spec, ledger.output_prefix, may_read)
 
     start = rules.listing_start(ledger.watermark, ledger.horizon, lookback)
     listed_at = now()
@@ -643,6 +650,34 @@ class _Committed:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _check_output_prefix(
+    session: AwsSession,
+    spec: RetrainingPolicySpec,
+    prefix: str,
+    may_read: Callable[[str], bool] | None,
+) -> None:
+    """The ledger's remembered output prefix must lie under the flow definition's own
+    S3OutputPath (anyone who can write the ledger could otherwise point ingest at another
+    bucket), and, in Scoped mode, be readable by the policy's tenant."""
+    try:
+        path = a2i.flow_output_path(session.sagemaker(), spec.human_loops.flow_definition_name)
+    except AwsError as error:
+        raise _poll_error("cannot describe the flow definition", error) from error
+    if not s3_within(prefix, path):
+        raise IngestFailed(
+            "LedgerOutputPrefixForeign",
+            f"the ingest ledger's outputPrefix {prefix} is not under the flow definition's "
+            f"S3OutputPath {path}: the ledger was changed by someone else. Nothing was read; "
+            "remove outputPrefix from the ledger (it is learned again) or restore the ledger",
+        )
+    if may_read is not None and not may_read(path):
+        raise IngestFailed(
+            "OutOfScope",
+            f"the flow definition's S3OutputPath {path} is not under allow.s3.read of this "
+            "namespace's RetrainingTenant",
+        )
 
 
 def _poll_error(what: str, error: AwsError | LedgerError) -> IngestError:

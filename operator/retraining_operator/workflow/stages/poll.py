@@ -8,6 +8,7 @@ from retraining_operator import metrics
 from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
+from retraining_operator.reconcile.tenancy import s3_readable
 from retraining_operator.workflow import ingest
 from retraining_operator.workflow.context import PolicyPass
 
@@ -33,7 +34,12 @@ def step(p: PolicyPass) -> None:
     p.due_in(interval.total_seconds())
     try:
         polled = ingest.poll(
-            p.session, p.spec, clock=p.clock.wall, concurrency=p.config.fetch_concurrency
+            p.session,
+            p.spec,
+            clock=p.clock.wall,
+            concurrency=p.config.fetch_concurrency,
+            owner=p.ledger_owner,
+            may_read=None if p.tenant is None else lambda uri: s3_readable(p.tenant, uri),
         )
     except RetryLater as error:
         # The rest of the pass (a run under way) does not depend on this poll.

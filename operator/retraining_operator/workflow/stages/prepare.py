@@ -13,7 +13,9 @@ def step(p: PolicyPass) -> None:
     if p.spec.suspend or run is None or p.is_rollback_run or run.stage is not RunStage.PREPARING:
         return
     try:
-        built = dataset.assemble_run_dataset(p.session, p.spec, run.id, clock=p.clock.wall)
+        built = dataset.assemble_run_dataset(
+            p.session, p.spec, run.id, clock=p.clock.wall, owner=p.ledger_owner
+        )
     except dataset.NothingToTrain as error:
         p.status.current_run = None
         p.event("Normal", "RunSkipped", f"run {run.id}: {error}")
