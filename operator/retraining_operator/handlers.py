@@ -25,7 +25,7 @@ import kopf
 from retraining_operator import kube, metrics
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
 from retraining_operator.aws.session import AssumedRole, AwsSession, CallBudget, role_session_name
-from retraining_operator.config import OperatorConfig
+from retraining_operator.config import OperatorConfig, namespace_call_rate
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.status import merge_patch_body
@@ -108,9 +108,14 @@ def _session(ref: PolicyRef, spec: Any) -> AwsSession:
         role_arn=spec.aws.role_arn,
         session_name=role_session_name(ref.namespace, ref.name),
         pool=max(config.fetch_concurrency, 10),
-        budget=_state.budget,
+        budget=_budget(ref.namespace),
         observer=metrics.MetricsObserver(),
     )
+
+
+def _budget(namespace: str) -> CallBudget | None:
+    budget = _state.budget
+    return budget.share(namespace, namespace_call_rate(_state.config)) if budget else None
 
 
 def _tenant_session(
@@ -122,7 +127,7 @@ def _tenant_session(
         assumed=assumed,
         expected_bucket_owner=expected_owner,
         pool=max(config.fetch_concurrency, 10),
-        budget=_state.budget,
+        budget=_budget(ref.namespace),
         observer=metrics.MetricsObserver(),
     )
 

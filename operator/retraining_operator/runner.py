@@ -57,6 +57,8 @@ def run_operator(args: argparse.Namespace) -> int:
             aws_calls_per_second=args.aws_calls_per_second,
             allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
             tenancy_mode=TenancyMode(args.tenancy_mode),
+            namespace_calls_per_second=args.namespace_calls_per_second,
+            max_fetches_per_poll=args.max_fetches_per_poll,
         )
     )
     kopf.run(

@@ -113,3 +113,22 @@ def test_team_a_acts_only_as_its_tenant_role(aws: AwsStandins, world: DemoWorld)
     assert assume.params["RoleSessionName"].startswith("rtp-team-a.detector-")
     assert aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops")
     assert aws.log.calls()[0].service == "sts"  # nothing before the tenant's role
+
+
+def test_events_carry_the_aws_code_and_the_log_the_message(
+    aws: AwsStandins, world: DemoWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AWS's message names the operator's role and account: tenants read only the code."""
+    secret = f"User: arn:aws:sts::{ACCOUNT}:assumed-role/team-a-operator/x is not authorized"
+    aws.faults.fail("sagemaker-a2i-runtime", "ListHumanLoops", status=400,
+                    code="AccessDeniedException", message=secret)  # fmt: skip
+    c = controller(aws, world)
+    status: dict[str, Any] = {}
+    result = tick(c, TEAM_A, policy_spec(world), status)
+    condition = degraded(status)
+    assert condition["status"] == "True"
+    assert "AccessDeniedException" in condition["message"]
+    texts = [condition["message"], *(e.message for e in result.events)]
+    # (The flow ARN the policy itself names may appear; AWS's words may not.)
+    assert not [text for text in texts if "assumed-role" in text or "authorized" in text], texts
+    assert secret in caplog.text

@@ -383,6 +383,8 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "RTP_MAX_WORKERS": "16",
         "RTP_AWS_CALLS_PER_SECOND": "20",
         "RTP_FETCH_CONCURRENCY": "16",
+        "RTP_NAMESPACE_CALLS_PER_SECOND": "0",
+        "RTP_MAX_FETCHES_PER_POLL": "1000",
         "RTP_TENANCY_MODE": "Single",
         "RTP_ALLOWED_ROLE_PATTERNS": "",
     },
@@ -437,7 +439,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(one(render(VALUE_SETS[name]), "Deployment")))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 13
+    assert len(rtp_variables) == 15
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 

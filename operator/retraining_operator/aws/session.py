@@ -101,6 +101,20 @@ class CallBudget:
         self._last = clock()
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
+        self._shares: dict[str, CallBudget] = {}
+
+    def share(self, key: str, rate: float) -> CallBudget:
+        """A bucket of its own for `key` (a namespace), spent before this shared one: one
+        namespace's backlog takes at most `rate` calls per second of the operator's budget,
+        so another namespace's calls still find tokens. `rate <= 0`: this budget itself."""
+        if rate <= 0:
+            return self
+        with self._lock:
+            found = self._shares.get(key)
+            if found is None or found.rate != rate:
+                found = _ShareOf(self, rate, clock=self._clock, sleep=self._sleep)
+                self._shares[key] = found
+            return found
 
     def acquire(self) -> None:
         if self.rate <= 0:
@@ -117,6 +131,25 @@ class CallBudget:
                 wait = (1 - self._tokens) / self.rate
             self.waited_seconds += wait
             self._sleep(wait)
+
+
+class _ShareOf(CallBudget):
+    """One namespace's bucket under the operator-wide budget (`CallBudget.share`)."""
+
+    def __init__(
+        self,
+        parent: CallBudget,
+        rate: float,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        super().__init__(rate, clock=clock, sleep=sleep)
+        self.parent = parent
+
+    def acquire(self) -> None:
+        super().acquire()
+        self.parent.acquire()
 
 
 class CallObserver(Protocol):

@@ -83,12 +83,16 @@ class PolicyMemo:
     # When A2I was last polled. Status holds it too, but a pass may see a stale status (the
     # watch lags, or the last status write was refused): memory keeps one poll per interval.
     last_polled: datetime | None = None
+    # The last poll stopped at its fetch cap: the next pass polls again at once.
+    ingest_backlog: bool = False
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
     # When the serving endpoint was last compared with status.serving (monotonic seconds).
     last_drift_check: float | None = None
     # When sustained AWS throttling was last reported (monotonic seconds).
     throttle_reported: float | None = None
+    # The last AWS error message logged (tenants see only the operation and code).
+    aws_error_logged: str | None = None
     # The last unexpected error (type and text): logged with its traceback once, not per pass.
     internal_error: str | None = None
     # The policy's AWS session, and what it was made for (region, role; in Scoped mode also

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import pydantic
 
 from retraining_operator.api import ConditionType, RetrainingPolicySpec, RetrainingPolicyStatus
+from retraining_operator.aws.errors import AwsError, aws_detail
 from retraining_operator.aws.session import AssumedRole, AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.errors import NeedsAttention, RetryLater
@@ -118,11 +119,11 @@ class Controller:
                 stage.step(p)
             memo.internal_error = None
         except RetryLater as error:
-            p.event("Warning", error.reason, error.message)
+            p.event("Warning", error.reason, _public(p, error))
             if error.after is not None:
                 p.due_in(error.after)
         except NeedsAttention as error:
-            p.degrade(error.reason, error.message)
+            p.degrade(error.reason, _public(p, error))
         except Exception as error:
             if p.write_failed:
                 raise  # the status cannot be written: nothing more this pass
@@ -233,6 +234,19 @@ class Controller:
             f"{self.config.tick_seconds:g}s. Please report this with the operator's log.",
         )
         p.not_before = self.config.tick_seconds
+
+
+def _public(p: PolicyPass, error: RetryLater | NeedsAttention) -> str:
+    """What tenants read of an error: AWS's own message (which can name the operator's role,
+    its account or other tenants' resources) is logged here, once per distinct message, and
+    replaced by the operation and AWS error code."""
+    detail = aws_detail(error)
+    if detail is not None and p.memo.aws_error_logged != detail:
+        p.memo.aws_error_logged = detail
+        log.warning("%s/%s: %s: AWS said: %s", *p.labels, error.reason, detail)
+    if isinstance(error, AwsError):
+        return f"{error.public} (AWS's message is in the operator log)"
+    return error.message
 
 
 def _spec_problem(error: pydantic.ValidationError) -> str:

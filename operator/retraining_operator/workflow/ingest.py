@@ -112,6 +112,8 @@ class PollResult:
     # Every sample quarantined by this poll, counted per reason (for metrics; not capped).
     quarantined_by_reason: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
+    # Completed loops not read because the poll reached `max_fetches` (read by the next).
+    deferred: int = 0
 
     def event_message(self) -> str | None:
         """A Kubernetes Event message (Warning) for this poll's quarantined samples and
@@ -431,9 +433,12 @@ def poll(
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
     owner: dict[str, str] | None = None,
     may_read: Callable[[str], bool] | None = None,
+    max_fetches: int | None = None,
 ) -> PollResult:
     """Run one ingest poll for a policy and return its counters (see module docstring).
-    `owner`: the ledger must be this policy's (`LedgerStore`). `may_read`: whether the
+    `owner`: the ledger must be this policy's (`LedgerStore`). `max_fetches`: read at most
+    this many outputs; the other Completed loops stay unsettled (they hold the watermark)
+    and are counted in `deferred`. `may_read`: whether the
     policy's tenant may read an S3 URI (the flow definition's output, in Scoped mode).
 
     Returns, or raises `IngestRetry` (a `RetryLater`: AWS busy, the ledger contended) or
@@ -473,6 +478,7 @@ def poll(
     in_progress = 0
     batch_futures: list[Future[_Fetched]] = []
     batch_failed: list[a2i.HumanLoop] = []
+    submitted = deferred = 0
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="ingest") as pool:
         try:
@@ -484,7 +490,15 @@ def poll(
                 in_progress += len(sorted_page.unsettled)
                 unsettled_created.extend(loop.created for loop in sorted_page.unsettled)
                 batch_failed.extend(sorted_page.failed)
-                batch_futures.extend(pool.submit(fetch, loop) for loop in sorted_page.fetch)
+                fetchable = list(sorted_page.fetch)
+                if max_fetches is not None and submitted + len(fetchable) > max_fetches:
+                    room = max(0, max_fetches - submitted)
+                    later = fetchable[room:]
+                    fetchable = fetchable[:room]
+                    deferred += len(later)
+                    unsettled_created.extend(loop.created for loop in later)
+                submitted += len(fetchable)
+                batch_futures.extend(pool.submit(fetch, loop) for loop in fetchable)
                 if len(batch_futures) + len(batch_failed) >= batch_size:
                     batch = _Batch([f.result() for f in batch_futures], batch_failed)
                     batch_futures, batch_failed = [], []
@@ -513,7 +527,7 @@ def poll(
     except (AwsError, LedgerError) as error:
         raise _poll_error(f"cannot commit the ingest ledger {store.uri}", error) from error
 
-    unsettled = in_progress + tally.fetch_errors
+    unsettled = in_progress + tally.fetch_errors + deferred
     status = rules.ingest_status(
         store.ledger, polled_at=listed_at, in_progress=unsettled, ledger_uri=store.uri
     )
@@ -542,6 +556,7 @@ def poll(
         quarantine=tuple(tally.notes),
         quarantined_by_reason=dict(tally.by_reason),
         errors=tuple(tally.errors),
+        deferred=deferred,
     )
 
 

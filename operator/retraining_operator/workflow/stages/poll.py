@@ -12,6 +12,8 @@ from retraining_operator.reconcile.tenancy import s3_readable
 from retraining_operator.workflow import ingest
 from retraining_operator.workflow.context import PolicyPass
 
+BACKLOG_REPOLL_SECONDS = 1.0
+
 
 def step(p: PolicyPass) -> None:
     if p.spec.suspend:
@@ -28,7 +30,7 @@ def step(p: PolicyPass) -> None:
         operator_started=p.started_at,
         spread=timedelta(seconds=p.config.poll_spread_seconds),
     )
-    if p.now < next_poll:
+    if p.now < next_poll and not p.memo.ingest_backlog:
         p.due_in((next_poll - p.now).total_seconds())
         return
     p.due_in(interval.total_seconds())
@@ -40,12 +42,18 @@ def step(p: PolicyPass) -> None:
             concurrency=p.config.fetch_concurrency,
             owner=p.ledger_owner,
             may_read=None if p.tenant is None else lambda uri: s3_readable(p.tenant, uri),
+            max_fetches=p.config.max_fetches_per_poll or None,
         )
     except RetryLater as error:
         # The rest of the pass (a run under way) does not depend on this poll.
         p.event("Warning", "PollFailed", f"{error} (retrying)")
         return
     status.ingest = polled.status
+    # A backlog is read in slices of max_fetches_per_poll, one per pass, each pass giving
+    # the worker thread (and the AWS budget) back to other policies in between.
+    p.memo.ingest_backlog = polled.deferred > 0
+    if polled.deferred:
+        p.due_in(BACKLOG_REPOLL_SECONDS)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
