@@ -1,4 +1,5 @@
-"""Fair share of the operator's AWS call budget: a bucket per namespace under the shared one."""
+"""Fair share of the operator's AWS call budget (a bucket per namespace under the shared one),
+and the tenant session's ExpectedBucketOwner on S3 calls."""
 
 from __future__ import annotations
 
@@ -51,3 +52,24 @@ def test_automatic_rate_is_half_in_scoped_mode_and_none_in_single() -> None:
     assert namespace_call_rate(scoped) == 10.0
     assert namespace_call_rate(OperatorConfig(namespace_calls_per_second=3)) == 3.0
     assert CallBudget(20).share("x", 0).rate == 20
+
+
+def test_expected_bucket_owner_goes_on_every_s3_call_that_takes_it() -> None:
+    from botocore.stub import Stubber
+
+    from retraining_operator.aws.session import AwsSession
+
+    session = AwsSession("us-east-1", expected_bucket_owner="111111111111")
+    s3 = session.s3()
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "get_object_tagging",
+            {"TagSet": []},
+            {"Bucket": "b", "Key": "k", "ExpectedBucketOwner": "111111111111"},
+        )
+        s3.get_object_tagging(Bucket="b", Key="k")
+        stub.assert_no_pending_responses()
+    plain = AwsSession("us-east-1").s3()
+    with Stubber(plain) as stub:
+        stub.add_response("get_object_tagging", {"TagSet": []}, {"Bucket": "b", "Key": "k"})
+        plain.get_object_tagging(Bucket="b", Key="k")
