@@ -171,3 +171,12 @@ def test_hostile_policy_is_refused_with_the_field(
     message = eventually(refused, timeout=30, what="hostile policy refused")
     assert "spec.humanLoops.flowDefinitionArn" in message
     assert kube.kubectl("get", "rtp", "hostile", "-n", team_b).returncode != 0
+
+
+def test_the_tenant_api_is_explained(kube: KubeCluster, rtp_crd: dict[str, Any]) -> None:
+    kube.apply_crd(TENANT_CRD)
+    out = kube.kubectl("explain", "retrainingtenant.spec.allow.s3", "--recursive=false")
+    assert out.returncode == 0, out.stderr
+    assert "folder prefixes" in " ".join(out.stdout.split())
+    scope = kube.kubectl_json("get", "crd", "retrainingtenants.retraining.hitl.dev")
+    assert scope["spec"]["scope"] == "Cluster"

@@ -326,3 +326,26 @@ def test_tenant_identity_tags_the_session() -> None:
 def test_fixture_file_is_yaml_round_trippable() -> None:
     # The docs' worked example is generated from the same shape.
     assert yaml.safe_load(yaml.safe_dump(tenant_body("team-a", A_ACCOUNT)))["spec"]["aws"]
+
+
+def test_an_invalid_tenant_in_the_index_covers_nothing() -> None:
+    import logging
+
+    from retraining_operator.workflow.tenancy import TenantIndex
+
+    log = logging.getLogger("test")
+    good = TenantIndex.entry(tenant_body("team-a", A_ACCOUNT), "team-a", log)
+    hostile = tenant_body("team-b", B_ACCOUNT)
+    hostile["spec"]["aws"]["roleArn"] = "*"
+    hostile["spec"]["allow"]["endpointNames"] = ["x" * 10_000]
+    assert TenantIndex.entry(hostile, "team-b", log) is None
+    index = TenantIndex(lambda namespace: None)
+    assert index.tenants() == []  # before kopf's index is attached: no tenant, all refused
+    index.attach({key: [value] for key, value in good.items()})
+    assert [t.name for t in index.tenants()] == ["team-a"]
+    verdict = tenancy.admit(
+        spec_of(policy("team-b", B_ACCOUNT)), mode=TenancyMode.SCOPED, namespace="team-b",
+        tenants=index.tenants(),
+    )  # fmt: skip
+    assert isinstance(verdict, tenancy.Refusal)
+    assert verdict.reason == "TenantMissing"
