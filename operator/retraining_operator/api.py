@@ -556,6 +556,8 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    # The endpoint no longer serves what status.serving says (changed out of band).
+    DRIFTED = "Drifted"
 
 
 class Condition(_Status):

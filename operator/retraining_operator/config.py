@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from retraining_operator.tenancy_api import TenancyMode
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -30,10 +32,28 @@ class OperatorConfig:
     # Sharding: this operator serves the policies of shard `shard` out of `shards`.
     shards: int = 1
     shard: int = 0
+    # Upper bound per namespace, under the one above, so one namespace's backlog cannot
+    # starve another's. 0 = automatic: half the budget in Scoped mode, none in Single mode.
+    namespace_calls_per_second: float = 0.0
+    # The most loop outputs one poll reads; the rest wait for the next poll, which comes at
+    # once (a long backlog is read in slices, each pass giving the worker thread back).
+    max_fetches_per_poll: int = 1000
     # fnmatch patterns of role ARNs policies may assume; empty = any.
     allowed_role_patterns: tuple[str, ...] = field(default_factory=tuple)
+    # Single: one team, the operator's identity; Scoped: every policy acts for exactly one
+    # RetrainingTenant, as its role (docs/tenancy.md).
+    tenancy_mode: TenancyMode = TenancyMode.SINGLE
 
     def role_allowed(self, role_arn: str | None) -> bool:
         if role_arn is None or not self.allowed_role_patterns:
             return True
         return any(fnmatch.fnmatchcase(role_arn, p) for p in self.allowed_role_patterns)
+
+
+def namespace_call_rate(config: OperatorConfig) -> float:
+    """The per-namespace AWS call rate (0: none beyond the operator-wide budget)."""
+    if config.namespace_calls_per_second > 0:
+        return config.namespace_calls_per_second
+    if config.tenancy_mode is TenancyMode.SCOPED and config.aws_calls_per_second > 0:
+        return config.aws_calls_per_second / 2
+    return 0.0

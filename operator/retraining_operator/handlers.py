@@ -24,14 +24,16 @@ import kopf
 
 from retraining_operator import kube, metrics
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession, CallBudget, role_session_name
-from retraining_operator.config import OperatorConfig
+from retraining_operator.aws.session import AssumedRole, AwsSession, CallBudget, role_session_name
+from retraining_operator.config import OperatorConfig, namespace_call_rate
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.sharding import shard_of
 from retraining_operator.reconcile.status import merge_patch_body
+from retraining_operator.tenancy_api import TENANT_PLURAL, TenancyMode
 from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
 from retraining_operator.workflow.controller import Controller
+from retraining_operator.workflow.tenancy import TenantIndex
 
 FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -46,6 +48,8 @@ class OperatorState:
     budget: CallBudget | None = None
     controller: Controller | None = None
     executor: ThreadPoolExecutor | None = None
+    # Scoped mode: the RetrainingTenants, from kopf's index (passes wait until it is loaded).
+    tenants: TenantIndex = field(default_factory=lambda: TenantIndex(kube.namespace_labels))
 
     def running(self) -> tuple[Controller, ThreadPoolExecutor]:
         if self.controller is None or self.executor is None:
@@ -90,7 +94,17 @@ def configure(config: OperatorConfig) -> None:
         # second, not every 60 s, before the finalizer runs and is released.
         kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0, when=owned)(policy_daemon)
         kopf.on.update(*RESOURCE, id="wake", when=owned)(wake_on_change)
+        if config.tenancy_mode is TenancyMode.SCOPED:
+            kopf.index(API_GROUP, API_VERSION, TENANT_PLURAL, id=TENANT_INDEX)(index_tenant)
         _state.registered = True
+
+
+TENANT_INDEX = "retraining_tenants"
+
+
+def index_tenant(body: Any, name: str, logger: kopf.Logger, **_: Any) -> Any:
+    """Scoped mode: every RetrainingTenant, parsed (an invalid one covers nothing)."""
+    return TenantIndex.entry(dict(body), name, logger)
 
 
 def _session(ref: PolicyRef, spec: Any) -> AwsSession:
@@ -100,7 +114,26 @@ def _session(ref: PolicyRef, spec: Any) -> AwsSession:
         role_arn=spec.aws.role_arn,
         session_name=role_session_name(ref.namespace, ref.name),
         pool=max(config.fetch_concurrency, 10),
-        budget=_state.budget,
+        budget=_budget(ref.namespace),
+        observer=metrics.MetricsObserver(),
+    )
+
+
+def _budget(namespace: str) -> CallBudget | None:
+    budget = _state.budget
+    return budget.share(namespace, namespace_call_rate(_state.config)) if budget else None
+
+
+def _tenant_session(
+    ref: PolicyRef, spec: Any, assumed: AssumedRole, expected_owner: str | None
+) -> AwsSession:
+    config = _state.config
+    return AwsSession(
+        spec.aws.region,
+        assumed=assumed,
+        expected_bucket_owner=expected_owner,
+        pool=max(config.fetch_concurrency, 10),
+        budget=_budget(ref.namespace),
         observer=metrics.MetricsObserver(),
     )
 
@@ -166,12 +199,15 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     # chart's least-privilege RBAC needs neither (and startup is not delayed by retries).
     settings.scanning.disabled = True
     _state.budget = CallBudget(config.aws_calls_per_second)
-    _state.controller = Controller(config, _session)
+    _state.controller = Controller(
+        config, _session, tenants=_state.tenants, tenant_sessions=_tenant_session
+    )
     _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"
     )
     logger.info(
-        "retraining operator starting: peering=%s tick=%ss workers=%s aws-budget=%s/s",
+        "retraining operator starting: tenancy=%s peering=%s tick=%ss workers=%s aws-budget=%s/s",
+        config.tenancy_mode,
         config.peering or "off",
         config.tick_seconds,
         config.max_workers,
@@ -195,6 +231,7 @@ async def policy_daemon(
     """The policy's loop: a pass, then sleep until something is due or the object changes."""
     loop = asyncio.get_running_loop()
     policy = _policy(memo)
+    _state.tenants.attach(_.get(TENANT_INDEX))
     executor = _state.running()[1]
     tick = _state.config.tick_seconds
     while not stopped and not meta.get("deletionTimestamp"):

@@ -13,6 +13,8 @@ Refusals and an unreachable API server raise `StatusWriteFailed` (retry on a lat
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -135,3 +137,25 @@ def clear_annotations(namespace: str, name: str, keys: list[str]) -> None:
     except client.ApiException as error:
         if error.status != 404:  # gone meanwhile: nothing to clear
             raise StatusWriteFailed(f"annotations not cleared: HTTP {error.status}") from error
+
+
+_NAMESPACE_LABELS_TTL = 30.0
+_namespace_labels: dict[str, tuple[float, dict[str, str] | None]] = {}
+
+
+def namespace_labels(namespace: str) -> Mapping[str, str] | None:
+    """A namespace's labels (cached 30 s), for tenants that select namespaces by label; None
+    when it cannot be read (then no selector covers it: the policy is refused, not admitted)."""
+    now = time.monotonic()
+    cached = _namespace_labels.get(namespace)
+    if cached is not None and now - cached[0] < _NAMESPACE_LABELS_TTL:
+        return cached[1]
+    _custom_objects()  # loads the configuration
+    labels: dict[str, str] | None
+    try:
+        found = client.CoreV1Api().read_namespace(namespace)
+        labels = dict((found.metadata.labels if found.metadata else None) or {})
+    except (client.ApiException, urllib3.exceptions.HTTPError):
+        labels = None
+    _namespace_labels[namespace] = (now, labels)
+    return labels

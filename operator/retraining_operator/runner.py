@@ -14,6 +14,7 @@ from typing import Any
 
 from retraining_operator.config import OperatorConfig
 from retraining_operator.leader import LeaderElector
+from retraining_operator.tenancy_api import TenancyMode
 
 
 class _JsonFormatter(logging.Formatter):
@@ -63,6 +64,9 @@ def run_operator(args: argparse.Namespace) -> int:
         allowed_role_patterns=tuple(args.allowed_role_pattern or ()),
         shards=args.shards,
         shard=args.shard,
+        tenancy_mode=TenancyMode(args.tenancy_mode),
+        namespace_calls_per_second=args.namespace_calls_per_second,
+        max_fetches_per_poll=args.max_fetches_per_poll,
     )
     handlers.configure(config)
     # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.

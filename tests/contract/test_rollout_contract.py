@@ -344,12 +344,19 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
         stub.add_response("describe_model", SERVING_MODEL, {"ModelName": "od-model-1"})
         stub.add_response("create_model", {"ModelArn": M_ARN}, dict(plan.create_model))
         stub.add_response("describe_endpoint", endpoint(), {"EndpointName": "od-endpoint"})
-        for _ in range(2):  # the guard's look, then _ensure_config's look
+        endpoint_arn = endpoint()["EndpointArn"]
+        for look in range(2):  # the guard's look, then _ensure_config's look
             stub.add_client_error(
                 "describe_endpoint_config", "ValidationException",
                 "Could not find endpoint configuration.",
                 expected_params={"EndpointConfigName": NAMES.config},
             )  # fmt: skip
+            if look == 0:
+                # Before the first change: whose endpoint is it? Nobody's yet: claim it.
+                stub.add_response("list_tags", {"Tags": []},
+                                  {"ResourceArn": endpoint_arn, "MaxResults": 100})  # fmt: skip
+                owner = [{"Key": "retraining.hitl.dev/endpoint-owner", "Value": POLICY.uid}]
+                stub.add_response("add_tags", {}, {"ResourceArn": endpoint_arn, "Tags": owner})
         stub.add_response(
             "describe_endpoint_config", current, {"EndpointConfigName": "od-config-1"}
         )
@@ -374,6 +381,7 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
     assert not progress.done
     assert progress.actions == (
         f"CreateModel {NAMES.model}",
+        f"AddTags od-endpoint retraining.hitl.dev/endpoint-owner={POLICY.uid}",
         f"CreateEndpointConfig {NAMES.config}",
         f"UpdateEndpoint od-endpoint -> {NAMES.config}",
     )

@@ -37,8 +37,9 @@ def test_a_role_that_cannot_be_assumed_fails_the_call_with_a_typed_error(
     aws.faults.fail("sts", "AssumeRole", status=403, code="AccessDenied",
                     message="not authorized to perform sts:AssumeRole")  # fmt: skip
     session = AwsSession("us-east-1", role_arn=ROLE)  # no call yet: nothing to fail
-    with pytest.raises(AccessDenied, match="sts:AssumeRole"):
+    with pytest.raises(AccessDenied, match=r": AccessDenied$") as caught:
         S3(session.s3()).get(S3Location(aws_bucket, "ledger/head.json"))
+    assert "sts:AssumeRole" in caught.value.message  # AWS's words, for the operator's log
     assert aws.log.calls("s3") == []
 
 

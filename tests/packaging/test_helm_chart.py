@@ -127,14 +127,20 @@ def test_chart_metadata_matches_the_package() -> None:
 # ------------------------------------------------------------------------------ the CRD
 
 
+CRD_FILES = ["retrainingpolicies.yaml", "retrainingtenants.yaml"]
+
+
 def test_chart_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
-    source = (REPO_ROOT / "crds" / "retrainingpolicies.yaml").read_bytes()
-    copy = (CHART_DIR / "crds" / "retrainingpolicies.yaml").read_bytes()
-    assert copy == source, "run: cp crds/retrainingpolicies.yaml charts/*/crds/"
-    # The chart ships no other CRD, and Helm installs exactly this one from crds/.
-    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == ["retrainingpolicies.yaml"]
+    sources = []
+    for name in CRD_FILES:
+        source = (REPO_ROOT / "crds" / name).read_bytes()
+        copy = (CHART_DIR / "crds" / name).read_bytes()
+        assert copy == source, f"run: cp crds/{name} charts/*/crds/"
+        sources.append(yaml.safe_load(source))
+    # The chart ships no other CRD, and Helm installs exactly these from crds/.
+    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == CRD_FILES
     shown = [d for d in yaml.safe_load_all(helm("show", "crds", str(CHART_DIR)).stdout) if d]
-    assert shown == [yaml.safe_load(source)]
+    assert sorted(shown, key=lambda d: d["metadata"]["name"]) == sources
 
 
 def test_crd_is_not_a_template() -> None:
@@ -142,7 +148,7 @@ def test_crd_is_not_a_template() -> None:
     docs = render({})
     assert not by_kind(docs, "CustomResourceDefinition")
     with_crds = [d for d in yaml.safe_load_all(template_text({}, "--include-crds").stdout) if d]
-    assert len(by_kind(with_crds, "CustomResourceDefinition")) == 1
+    assert len(by_kind(with_crds, "CustomResourceDefinition")) == len(CRD_FILES)
 
 
 # ------------------------------------------------------------------------------ the schema
@@ -377,6 +383,9 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "RTP_MAX_WORKERS": "16",
         "RTP_AWS_CALLS_PER_SECOND": "20",
         "RTP_FETCH_CONCURRENCY": "16",
+        "RTP_NAMESPACE_CALLS_PER_SECOND": "0",
+        "RTP_MAX_FETCHES_PER_POLL": "1000",
+        "RTP_TENANCY_MODE": "Single",
         "RTP_ALLOWED_ROLE_PATTERNS": "",
     },
 }
@@ -430,7 +439,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(one(render(VALUE_SETS[name]), "Deployment")))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 12
+    assert len(rtp_variables) == 15
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 
@@ -547,3 +556,36 @@ def test_notes_render_for_every_value_set(tmp_path: Path) -> None:
         assert f"deployment/{FULLNAME}" in notes
         assert "never upgrades or deletes it" in notes
         assert ("IRSA role " + IRSA_ROLE in notes) is (name == "irsa-monitoring")
+
+
+# ------------------------------------------------------------------------------ tenancy
+
+
+def test_single_mode_ships_no_tenancy_objects() -> None:
+    docs = render({})
+    assert container_env(one(docs, "Deployment"))["RTP_TENANCY_MODE"] == "Single"
+    assert not by_kind(docs, "ValidatingAdmissionPolicy")
+    assert not [d for d in by_kind(docs, "ClusterRole") if "tenants" in d["metadata"]["name"]]
+
+
+def test_scoped_mode_reads_tenants_and_never_writes_them() -> None:
+    docs = render({"tenancy": {"mode": "Scoped"}, "watchNamespaces": ["team-a"]})
+    assert container_env(one(docs, "Deployment"))["RTP_TENANCY_MODE"] == "Scoped"
+    (role,) = [
+        d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-tenants")
+    ]
+    assert role["rules"] == [
+        {"apiGroups": ["retraining.hitl.dev"], "resources": ["retrainingtenants"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+    ]  # fmt: skip
+    # Nothing else in the chart mentions tenants: no Role grants tenants any verb on them.
+    for kind in ("Role", "ClusterRole"):
+        for doc in by_kind(docs, kind):
+            if doc is not role:
+                assert "retrainingtenants" not in str(doc["rules"])
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["paramRef"]["parameterNotFoundAction"] == "Deny"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    assert policy["spec"]["paramKind"]["kind"] == "RetrainingTenant"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from retraining_operator.aws.errors import AWS_CALL_ERRORS, map_client_error
 
 if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_a2i_runtime import AugmentedAIRuntimeClient
 
 PAGE_SIZE = 100  # the API's maximum MaxResults
@@ -107,3 +108,12 @@ def output_prefix_of(uri: str, flow_definition_name: str, loop_name: str) -> str
     if not match or match["flow"] != flow_definition_name or match["loop"] != loop_name:
         return None
     return match["prefix"]
+
+
+def flow_output_path(sm: SageMakerClient, flow_definition_name: str) -> str:
+    """The flow definition's S3OutputPath (where A2I writes every loop's output)."""
+    try:
+        described = sm.describe_flow_definition(FlowDefinitionName=flow_definition_name)
+    except AWS_CALL_ERRORS as error:
+        raise map_client_error(error, "DescribeFlowDefinition") from error
+    return str(described["OutputConfig"]["S3OutputPath"])

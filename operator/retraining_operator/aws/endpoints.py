@@ -178,6 +178,12 @@ def list_tags(sm: SageMakerClient, arn: str) -> dict[str, str]:
     return tags
 
 
+def add_tags(sm: SageMakerClient, arn: str, tags: dict[str, str]) -> None:
+    """Add (or overwrite) tags on a resource."""
+    with _mapped("AddTags"):
+        sm.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
 @dataclass(frozen=True)
 class Listed:
     """One entry of ListModels / ListEndpointConfigs."""

@@ -75,9 +75,30 @@ class AwsError(Exception):
 
     def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
         Exception.__init__(self, message)
+        # AWS's full message: for the operator's own decisions and its log only. It can name
+        # the operator's role, account and other tenants' resources, so what tenants read
+        # (Events, conditions, str(error)) is `public`: the operation and the error code.
         self.message = message
         self.code = code
         self.operation = operation
+
+    @property
+    def public(self) -> str:
+        head = f"{self.operation}: " if self.operation else ""
+        return f"{head}{self.code or type(self).__name__}"
+
+    def __str__(self) -> str:
+        return self.public
+
+
+def aws_detail(error: BaseException) -> str | None:
+    """The full AWS message behind `error` (itself or a cause), for the operator's log."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, AwsError):
+            return seen.message
+        seen = seen.__cause__
+    return None
 
 
 class AwsRetryLater(AwsError, RetryLater):

@@ -13,11 +13,13 @@ them, so the controller can report sustained throttling as an Event.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -101,6 +103,20 @@ class CallBudget:
         self._last = clock()
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
+        self._shares: dict[str, CallBudget] = {}
+
+    def share(self, key: str, rate: float) -> CallBudget:
+        """A bucket of its own for `key` (a namespace), spent before this shared one: one
+        namespace's backlog takes at most `rate` calls per second of the operator's budget,
+        so another namespace's calls still find tokens. `rate <= 0`: this budget itself."""
+        if rate <= 0:
+            return self
+        with self._lock:
+            found = self._shares.get(key)
+            if found is None or found.rate != rate:
+                found = _ShareOf(self, rate, clock=self._clock, sleep=self._sleep)
+                self._shares[key] = found
+            return found
 
     def acquire(self) -> None:
         if self.rate <= 0:
@@ -117,6 +133,25 @@ class CallBudget:
                 wait = (1 - self._tokens) / self.rate
             self.waited_seconds += wait
             self._sleep(wait)
+
+
+class _ShareOf(CallBudget):
+    """One namespace's bucket under the operator-wide budget (`CallBudget.share`)."""
+
+    def __init__(
+        self,
+        parent: CallBudget,
+        rate: float,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        super().__init__(rate, clock=clock, sleep=sleep)
+        self.parent = parent
+
+    def acquire(self) -> None:
+        super().acquire()
+        self.parent.acquire()
 
 
 class CallObserver(Protocol):
@@ -138,10 +173,46 @@ def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAU
     )
 
 
+MAX_SESSION_NAME = 64
+
+
 def role_session_name(namespace: str, name: str) -> str:
-    """STS RoleSessionName naming the policy (2-64 chars of [\\w+=,.@-])."""
-    cleaned = re.sub(r"[^\w+=,.@-]", "-", f"rtp-{namespace}.{name}")
-    return cleaned[:64]
+    """STS RoleSessionName naming the policy (2-64 chars of [\\w+=,.@-]), unique per policy:
+    a readable (possibly shortened) `rtp-<namespace>.<name>` and a hash of the full pair, so
+    two long names that share a 64-character prefix never share a session name (CloudTrail
+    tells them apart)."""
+    full = f"{namespace}/{name}"
+    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^\w+=,.@-]", "-", f"rtp-{namespace}.{name}")
+    return f"{readable[: MAX_SESSION_NAME - len(digest) - 1]}-{digest}"
+
+
+@dataclass(frozen=True)
+class AssumedRole:
+    """The role a session assumes, as whom (session name and tags), with which ExternalId."""
+
+    role_arn: str
+    session_name: str
+    external_id: str | None = None
+    # STS session tags, e.g. (("namespace", "team-a"), ("policy", "detector")): the role's
+    # trust and permission policies can require them (aws:PrincipalTag/namespace).
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def assume_role_args(self, seconds: int) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "RoleArn": self.role_arn,
+            "RoleSessionName": self.session_name,
+            "DurationSeconds": seconds,
+        }
+        if self.external_id is not None:
+            args["ExternalId"] = self.external_id
+        if self.tags:
+            # Tag values: at most 256 characters of letters, digits, spaces and _.:/=+-@.
+            args["Tags"] = [
+                {"Key": key, "Value": re.sub(r"[^\w .:/=+\-@]", "-", value)[:256]}
+                for key, value in self.tags
+            ]
+        return args
 
 
 class AwsSession:
@@ -158,9 +229,17 @@ class AwsSession:
         base: boto3.Session | None = None,
         budget: CallBudget | None = None,
         observer: CallObserver | None = None,
+        assumed: AssumedRole | None = None,
+        expected_bucket_owner: str | None = None,
     ) -> None:
+        """`assumed` (a tenant's role, with session tags and ExternalId) wins over `role_arn`.
+        `expected_bucket_owner`: every S3 call that takes ExpectedBucketOwner sends it, so a
+        bucket owned by another account fails with AccessDenied instead of being read."""
+        if assumed is None and role_arn is not None:
+            assumed = AssumedRole(role_arn, session_name)
         self.region = region
-        self.role_arn = role_arn
+        self.role_arn = assumed.role_arn if assumed is not None else None
+        self.expected_bucket_owner = expected_bucket_owner
         self._config = client_config(max_attempts=max_attempts, pool=pool)
         self._base = base or boto3.Session(botocore_session=botocore_session(), region_name=region)
         self._clients: dict[str, Any] = {}
@@ -170,9 +249,7 @@ class AwsSession:
         self._throttled = 0
         self._throttled_lock = threading.Lock()
         # Last: `_assumed` hooks the STS client, which needs everything above.
-        self._session = (
-            self._assumed(role_arn, session_name) if role_arn is not None else self._base
-        )
+        self._session = self._assumed(assumed) if assumed is not None else self._base
 
     def client(self, service: str) -> Any:
         """A cached, thread-safe boto3 client (clients are safe to share across threads)."""
@@ -182,6 +259,12 @@ class AwsSession:
                     service, region_name=self.region, config=self._config
                 )
                 self._hook(client)
+                if service == "s3" and self.expected_bucket_owner is not None:
+                    owner = self.expected_bucket_owner
+                    client.meta.events.register(
+                        "provide-client-params.s3.*",
+                        lambda params, model, **_: _expect_owner(params, model, owner),
+                    )
                 self._clients[service] = client
             return self._clients[service]
 
@@ -247,16 +330,12 @@ class AwsSession:
         """Application Auto Scaling (endpoint variants' scalable targets and policies)."""
         return cast("ApplicationAutoScalingClient", self.client("application-autoscaling"))
 
-    def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
+    def _assumed(self, assumed: AssumedRole) -> boto3.Session:
         sts = self._base.client("sts", region_name=self.region, config=self._config)
         self._hook(sts)
 
         def fetch() -> dict[str, str]:
-            creds = sts.assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=session_name,
-                DurationSeconds=ASSUME_ROLE_SECONDS,
-            )["Credentials"]
+            creds = sts.assume_role(**assumed.assume_role_args(ASSUME_ROLE_SECONDS))["Credentials"]
             expiry: datetime = creds["Expiration"]
             return {
                 "access_key": creds["AccessKeyId"],
@@ -273,3 +352,10 @@ class AwsSession:
         core._credentials = refreshable  # type: ignore[attr-defined]
         core.set_config_variable("region", self.region)
         return boto3.Session(botocore_session=core)
+
+
+def _expect_owner(params: dict[str, Any], model: Any, owner: str) -> None:
+    """Add ExpectedBucketOwner to an S3 call whose operation takes it (most do)."""
+    members = model.input_shape.members if model.input_shape is not None else {}
+    if "ExpectedBucketOwner" in members:
+        params.setdefault("ExpectedBucketOwner", owner)

@@ -97,8 +97,33 @@ def register(sub: Subparsers) -> None:
         "--allowed-role-pattern",
         action="append",
         default=_env_list("RTP_ALLOWED_ROLE_PATTERNS"),
-        help="fnmatch pattern of spec.aws.roleArn values policies may assume; repeat for "
-        "several; default: any [RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
+        help="fnmatch pattern of role ARNs policies may name (spec.aws.roleArn and "
+        "spec.training.roleArn); repeat for several; default: any "
+        "[RTP_ALLOWED_ROLE_PATTERNS, comma-separated]",
+    )
+    run.add_argument(
+        "--namespace-calls-per-second",
+        type=float,
+        default=float(os.environ.get("RTP_NAMESPACE_CALLS_PER_SECOND", "0")),
+        help="budget of AWS calls per second for one namespace, under the operator-wide one; "
+        "0 = half the operator-wide budget in Scoped mode, none in Single mode "
+        "[RTP_NAMESPACE_CALLS_PER_SECOND]",
+    )
+    run.add_argument(
+        "--max-fetches-per-poll",
+        type=int,
+        default=int(os.environ.get("RTP_MAX_FETCHES_PER_POLL", "1000")),
+        help="the most A2I outputs one poll reads; a longer backlog is read by the next "
+        "polls, which come at once; 0 = no cap [RTP_MAX_FETCHES_PER_POLL]",
+    )
+    run.add_argument(
+        "--tenancy-mode",
+        choices=["Single", "Scoped"],
+        default=os.environ.get("RTP_TENANCY_MODE", "Single"),
+        help="Single: one team, the operator's identity, every role in a spec checked against "
+        "--allowed-role-pattern; Scoped: each namespace must belong to one RetrainingTenant, "
+        "whose role the operator assumes and whose allow-lists bound every policy "
+        "(docs/tenancy.md) [RTP_TENANCY_MODE]",
     )
     run.add_argument(
         "--leader-election",

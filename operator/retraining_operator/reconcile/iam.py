@@ -108,6 +108,15 @@ def for_policy(
         )
     )
 
+    # The flow definition's S3OutputPath: the ledger's outputPrefix must lie under it.
+    statements.append(
+        _statement(
+            "ReadFlowDefinition",
+            ["sagemaker:DescribeFlowDefinition"],
+            [spec.human_loops.flow_definition_arn],
+        )
+    )
+
     # S3: A2I outputs are read only; the dataset prefix is the operator's own.
     flow = spec.human_loops.flow_definition_name
     if a2i_output_s3_uri:
@@ -223,6 +232,14 @@ def for_policy(
                 "ListTagsOfModelsAndConfigs",
                 ["sagemaker:ListTags"],
                 [arns.sagemaker("model/*"), arns.sagemaker("endpoint-config/*")],
+            )
+        )
+        # The endpoint's owner tag (the policy UID): read before every roll, set on the first.
+        statements.append(
+            _statement(
+                "OwnTheEndpoint",
+                ["sagemaker:ListTags", "sagemaker:AddTags"],
+                [endpoint],
             )
         )
         statements.append(

@@ -182,6 +182,9 @@ class Ledger:
     watermark: datetime | None = None
     horizon: datetime | None = None
     output_prefix: str | None = None  # A2I's output prefix, learned from one DescribeHumanLoop
+    # Who writes this ledger: {"policyUid": ..., "flowDefinitionArn": ...}, set by the first
+    # writer that knows itself; a policy refuses a ledger another policy (or flow) owns.
+    owner: dict[str, str] | None = None
     totals: Totals = field(default_factory=Totals)
     pending: list[PendingSegment] = field(default_factory=list)
     runs: list[RunClaim] = field(default_factory=list)
@@ -341,6 +344,7 @@ class Ledger:
             "watermark": _iso(self.watermark),
             "horizon": _iso(self.horizon),
             "outputPrefix": self.output_prefix,
+            **({"owner": dict(self.owner)} if self.owner else {}),
             "totals": self.totals.to_json(),
             "pending": [segment.to_json() for segment in self.pending],
             "runs": [claim.to_json() for claim in self.runs],
@@ -390,6 +394,7 @@ class Ledger:
             watermark=_time(raw.get("watermark"), "watermark"),
             horizon=_time(raw.get("horizon"), "horizon"),
             output_prefix=output_prefix if isinstance(output_prefix, str) else None,
+            owner=_owner(raw.get("owner")),
             totals=Totals.from_json(raw.get("totals")),
             loops_text=loops_text,
             pending=[PendingSegment.from_json(item) for item in raw.get("pending", [])],
@@ -406,6 +411,16 @@ def _reviewers(raw: Any) -> dict[str, tuple[int, float]]:
             raise LedgerCorrupt("ledger field reviewers must map a worker to [images, sum]")
         out[str(worker)] = (int(value[0]), float(value[1]))
     return out
+
+
+def _owner(raw: Any) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= 2048 for k, v in raw.items()
+    ):
+        raise LedgerCorrupt("ledger field owner must be an object of strings")
+    return dict(raw)
 
 
 def _fetch_failures(raw: Any) -> dict[str, tuple[int, int]]:

@@ -30,6 +30,7 @@ from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import TrainingObservation
+from retraining_operator.tenancy_api import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,22 @@ class PolicyMemo:
     # When A2I was last polled. Status holds it too, but a pass may see a stale status (the
     # watch lags, or the last status write was refused): memory keeps one poll per interval.
     last_polled: datetime | None = None
+    # The last poll stopped at its fetch cap: the next pass polls again at once.
+    ingest_backlog: bool = False
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
+    # When the serving endpoint was last compared with status.serving (monotonic seconds).
+    last_drift_check: float | None = None
     # When sustained AWS throttling was last reported (monotonic seconds).
     throttle_reported: float | None = None
+    # The last AWS error message logged (tenants see only the operation and code).
+    aws_error_logged: str | None = None
     # The last unexpected error (type and text): logged with its traceback once, not per pass.
     internal_error: str | None = None
-    # The policy's AWS session, and the (region, role) it was made for.
+    # The policy's AWS session, and what it was made for (region, role; in Scoped mode also
+    # the tenant's uid, ExternalId and expected bucket owner).
     session: AwsSession | None = None
-    session_key: tuple[str, str | None] | None = None
+    session_key: tuple[str | None, ...] | None = None
 
 
 @dataclass
@@ -130,12 +138,23 @@ class PolicyPass:
     write_failed: bool = False
     # When set, the next pass comes no sooner than this (backoff after an internal error).
     not_before: float | None = None
+    # Scoped mode: the RetrainingTenant this policy acts for (its allow-lists apply to what
+    # the pass finds at run time too, e.g. a flow definition's output path).
+    tenant: Tenant | None = None
 
     # -- what the pass works on ---------------------------------------------------------
 
     @property
     def ref(self) -> PolicyRef:
         return self.view.ref
+
+    @property
+    def ledger_owner(self) -> dict[str, str]:
+        """Who the ingest ledger belongs to: this policy, reading this flow definition."""
+        return {
+            "policyUid": self.view.ref.uid,
+            "flowDefinitionArn": self.spec.human_loops.flow_definition_arn,
+        }
 
     @property
     def status(self) -> RetrainingPolicyStatus:

@@ -21,12 +21,15 @@ from datetime import UTC, datetime
 import pydantic
 
 from retraining_operator.api import ConditionType, RetrainingPolicySpec, RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.errors import AwsError, aws_detail
+from retraining_operator.aws.session import AssumedRole, AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile import status as st
+from retraining_operator.reconcile import tenancy
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import JobRef
+from retraining_operator.tenancy_api import Tenant
 from retraining_operator.workflow import training
 from retraining_operator.workflow.context import (
     Checkpoint,
@@ -40,6 +43,7 @@ from retraining_operator.workflow.context import (
 from retraining_operator.workflow.stages import (
     approve,
     deploy,
+    drift,
     evaluate,
     poll,
     prepare,
@@ -48,15 +52,27 @@ from retraining_operator.workflow.stages import (
     suspend,
     train,
 )
+from retraining_operator.workflow.tenancy import StaticTenants, TenantDirectory, tenant_identity
 
 __all__ = ["Controller", "Event", "PassResult", "PolicyMemo", "PolicyView"]
 
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[PolicyRef, RetrainingPolicySpec], AwsSession]
+# Scoped mode: a session as the tenant's role, with its expected bucket owner.
+TenantSessionFactory = Callable[
+    [PolicyRef, RetrainingPolicySpec, AssumedRole, str | None], AwsSession
+]
+
+
+def _tenant_session(
+    ref: PolicyRef, spec: RetrainingPolicySpec, assumed: AssumedRole, owner: str | None
+) -> AwsSession:
+    return AwsSession(spec.aws.region, assumed=assumed, expected_bucket_owner=owner)
+
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback)
+STAGES = (poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback, drift)
 
 
 class Controller:
@@ -70,9 +86,13 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         started_at: datetime | None = None,
+        tenants: TenantDirectory | None = None,
+        tenant_sessions: TenantSessionFactory = _tenant_session,
     ) -> None:
         self.config = config
         self.sessions = sessions
+        self.tenants = tenants if tenants is not None else StaticTenants()
+        self.tenant_sessions = tenant_sessions
         self.clock = Clock(wall=clock, monotonic=monotonic)
         self.started_at = started_at or clock()
         # Memos of callers that keep none (tests, benches); the operator passes kopf's.
@@ -84,25 +104,27 @@ class Controller:
         memo = memo if memo is not None else self._memos.setdefault(view.ref.uid, PolicyMemo())
         now = self.clock.wall()
         result = PassResult(status=RetrainingPolicyStatus.model_validate(dict(view.status)))
-        spec = self._admit(view, result, now)
-        if spec is None:
+        admitted = self._admit(view, result, now)
+        if admitted is None:
             checkpoint(result.status)
             return result
+        spec, tenant = admitted
         p = PolicyPass(
-            config=self.config, view=view, spec=spec, session=self._session(view.ref, spec, memo),
-            memo=memo, clock=self.clock, now=now, started_at=self.started_at, result=result,
-            write_status=checkpoint,
+            config=self.config, view=view, spec=spec,
+            session=self._session(view.ref, spec, memo, tenant), memo=memo, clock=self.clock,
+            now=now, started_at=self.started_at, result=result, write_status=checkpoint,
+            tenant=tenant,
         )  # fmt: skip
         try:
             for stage in STAGES:
                 stage.step(p)
             memo.internal_error = None
         except RetryLater as error:
-            p.event("Warning", error.reason, error.message)
+            p.event("Warning", error.reason, _public(p, error))
             if error.after is not None:
                 p.due_in(error.after)
         except NeedsAttention as error:
-            p.degrade(error.reason, error.message)
+            p.degrade(error.reason, _public(p, error))
         except Exception as error:
             if p.write_failed:
                 raise  # the status cannot be written: nothing more this pass
@@ -128,36 +150,60 @@ class Controller:
             spec = RetrainingPolicySpec.model_validate(dict(view.spec))
         except pydantic.ValidationError:
             return [Event("Warning", "CleanupSkipped", f"cannot stop {job.name}: invalid spec")]
-        session = self._session(view.ref, spec, memo or PolicyMemo())
+        verdict = self._tenancy(view, spec)
+        if isinstance(verdict, tenancy.Refusal):
+            return [Event("Warning", "CleanupSkipped", f"cannot stop {job.name}: {verdict.reason}")]
+        session = self._session(view.ref, spec, memo or PolicyMemo(), verdict.tenant)
         if training.stop_training(session, job):
             return [Event("Normal", "TrainingStopped", f"stopped {job.kind} {job.name}")]
         return []
 
-    def _session(self, ref: PolicyRef, spec: RetrainingPolicySpec, memo: PolicyMemo) -> AwsSession:
-        key = (spec.aws.region, spec.aws.role_arn)
+    def _session(
+        self, ref: PolicyRef, spec: RetrainingPolicySpec, memo: PolicyMemo, tenant: Tenant | None
+    ) -> AwsSession:
+        if tenant is None:
+            key: tuple[str | None, ...] = (spec.aws.region, spec.aws.role_arn)
+            if memo.session is None or memo.session_key != key:
+                memo.session, memo.session_key = self.sessions(ref, spec), key
+            return memo.session
+        # The operator's own identity never acts for a tenant: always the tenant's role.
+        owner = tenant.spec.expected_bucket_owner
+        identity = tenant_identity(ref, tenant)
+        key = (spec.aws.region, tenant.uid, identity.role_arn, identity.external_id, owner)
         if memo.session is None or memo.session_key != key:
-            memo.session, memo.session_key = self.sessions(ref, spec), key
+            memo.session = self.tenant_sessions(ref, spec, identity, owner)
+            memo.session_key = key
         return memo.session
+
+    def _tenancy(
+        self, view: PolicyView, spec: RetrainingPolicySpec
+    ) -> tenancy.Admission | tenancy.Refusal:
+        namespace = view.ref.namespace
+        return tenancy.admit(
+            spec,
+            mode=self.config.tenancy_mode,
+            namespace=namespace,
+            tenants=self.tenants.tenants(),
+            namespace_labels=lambda: self.tenants.namespace_labels(namespace),
+            allowed_role_patterns=self.config.allowed_role_patterns,
+        )
 
     def _admit(
         self, view: PolicyView, result: PassResult, now: datetime
-    ) -> RetrainingPolicySpec | None:
-        """The spec, or None when it cannot work (Degraded, Failed, and no AWS call)."""
+    ) -> tuple[RetrainingPolicySpec, Tenant | None] | None:
+        """The spec and its tenant (Scoped mode), or None when it cannot work or may not act
+        (Degraded, Failed, an Event, and no AWS call)."""
         try:
             spec = RetrainingPolicySpec.model_validate(dict(view.spec))
         except pydantic.ValidationError as error:
             result.spec_error = _spec_problem(error)
             self._refuse(view, result, now, "InvalidSpec", result.spec_error)
             return None
-        if not self.config.role_allowed(spec.aws.role_arn):
-            self._refuse(
-                view, result, now, "RoleNotAllowed",
-                f"spec.aws.roleArn {spec.aws.role_arn} is not allowed by this operator "
-                "(allowed patterns: " + ", ".join(self.config.allowed_role_patterns) + "); "
-                "use an allowed role or ask the operator's admin to allow it",
-            )  # fmt: skip
+        verdict = self._tenancy(view, spec)
+        if isinstance(verdict, tenancy.Refusal):
+            self._refuse(view, result, now, verdict.reason, verdict.message)
             return None
-        return spec
+        return spec, verdict.tenant
 
     @staticmethod
     def _refuse(
@@ -189,6 +235,19 @@ class Controller:
             f"{self.config.tick_seconds:g}s. Please report this with the operator's log.",
         )
         p.not_before = self.config.tick_seconds
+
+
+def _public(p: PolicyPass, error: RetryLater | NeedsAttention) -> str:
+    """What tenants read of an error: AWS's own message (which can name the operator's role,
+    its account or other tenants' resources) is logged here, once per distinct message, and
+    replaced by the operation and AWS error code."""
+    detail = aws_detail(error)
+    if detail is not None and p.memo.aws_error_logged != detail:
+        p.memo.aws_error_logged = detail
+        log.warning("%s/%s: %s: AWS said: %s", *p.labels, error.reason, detail)
+    if isinstance(error, AwsError):
+        return f"{error.public} (AWS's message is in the operator log)"
+    return error.message
 
 
 def _spec_problem(error: pydantic.ValidationError) -> str:

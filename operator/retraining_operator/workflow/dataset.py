@@ -15,6 +15,7 @@ loops never appear in another run. Nothing is held whole in memory.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -138,6 +139,7 @@ def assemble_run_dataset(
     *,
     clock: Callable[[], datetime] | None = None,
     part_size: int = DEFAULT_PART_SIZE,
+    owner: dict[str, str] | None = None,
 ) -> AssembledDataset:
     """Claim every pending sample for `run_id` and write its manifests (idempotent).
 
@@ -152,7 +154,7 @@ def assemble_run_dataset(
     """
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
-    store = LedgerStore(s3, spec.dataset.output_s3_uri)
+    store = LedgerStore(s3, spec.dataset.output_s3_uri, owner=owner)
     try:
         store.load()
         claim = _claim(store, run_id, now)
@@ -219,11 +221,26 @@ def _claim(store: LedgerStore, run_id: str, now: Callable[[], datetime]) -> RunC
 
 
 def _segment_lines(s3: S3, output: S3Location, segments: list[PendingSegment]) -> Iterator[bytes]:
+    """Every sample line of the segments, each segment verified as it is read: its content
+    must hash to the sha256 in its name and hold the ledger's number of lines. Anyone who
+    can write the dataset prefix could otherwise choose the training data."""
     for segment in segments:
         location = output.child(PENDING_PREFIX, f"{segment.sha256}.jsonl")
+        digest = hashlib.sha256()
+        count = 0
         for line in s3.iter_lines(location):
+            digest.update(line + b"\n")
+            count += 1
             if line.strip():
                 yield line
+        if digest.hexdigest() != segment.sha256 or count != segment.samples:
+            raise DatasetFailed(
+                "PendingSegmentTampered",
+                f"pending segment {location.uri} does not match the ledger (sha256 "
+                f"{digest.hexdigest()[:16]}..., {count} lines; expected {segment.sha256[:16]}..., "
+                f"{segment.samples} lines): it was changed after the operator wrote it. "
+                "Nothing was trained from it; restore it from a previous S3 object version",
+            )
 
 
 def _build(

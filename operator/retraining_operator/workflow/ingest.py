@@ -49,6 +49,7 @@ from retraining_operator.reconcile.ledger import (
     LoopOutcome,
     PendingSegment,
 )
+from retraining_operator.reconcile.tenancy import s3_within
 from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore, LedgerUnreadable
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class PollResult:
     errors: tuple[str, ...] = ()  # the first MAX_NOTES fetch errors (retried next poll)
     # Worker hash -> (images, mean agreement with the consensus), over every poll so far.
     reviewers: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    # Completed loops not read because the poll reached `max_fetches` (read by the next).
+    deferred: int = 0
 
     def event_message(self) -> str | None:
         """A Kubernetes Event message (Warning) for this poll's quarantined samples and
@@ -430,8 +433,15 @@ def poll(
     concurrency: int = DEFAULT_CONCURRENCY,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
+    owner: dict[str, str] | None = None,
+    may_read: Callable[[str], bool] | None = None,
+    max_fetches: int | None = None,
 ) -> PollResult:
     """Run one ingest poll for a policy and return its counters (see module docstring).
+    `owner`: the ledger must be this policy's (`LedgerStore`). `max_fetches`: read at most
+    this many outputs; the other Completed loops stay unsettled (they hold the watermark)
+    and are counted in `deferred`. `may_read`: whether the
+    policy's tenant may read an S3 URI (the flow definition's output, in Scoped mode).
 
     Returns, or raises `IngestRetry` (a `RetryLater`: AWS busy, the ledger contended) or
     `IngestFailed` (a `NeedsAttention`: reason `IngestFailed` when AWS refused the
@@ -441,12 +451,14 @@ def poll(
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
     output = S3Location.parse(spec.dataset.output_s3_uri)
-    store = LedgerStore(s3, spec.dataset.output_s3_uri)
+    store = LedgerStore(s3, spec.dataset.output_s3_uri, owner=owner)
     lookback = parse_duration(spec.human_loops.lookback)
     try:
         ledger = store.load()
     except (AwsError, LedgerError) as error:
         raise _poll_error(f"cannot read the ingest ledger {store.uri}", error) from error
+    if ledger.output_prefix is not None:
+        _check_output_prefix(session, spec, ledger.output_prefix, may_read)
 
     start = rules.listing_start(ledger.watermark, ledger.horizon, lookback)
     listed_at = now()
@@ -468,6 +480,7 @@ def poll(
     in_progress = 0
     batch_futures: list[Future[_Fetched]] = []
     batch_failed: list[a2i.HumanLoop] = []
+    submitted = deferred = 0
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="ingest") as pool:
         try:
@@ -479,7 +492,15 @@ def poll(
                 in_progress += len(sorted_page.unsettled)
                 unsettled_created.extend(loop.created for loop in sorted_page.unsettled)
                 batch_failed.extend(sorted_page.failed)
-                batch_futures.extend(pool.submit(fetch, loop) for loop in sorted_page.fetch)
+                fetchable = list(sorted_page.fetch)
+                if max_fetches is not None and submitted + len(fetchable) > max_fetches:
+                    room = max(0, max_fetches - submitted)
+                    later = fetchable[room:]
+                    fetchable = fetchable[:room]
+                    deferred += len(later)
+                    unsettled_created.extend(loop.created for loop in later)
+                submitted += len(fetchable)
+                batch_futures.extend(pool.submit(fetch, loop) for loop in fetchable)
                 if len(batch_futures) + len(batch_failed) >= batch_size:
                     batch = _Batch([f.result() for f in batch_futures], batch_failed)
                     batch_futures, batch_failed = [], []
@@ -508,7 +529,7 @@ def poll(
     except (AwsError, LedgerError) as error:
         raise _poll_error(f"cannot commit the ingest ledger {store.uri}", error) from error
 
-    unsettled = in_progress + tally.fetch_errors
+    unsettled = in_progress + tally.fetch_errors + deferred
     status = rules.ingest_status(
         store.ledger, polled_at=listed_at, in_progress=unsettled, ledger_uri=store.uri
     )
@@ -542,6 +563,7 @@ def poll(
             for worker, (images, total) in store.ledger.reviewers.items()
             if images
         },
+        deferred=deferred,
     )
 
 
@@ -656,6 +678,34 @@ class _Committed:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _check_output_prefix(
+    session: AwsSession,
+    spec: RetrainingPolicySpec,
+    prefix: str,
+    may_read: Callable[[str], bool] | None,
+) -> None:
+    """The ledger's remembered output prefix must lie under the flow definition's own
+    S3OutputPath (anyone who can write the ledger could otherwise point ingest at another
+    bucket), and, in Scoped mode, be readable by the policy's tenant."""
+    try:
+        path = a2i.flow_output_path(session.sagemaker(), spec.human_loops.flow_definition_name)
+    except AwsError as error:
+        raise _poll_error("cannot describe the flow definition", error) from error
+    if not s3_within(prefix, path):
+        raise IngestFailed(
+            "LedgerOutputPrefixForeign",
+            f"the ingest ledger's outputPrefix {prefix} is not under the flow definition's "
+            f"S3OutputPath {path}: the ledger was changed by someone else. Nothing was read; "
+            "remove outputPrefix from the ledger (it is learned again) or restore the ledger",
+        )
+    if may_read is not None and not may_read(path):
+        raise IngestFailed(
+            "OutOfScope",
+            f"the flow definition's S3OutputPath {path} is not under allow.s3.read of this "
+            "namespace's RetrainingTenant",
+        )
 
 
 def _poll_error(what: str, error: AwsError | LedgerError) -> IngestError:

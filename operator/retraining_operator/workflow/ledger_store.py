@@ -38,6 +38,14 @@ class LedgerUnreadable(LedgerError, NeedsAttention):
         NeedsAttention.__init__(self, "LedgerCorrupt", message)
 
 
+class LedgerOwnedElsewhere(LedgerUnreadable):
+    """The ledger records another owner (policy UID or flow definition): two policies must
+    not share one dataset.outputS3Uri (their samples would be claimed by each other)."""
+
+    def __init__(self, message: str) -> None:
+        NeedsAttention.__init__(self, "LedgerOwnedElsewhere", message)
+
+
 class LedgerBusy(LedgerError, RetryLater):
     """Every conditional write lost its race: another writer is busy; try again later."""
 
@@ -52,8 +60,11 @@ def ledger_location(output_s3_uri: str) -> S3Location:
 class LedgerStore:
     """The ledger of one policy, with the ETag it was read at."""
 
-    def __init__(self, s3: S3, output_s3_uri: str) -> None:
+    def __init__(self, s3: S3, output_s3_uri: str, *, owner: dict[str, str] | None = None) -> None:
+        """`owner` ({"policyUid", "flowDefinitionArn"}): the ledger must be this owner's (or
+        nobody's yet: then it becomes this owner's with the next write)."""
         self.s3 = s3
+        self.owner = owner
         self.location = ledger_location(output_s3_uri)
         self.ledger = Ledger()
         self.etag: str | None = None
@@ -84,6 +95,12 @@ class LedgerStore:
                 f"the ingest ledger {self.uri} is unreadable: {error}. Restore it from a "
                 "previous S3 object version; deleting it re-ingests every loop A2I still lists"
             ) from error
+        if self.owner is not None and self.ledger.owner not in (None, self.owner):
+            theirs = ", ".join(f"{k}={v}" for k, v in sorted(self.ledger.owner.items()))
+            raise LedgerOwnedElsewhere(
+                f"the ingest ledger {self.uri} belongs to another policy ({theirs}): two "
+                "policies must not share dataset.outputS3Uri; give this policy its own prefix"
+            )
         self.etag = etag
         self._stale = False
         return self.ledger
@@ -100,6 +117,8 @@ class LedgerStore:
             # Until the write succeeds, the in-memory ledger may hold an unwritten change.
             self._stale = True
             result = change(self.ledger)
+            if self.owner is not None and self.ledger.owner is None:
+                self.ledger.owner = dict(self.owner)
             body = self.ledger.to_json()
             try:
                 if self.etag is None:

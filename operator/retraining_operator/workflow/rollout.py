@@ -59,7 +59,11 @@ from retraining_operator.reconcile.rollout.decision import (
     serving_status,
 )
 from retraining_operator.reconcile.rollout.endpoint import EndpointView
-from retraining_operator.reconcile.rollout.errors import RolloutError, UnknownRollbackTarget
+from retraining_operator.reconcile.rollout.errors import (
+    EndpointOwnedElsewhere,
+    RolloutError,
+    UnknownRollbackTarget,
+)
 from retraining_operator.reconcile.rollout.requests import (
     RolloutNames,
     create_endpoint_request,
@@ -71,6 +75,7 @@ from retraining_operator.reconcile.rollout.rollback import resolve_rollback_targ
 from retraining_operator.reconcile.rollout.variant_shift.configs import (
     shift_config_request,
 )
+from retraining_operator.reconcile.tenancy import TAG_ENDPOINT_OWNER, endpoint_owner_problem
 from retraining_operator.workflow.cleanup import CleanupReport, cleanup
 from retraining_operator.workflow.rollout_pass import RolloutPass, config_created
 from retraining_operator.workflow.serving import NotServing, serving
@@ -140,8 +145,13 @@ def advance_rollout(
     history: Sequence[HistoryEntry] = (),
     image: str | None = None,
     poll: timedelta = DEFAULT_POLL,
+    adopt: bool = False,
 ) -> RolloutProgress:
     """Move the run's rollout one step (see the module docstring).
+
+    Before the first change to an existing endpoint, its owner tag is read: an endpoint
+    another policy owns is refused (`EndpointOwnedElsewhere`) unless `adopt`; one nobody
+    owns is claimed (tagged with this policy's UID).
 
     `run.model_data_url` is the passed training job's `S3ModelArtifacts`. `history` lets
     the guard refuse a config whose update failed in an earlier run. `image` overrides the
@@ -160,6 +170,8 @@ def advance_rollout(
         described = endpoints.find_endpoint(p.sm, p.endpoint_name)
         p.endpoint = EndpointView.from_describe(described) if described else None
         decision = next_shift_action(p) if p.shifting else _decide_update(p, history)
+        if described is not None and isinstance(decision, (UpdateEndpoint, SetWeights)):
+            _claim_endpoint(p, str(described["EndpointArn"]), adopt=adopt)
         return _execute(p, decision)
     except EndpointBusy as busy:
         return _progress(p, f"endpoint refused the change while busy, waiting: {busy.message}")
@@ -176,6 +188,7 @@ def rollback_to(
     now: datetime,
     image: str | None = None,
     poll: timedelta = DEFAULT_POLL,
+    adopt: bool = False,
 ) -> RolloutProgress:
     """Serve `target` (a run id, model name or Model Package ARN/version from `history`)
     again.
@@ -207,7 +220,9 @@ def rollback_to(
                 f"{run.model_name} already serves on {spec.deployment.endpoint_name}",
                 now,
             )
-    return advance_rollout(session, policy, spec, run, now, history=history, image=image, poll=poll)
+    return advance_rollout(
+        session, policy, spec, run, now, history=history, image=image, poll=poll, adopt=adopt
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,6 +327,11 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
             request = create_endpoint_request(
                 p.policy, p.spec, run_id=p.run.id, config_name=config_name
             )
+            # The endpoint this policy creates is its own from the start.
+            request["Tags"] = [
+                *request.get("Tags", []),
+                {"Key": TAG_ENDPOINT_OWNER, "Value": p.policy.uid},
+            ]
             try:
                 endpoints.create_endpoint(p.sm, request)
                 p.actions.append(f"CreateEndpoint {p.endpoint_name} with {config_name}")
@@ -345,6 +365,17 @@ def _execute(p: RolloutPass, decision: Action) -> RolloutProgress:
             p.actions.append(f"UpdateEndpointWeightsAndCapacities {p.endpoint_name}: {shares}")
     p.run = p.run.model_copy(update=dict(decision.run_updates))
     return _progress(p, decision.message)
+
+
+def _claim_endpoint(p: RolloutPass, arn: str, *, adopt: bool) -> None:
+    """Refuse an endpoint another policy owns (unless adopting); tag one nobody owns."""
+    owner = endpoints.list_tags(p.sm, arn).get(TAG_ENDPOINT_OWNER)
+    problem = endpoint_owner_problem(owner, p.policy.uid, endpoint=p.endpoint_name, adopt=adopt)
+    if problem is not None:
+        raise EndpointOwnedElsewhere(problem)
+    if owner != p.policy.uid:
+        endpoints.add_tags(p.sm, arn, {TAG_ENDPOINT_OWNER: p.policy.uid})
+        p.actions.append(f"AddTags {p.endpoint_name} {TAG_ENDPOINT_OWNER}={p.policy.uid}")
 
 
 def _ensure_config(p: RolloutPass, config_name: str) -> Mapping[str, Any] | None:

@@ -28,3 +28,9 @@ class VariantNotFound(RolloutError):
     """An endpoint config has neither the policy's `variantName` nor a single variant."""
 
     reason_code = "VariantNotFound"
+
+
+class EndpointOwnedElsewhere(RolloutError):
+    """The endpoint carries another policy's owner tag (and this policy does not adopt it)."""
+
+    reason_code = "EndpointOwnedElsewhere"

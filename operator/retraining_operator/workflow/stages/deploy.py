@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retraining_operator.api import RunStage
+from retraining_operator.reconcile.tenancy import adopt_requested
 from retraining_operator.workflow import rollout
 from retraining_operator.workflow.context import PolicyPass
 from retraining_operator.workflow.outcome import apply_rollout, observe_interval
@@ -20,5 +21,6 @@ def step(p: PolicyPass) -> None:
         p.now,
         history=p.status.history,
         poll=observe_interval(p),
+        adopt=adopt_requested(p.view.annotations, p.tenant),
     )
     apply_rollout(p, progress)

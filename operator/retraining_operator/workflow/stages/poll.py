@@ -8,8 +8,11 @@ from retraining_operator import metrics
 from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
+from retraining_operator.reconcile.tenancy import s3_readable
 from retraining_operator.workflow import ingest
 from retraining_operator.workflow.context import PolicyPass
+
+BACKLOG_REPOLL_SECONDS = 1.0
 
 
 def step(p: PolicyPass) -> None:
@@ -27,19 +30,30 @@ def step(p: PolicyPass) -> None:
         operator_started=p.started_at,
         spread=timedelta(seconds=p.config.poll_spread_seconds),
     )
-    if p.now < next_poll:
+    if p.now < next_poll and not p.memo.ingest_backlog:
         p.due_in((next_poll - p.now).total_seconds())
         return
     p.due_in(interval.total_seconds())
     try:
         polled = ingest.poll(
-            p.session, p.spec, clock=p.clock.wall, concurrency=p.config.fetch_concurrency
+            p.session,
+            p.spec,
+            clock=p.clock.wall,
+            concurrency=p.config.fetch_concurrency,
+            owner=p.ledger_owner,
+            may_read=None if p.tenant is None else lambda uri: s3_readable(p.tenant, uri),
+            max_fetches=p.config.max_fetches_per_poll or None,
         )
     except RetryLater as error:
         # The rest of the pass (a run under way) does not depend on this poll.
         p.event("Warning", "PollFailed", f"{error} (retrying)")
         return
     status.ingest = polled.status
+    # A backlog is read in slices of max_fetches_per_poll, one per pass, each pass giving
+    # the worker thread (and the AWS budget) back to other policies in between.
+    p.memo.ingest_backlog = polled.deferred > 0
+    if polled.deferred:
+        p.due_in(BACKLOG_REPOLL_SECONDS)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)

@@ -13,7 +13,9 @@ def step(p: PolicyPass) -> None:
     if p.spec.suspend or run is None or p.is_rollback_run or run.stage is not RunStage.PREPARING:
         return
     try:
-        built = dataset.assemble_run_dataset(p.session, p.spec, run.id, clock=p.clock.wall)
+        built = dataset.assemble_run_dataset(
+            p.session, p.spec, run.id, clock=p.clock.wall, owner=p.ledger_owner
+        )
     except dataset.WaitingForValidationData as error:
         # The run does not start: its samples stay pending until more arrive (start
         # compares the pending count with this record before trying again).

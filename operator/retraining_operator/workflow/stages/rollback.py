@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from retraining_operator.api import ROLLBACK_TO_ANNOTATION
 from retraining_operator.reconcile.rollout import UnknownRollbackTarget
+from retraining_operator.reconcile.tenancy import adopt_requested
 from retraining_operator.workflow import rollout
 from retraining_operator.workflow.context import PolicyPass
 from retraining_operator.workflow.outcome import apply_rollout, observe_interval
@@ -24,6 +25,7 @@ def step(p: PolicyPass) -> None:
             run=run,
             now=p.now,
             poll=observe_interval(p),
+            adopt=adopt_requested(p.view.annotations, p.tenant),
         )
     except UnknownRollbackTarget as error:
         p.result.clear_annotations.append(ROLLBACK_TO_ANNOTATION)

@@ -1,0 +1,257 @@
+"""Tenancy: may this policy act, and as whom? (pure; decided on every pass)
+
+Two modes, chosen at install (`--tenancy-mode`):
+
+- `Single`: one team owns the operator. The operator's identity (or spec.aws.roleArn) acts;
+  every role in the spec (spec.aws.roleArn and spec.training.roleArn) must match the
+  operator-wide `--allowed-role-pattern` list (fnmatch) when one is set.
+- `Scoped`: each namespace belongs to exactly one `RetrainingTenant`. The operator always
+  assumes that tenant's role for the policy (never its own identity), and every AWS
+  resource the spec names must be on the tenant's allow-lists.
+
+In both modes `gate.minimum` is never below 0 (a negative bar opens the gate to any model).
+
+The same rules run at admission (the chart's ValidatingAdmissionPolicy, in CEL); this copy
+runs on every pass, because admission can be bypassed (installed later, removed, or the
+tenant changed after the policy was admitted). A refusal happens before any AWS call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from retraining_operator.api import API_GROUP, RetrainingPolicySpec, parse_duration
+from retraining_operator.tenancy_api import ADOPT_ENDPOINT_ANNOTATION, TenancyMode, Tenant
+
+GATE_MINIMUM_FLOOR = 0.0
+
+# The endpoint tag naming the policy (UID) that owns an endpoint: set on the first roll.
+TAG_ENDPOINT_OWNER = f"{API_GROUP}/endpoint-owner"
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """`*` matches any run of characters (also `/` and `:`); everything else matches itself
+    (the CEL admission rules use the same semantics)."""
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return value == pattern
+    if not value.startswith(parts[0]) or not value.endswith(parts[-1]):
+        return False
+    if len(value) < len(parts[0]) + len(parts[-1]):
+        return False
+    position = len(parts[0])
+    end = len(value) - len(parts[-1])
+    for middle in parts[1:-1]:
+        found = value.find(middle, position, end)
+        if found < 0:
+            return False
+        position = found + len(middle)
+    return True
+
+
+def _folder(uri: str) -> str:
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def s3_within(uri: str, prefix: str) -> bool:
+    """Is `uri` the folder `prefix` or under it? (s3://b/p covers s3://b/p/x, not s3://b/px)"""
+    return _folder(uri).startswith(_folder(prefix))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a policy may not act: a CamelCase reason and a message naming the field(s)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The policy may act; in Scoped mode, as `tenant` (whose role the operator assumes)."""
+
+    tenant: Tenant | None = None
+
+
+def covers(tenant: Tenant, namespace: str, labels: Mapping[str, str] | None) -> bool:
+    spec = tenant.spec
+    if spec.namespaces and namespace in spec.namespaces:
+        return True
+    if spec.namespace_selector is not None and labels is not None:
+        wanted = spec.namespace_selector.match_labels
+        return all(labels.get(key) == value for key, value in wanted.items())
+    return False
+
+
+def admit(
+    spec: RetrainingPolicySpec,
+    *,
+    mode: TenancyMode,
+    namespace: str,
+    tenants: Sequence[Tenant] = (),
+    namespace_labels: Callable[[], Mapping[str, str] | None] = lambda: None,
+    allowed_role_patterns: Sequence[str] = (),
+) -> Admission | Refusal:
+    """The tenancy verdict for one policy (see the module docstring)."""
+    gate = _gate_problem(spec, None)
+    if mode is TenancyMode.SINGLE:
+        roles = _single_role_problems(spec, allowed_role_patterns)
+        if roles:
+            return Refusal("RoleNotAllowed", "; ".join(roles))
+        if gate:
+            return Refusal("OutOfScope", gate)
+        return Admission()
+    labels: Mapping[str, str] | None = None
+    if any(t.spec.namespace_selector is not None for t in tenants):
+        labels = namespace_labels()
+    covering = sorted((t for t in tenants if covers(t, namespace, labels)), key=lambda t: t.name)
+    if not covering:
+        return Refusal(
+            "TenantMissing",
+            f"no RetrainingTenant covers namespace {namespace}: this operator runs in Scoped "
+            "mode and acts only for namespaces a cluster admin assigned to a tenant",
+        )
+    if len(covering) > 1:
+        names = ", ".join(t.name for t in covering)
+        return Refusal(
+            "TenantAmbiguous",
+            f"namespace {namespace} is covered by several RetrainingTenants ({names}); "
+            "a cluster admin must leave exactly one",
+        )
+    tenant = covering[0]
+    problems = scope_problems(spec, tenant)
+    if problems:
+        return Refusal(
+            "OutOfScope",
+            f"outside RetrainingTenant {tenant.name}: " + "; ".join(problems),
+        )
+    return Admission(tenant=tenant)
+
+
+def _single_role_problems(spec: RetrainingPolicySpec, patterns: Sequence[str]) -> list[str]:
+    if not patterns:
+        return []
+    allowed = ", ".join(patterns)
+    problems = []
+    for field, role in (
+        ("spec.aws.roleArn", spec.aws.role_arn),
+        ("spec.training.roleArn", spec.training.role_arn),
+    ):
+        if role is not None and not any(fnmatch.fnmatchcase(role, p) for p in patterns):
+            problems.append(
+                f"{field} {role} is not allowed by this operator (allowed patterns: {allowed}); "
+                "use an allowed role or ask the operator's admin to allow it"
+            )
+    return problems
+
+
+def _gate_problem(spec: RetrainingPolicySpec, floor: float | None) -> str | None:
+    minimum = spec.gate.minimum
+    bar = max(GATE_MINIMUM_FLOOR, floor or 0.0)
+    if floor is not None and minimum is None:
+        return f"spec.gate.minimum is required (at least {bar:g})"
+    if minimum is not None and minimum < bar:
+        return f"spec.gate.minimum {minimum:g} is below {bar:g}"
+    return None
+
+
+def scope_problems(spec: RetrainingPolicySpec, tenant: Tenant) -> list[str]:
+    """Every field of `spec` outside `tenant`'s allow-lists, named (empty: all within)."""
+    allow = tenant.spec.allow
+    problems: list[str] = []
+
+    def pattern(field: str, value: str | None, patterns: Sequence[str], key: str) -> None:
+        if value is not None and not any(glob_match(p, value) for p in patterns):
+            problems.append(f"{field} {value} is not in allow.{key}")
+
+    if spec.aws.role_arn is not None and spec.aws.role_arn != tenant.spec.aws.role_arn:
+        problems.append(
+            f"spec.aws.roleArn {spec.aws.role_arn} is not the tenant's role (leave it unset: "
+            "the operator assumes the tenant's role)"
+        )
+    pattern("spec.training.roleArn", spec.training.role_arn, allow.training_role_arns,
+            "trainingRoleArns")  # fmt: skip
+    pattern("spec.humanLoops.flowDefinitionArn", spec.human_loops.flow_definition_arn,
+            allow.flow_definition_arns, "flowDefinitionArns")  # fmt: skip
+    pattern("spec.deployment.endpointName", spec.deployment.endpoint_name, allow.endpoint_names,
+            "endpointNames")  # fmt: skip
+    pattern("spec.training.image", spec.training.image, allow.images, "images")
+    pattern("spec.training.resources.instanceType", spec.training.resources.instance_type,
+            allow.instance_types, "instanceTypes")  # fmt: skip
+    pattern("spec.deployment.instanceType", spec.deployment.instance_type, allow.instance_types,
+            "instanceTypes")  # fmt: skip
+    for index, alarm in enumerate(spec.deployment.auto_rollback_alarms):
+        pattern(f"spec.deployment.autoRollbackAlarms[{index}]", alarm, allow.alarm_names,
+                "alarmNames")  # fmt: skip
+
+    writable = allow.s3.write
+    readable = [*allow.s3.read, *allow.s3.write]
+    dataset, training = spec.dataset, spec.training
+    for field, uri, prefixes, key in (
+        ("spec.dataset.outputS3Uri", dataset.output_s3_uri, writable, "s3.write"),
+        ("spec.training.outputS3Uri", training.output_s3_uri, writable, "s3.write"),
+        ("spec.training.spot.checkpointS3Uri", training.spot.checkpoint_s3_uri, writable,
+         "s3.write"),
+        ("spec.dataset.validation.manifestS3Uri", dataset.validation.manifest_s3_uri, readable,
+         "s3.read"),
+        ("spec.dataset.replay.manifestS3Uri",
+         dataset.replay.manifest_s3_uri if dataset.replay else None, readable, "s3.read"),
+        ("spec.training.baseModel.s3Uri", training.base_model.s3_uri, readable, "s3.read"),
+    ):  # fmt: skip
+        if uri is not None and not any(s3_within(uri, prefix) for prefix in prefixes):
+            problems.append(f"{field} {uri} is not under allow.{key}")
+
+    cap = tenant.spec.limits.max_instance_hours
+    if cap is not None:
+        hours = instance_hours(spec)
+        if hours > cap:
+            problems.append(
+                f"spec.training reserves {hours:g} instance-hours (instanceCount x maxRuntime"
+                f"{' x tuning.maxJobs' if training.tuning else ''}); limits.maxInstanceHours "
+                f"is {cap}"
+            )
+    gate = _gate_problem(spec, tenant.spec.limits.gate_minimum_floor)
+    if gate:
+        problems.append(gate)
+    return problems
+
+
+def instance_hours(spec: RetrainingPolicySpec) -> float:
+    """The most instance-hours one run of `spec` may reserve."""
+    training = spec.training
+    hours = parse_duration(training.max_runtime).total_seconds() / 3600
+    jobs = training.tuning.max_jobs if training.tuning is not None else 1
+    return training.resources.instance_count * hours * jobs
+
+
+def s3_readable(tenant: Tenant | None, s3_uri: str) -> bool:
+    """May a policy of `tenant` read `s3_uri` (found at run time, e.g. a flow definition's
+    output path)? Without a tenant (Single mode) everything is."""
+    if tenant is None:
+        return True
+    allow = tenant.spec.allow.s3
+    return any(s3_within(s3_uri, prefix) for prefix in [*allow.read, *allow.write])
+
+
+def adopt_requested(annotations: Mapping[str, str], tenant: Tenant | None) -> bool:
+    """The policy asks to take over an endpoint another policy rolled, and may: Single mode
+    needs only the annotation, Scoped mode also the tenant's `adoptEndpoints`."""
+    asked = annotations.get(ADOPT_ENDPOINT_ANNOTATION, "").strip().lower() == "true"
+    return asked and (tenant is None or tenant.spec.adopt_endpoints)
+
+
+def endpoint_owner_problem(
+    owner: str | None, policy_uid: str, *, endpoint: str, adopt: bool
+) -> str | None:
+    """None when this policy may change `endpoint` (it owns it, nobody does, or it adopts
+    it); else why not (the policy goes Degraded EndpointOwnedElsewhere)."""
+    if owner is None or owner == policy_uid or adopt:
+        return None
+    return (
+        f"endpoint {endpoint} is owned by another RetrainingPolicy (uid {owner}, tag "
+        f"{TAG_ENDPOINT_OWNER}); two policies must not roll one endpoint. Use another "
+        f'endpoint, or set the annotation {ADOPT_ENDPOINT_ANNOTATION}: "true" to take it '
+        "over (in Scoped mode the tenant must allow adoptEndpoints)"
+    )
