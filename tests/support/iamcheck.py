@@ -99,6 +99,7 @@ _SAGEMAKER_NAMES = {
     "EndpointConfigName": "endpoint-config",
     "EndpointName": "endpoint",
     "HumanLoopName": "human-loop",
+    "FlowDefinitionName": "flow-definition",
 }
 # Operations whose IAM resources are not the names in the request.
 _NO_RESOURCE = {"ListHumanLoops", "ListModels", "ListEndpointConfigs", "GetMetricData"}
@@ -140,6 +141,13 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
                 for name in names
             ] or [Request(action, "*")]
         return [Request(action, "*")]
+    if call.service == "application-autoscaling":
+        action = f"application-autoscaling:{call.operation}"
+        if call.operation.startswith("Describe"):
+            return [Request(action, "*")]
+        # Targets are named by an id Application Auto Scaling chooses, not by the request.
+        target = f"arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/id"
+        return [Request(action, target)]
     # SageMaker and its A2I runtime share the `sagemaker:` prefix.
     action = f"sagemaker:{call.operation}"
     if call.operation in _NO_RESOURCE:
@@ -149,6 +157,17 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
         return f"arn:{partition}:sagemaker:{region}:{account}:{kind}/{name.lower()}"
 
     resources = [arn(kind, params[p]) for p, kind in _SAGEMAKER_NAMES.items() if p in params]
+    group = params.get("ModelPackageGroupName")
+    if group:
+        # A new version is authorized on the package it makes (<group>/<version>); every
+        # other call on the group, on the group.
+        if call.operation == "CreateModelPackage":
+            resources.append(arn("model-package", f"{group}/new"))
+        else:
+            resources.append(arn("model-package-group", str(group)))
+    package = str(params.get("ModelPackageName", ""))
+    if package.startswith("arn:"):
+        resources.append(package)
     if "ResourceArn" in params:
         resources.append(str(params["ResourceArn"]))
     if not resources:
