@@ -55,6 +55,7 @@ def _pair(scene: Scene, *timing: str) -> Pair:
             "--leader-election",
             f"--identity={identity}",
             f"--lease-namespace={OPERATOR_NAMESPACE}",
+            f"--lease-name={LEASE}",
             *timing,
         )
         op.aws_env = {**op.aws_env, "AWS_ACCESS_KEY_ID": key}
