@@ -32,9 +32,12 @@ def next_poll_at(
 
     Never polled: `spread * fraction(uid)` after the operator started (at most one
     interval), so a restart of many fresh policies fans out over `spread`.
-    Polled before: one interval (stretched by up to 10 % by UID) after the last poll.
+    Polled before: one interval (stretched by up to 10 % by UID) after the last poll, but
+    not before that same fan-out point: polls overdue at a restart (the stored lastPollTime
+    may be up to an hour old, reconcile/status.py) fan out too instead of all coming at once.
     """
     fraction = uid_fraction(uid)
+    fan_out = operator_started + min(spread, interval) * fraction
     if last_poll is None:
-        return operator_started + min(spread, interval) * fraction
-    return last_poll + interval * (1 + JITTER_FRACTION * fraction)
+        return fan_out
+    return max(fan_out, last_poll + interval * (1 + JITTER_FRACTION * fraction))

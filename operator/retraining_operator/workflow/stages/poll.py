@@ -8,6 +8,7 @@ from retraining_operator import metrics
 from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
+from retraining_operator.reconcile.status import quiet_ingest_status
 from retraining_operator.workflow import ingest
 from retraining_operator.workflow.context import PolicyPass
 
@@ -39,7 +40,8 @@ def step(p: PolicyPass) -> None:
         # The rest of the pass (a run under way) does not depend on this poll.
         p.event("Warning", "PollFailed", f"{error} (retrying)")
         return
-    status.ingest = polled.status
+    # An idle poll leaves the status as it was (no API write); the memo keeps the real time.
+    status.ingest = quiet_ingest_status(status.ingest, polled.status)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)

@@ -1,0 +1,112 @@
+"""A pass that changes nothing writes nothing and logs nothing at INFO (issue 18).
+
+Idle passes over the stand-ins with the handler's own status writer (`_status_writer`, which
+patches only a changed status): over two hours of 5-minute polls the status subresource is
+written about once an hour (lastPollTime refresh, the watermark step), and no INFO line is
+logged for an idle poll.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from retraining_operator import handlers, kube
+from retraining_operator.api import RetrainingPolicyStatus
+from retraining_operator.aws.session import AwsSession
+from retraining_operator.config import OperatorConfig
+from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.status import LAST_POLL_TIME_REFRESH, quiet_ingest_status
+from retraining_operator.workflow.controller import Controller, PolicyView
+from retraining_standins.demo import seed_demo
+from retraining_standins.demo_run import demo_policy
+from retraining_standins.stack import AwsStandins
+
+REF = PolicyRef(namespace="vision", name="idle", uid="0f1e2d3c-4b5a-4697-8877-665544332211")
+POLL = timedelta(minutes=5)
+
+
+class IdlePolicy:
+    """One policy reconciled pass after pass; its status patches go to a fake API server."""
+
+    def __init__(self, aws: AwsStandins, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.aws = aws
+        world = seed_demo(aws, 0)
+        self.spec = demo_policy(world, min_new_samples=10)["spec"]
+        self.spec["humanLoops"]["pollInterval"] = "5m"
+        self.status: dict[str, Any] = {}
+        self.patches: list[dict[str, Any]] = []
+        session = AwsSession("us-east-1", max_attempts=2)
+        self.controller = Controller(
+            OperatorConfig(tick_seconds=30, observe_seconds=30, aws_calls_per_second=0),
+            lambda ref, spec: session,
+            clock=aws.clock.now,
+            started_at=aws.clock.now() - timedelta(hours=1),
+        )
+
+        def patch_status(
+            ns: str, name: str, body: dict[str, Any], *, seen: kube.Seen | None = None
+        ) -> kube.Seen:
+            self.patches.append(body)
+            self.status = body
+            return kube.Seen(str(len(self.patches) + 1), 1, body)
+
+        monkeypatch.setattr(kube, "patch_status", patch_status)
+
+    def run(self, advance: timedelta) -> None:
+        self.aws.clock.advance(advance.total_seconds())
+        meta = {"resourceVersion": str(len(self.patches) + 1), "generation": 1}
+        view = PolicyView(REF, 1, {}, copy.deepcopy(self.spec), copy.deepcopy(self.status))
+        writer = handlers._status_writer(REF.namespace, REF.name, meta, self.status)
+        self.controller.reconcile(view, writer)
+
+
+def test_idle_polls_write_the_status_about_hourly_and_log_no_info_line(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.run(timedelta(0))  # the first pass: conditions, ledger, first lastPollTime
+    policy.run(POLL * 1.2)  # settle: the watermark's first persisted step
+    settled = len(policy.patches)
+    listed = aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops")
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="retraining_operator")
+
+    passes = 24  # two hours of 5-minute polls
+    for _ in range(passes):
+        policy.run(POLL * 1.1)
+
+    polls = aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops") - listed
+    writes = len(policy.patches) - settled
+    info = [r for r in caplog.records if r.levelno >= logging.INFO]
+    debug_polls = [r for r in caplog.records if "ingest poll of" in r.getMessage()]
+    assert polls == passes  # every pass polled A2I
+    assert writes <= 4, [p["ingest"] for p in policy.patches[settled:]]  # ~hourly, not 24
+    assert info == [], [r.getMessage() for r in info]
+    assert len(debug_polls) == passes  # the line is still there for --verbose
+    # What was written moved lastPollTime by at least the refresh (or moved something else).
+    stored = RetrainingPolicyStatus.model_validate(policy.status).ingest
+    assert stored.last_poll_time is not None
+    assert aws.clock.now() - stored.last_poll_time < LAST_POLL_TIME_REFRESH + POLL * 1.1
+
+
+def test_quiet_ingest_status_keeps_last_poll_time_only_while_nothing_else_moved() -> None:
+    from datetime import UTC, datetime
+
+    from retraining_operator.api import IngestStatus
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    stored = IngestStatus(last_poll_time=t0, watermark=t0, pending_samples=3)
+    idle = stored.model_copy(update={"last_poll_time": t0 + timedelta(minutes=5)})
+    assert quiet_ingest_status(stored, idle) is stored
+    late = stored.model_copy(update={"last_poll_time": t0 + LAST_POLL_TIME_REFRESH})
+    assert quiet_ingest_status(stored, late) is late
+    moved = idle.model_copy(update={"pending_samples": 4})
+    assert quiet_ingest_status(stored, moved) is moved
+    watermark = idle.model_copy(update={"watermark": t0 + timedelta(minutes=5)})
+    assert quiet_ingest_status(stored, watermark) is watermark
+    assert quiet_ingest_status(IngestStatus(), idle) is idle  # never polled before: write it
