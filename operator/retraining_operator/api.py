@@ -469,6 +469,9 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    # True while the policy's polls come later than pollInterval x 1.1 (the AWS call budget or
+    # the worker threads are too small for the configured polls); absent until it first is.
+    POLLS_STARVED = "PollsStarved"
 
 
 class Condition(_Status):

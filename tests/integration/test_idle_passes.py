@@ -110,3 +110,37 @@ def test_quiet_ingest_status_keeps_last_poll_time_only_while_nothing_else_moved(
     watermark = idle.model_copy(update={"watermark": t0 + timedelta(minutes=5)})
     assert quiet_ingest_status(stored, watermark) is watermark
     assert quiet_ingest_status(IngestStatus(), idle) is idle  # never polled before: write it
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_late_polls_set_polls_starved_and_on_time_polls_clear_it(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retraining_operator import metrics
+
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.run(timedelta(0))
+    policy.run(POLL * 1.1)
+    assert _condition(policy.status, "PollsStarved") is None  # on time: no condition at all
+
+    # The pass that polls comes 40 s after pollInterval x 1.1 (as when the AWS budget or the
+    # workers cannot keep up): the policy says so, once.
+    policy.run(POLL * 1.1 + timedelta(seconds=40))
+    starved = _condition(policy.status, "PollsStarved")
+    assert starved is not None
+    assert (starved["status"], starved["reason"]) == ("True", "AwsBudget")
+    assert "budget" in starved["message"]
+    gauge = metrics.POLICY_STARVED.labels(REF.namespace, REF.name)._value.get()
+    assert gauge == 1
+    writes = len(policy.patches)
+    policy.run(POLL * 1.1 + timedelta(seconds=50))  # still late: nothing new to write
+    assert len(policy.patches) == writes
+
+    policy.run(POLL * 1.1)  # on time again (the latest a poll is due)
+    cleared = _condition(policy.status, "PollsStarved")
+    assert cleared is not None
+    assert (cleared["status"], cleared["reason"]) == ("False", "OnSchedule")
+    assert metrics.POLICY_STARVED.labels(REF.namespace, REF.name)._value.get() == 0

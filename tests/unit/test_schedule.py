@@ -35,3 +35,15 @@ def test_a_poll_not_yet_due_keeps_its_interval_and_jitter() -> None:
     due = _due("uid-7", last)
     assert due == last + INTERVAL * (1 + JITTER_FRACTION * uid_fraction("uid-7"))
     assert last + INTERVAL <= due <= last + INTERVAL * 1.1
+
+
+def test_poll_delay_is_measured_from_the_interval_bound() -> None:
+    from retraining_operator.reconcile.schedule import poll_delay, starved
+
+    last = START
+    on_time = last + INTERVAL * 1.1
+    assert poll_delay(previous_poll=last, interval=INTERVAL, polled_at=on_time) == 0
+    assert poll_delay(previous_poll=last, interval=INTERVAL, polled_at=last + INTERVAL) == 0
+    late = on_time + timedelta(seconds=45)
+    assert poll_delay(previous_poll=last, interval=INTERVAL, polled_at=late) == 45
+    assert starved(45) and not starved(1.5)

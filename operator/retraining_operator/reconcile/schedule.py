@@ -41,3 +41,20 @@ def next_poll_at(
     if last_poll is None:
         return fan_out
     return max(fan_out, last_poll + interval * (1 + JITTER_FRACTION * fraction))
+
+
+# A poll this much past its bound is not starved yet: the pass that polls is scheduled for
+# the due time itself, and a busy worker pool or one retried call may add a second or two.
+STARVATION_GRACE = timedelta(seconds=2)
+
+
+def poll_delay(*, previous_poll: datetime, interval: timedelta, polled_at: datetime) -> float:
+    """Seconds a poll came later than `interval x (1 + JITTER_FRACTION)` after the previous
+    one (0 when on time): every policy should poll within that bound whenever the AWS call
+    budget allows it."""
+    bound = previous_poll + interval * (1 + JITTER_FRACTION)
+    return max(0.0, (polled_at - bound).total_seconds())
+
+
+def starved(delay_seconds: float) -> bool:
+    return delay_seconds > STARVATION_GRACE.total_seconds()

@@ -9,7 +9,7 @@ from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
 from retraining_operator.reconcile.status import quiet_ingest_status
-from retraining_operator.workflow import ingest
+from retraining_operator.workflow import ingest, poll_timing
 from retraining_operator.workflow.context import PolicyPass
 
 
@@ -32,6 +32,7 @@ def step(p: PolicyPass) -> None:
         p.due_in((next_poll - p.now).total_seconds())
         return
     p.due_in(interval.total_seconds())
+    previous_poll = p.memo.last_polled
     try:
         polled = ingest.poll(
             p.session, p.spec, clock=p.clock.wall, concurrency=p.config.fetch_concurrency
@@ -44,6 +45,7 @@ def step(p: PolicyPass) -> None:
     status.ingest = quiet_ingest_status(status.ingest, polled.status)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
+    poll_timing.observe(p, previous_poll, interval)
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
     metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
     for reason, count in polled.quarantined_by_reason.items():
