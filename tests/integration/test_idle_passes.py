@@ -109,6 +109,10 @@ def test_quiet_ingest_status_keeps_last_poll_time_only_while_nothing_else_moved(
     assert quiet_ingest_status(stored, moved) is moved
     watermark = idle.model_copy(update={"watermark": t0 + timedelta(minutes=5)})
     assert quiet_ingest_status(stored, watermark) is watermark
+    # The ledger's watermark has microseconds, the stored status (RFC 3339, seconds) not: the
+    # same second is no change (the operator wrote every idle poll before this was compared so).
+    precise = idle.model_copy(update={"watermark": t0 + timedelta(microseconds=250_000)})
+    assert quiet_ingest_status(stored, precise) is stored
     assert quiet_ingest_status(IngestStatus(), idle) is idle  # never polled before: write it
 
 

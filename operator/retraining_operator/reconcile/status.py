@@ -197,7 +197,10 @@ def quiet_ingest_status(
     kept, new = stored.last_poll_time, polled.last_poll_time
     if kept is None or new is None or new - kept >= refresh:
         return polled
-    if polled.model_copy(update={"last_poll_time": kept}) != stored:
+    # Compared as written (timestamps to the second): the ledger's watermark carries
+    # microseconds that the stored status does not.
+    unchanged = polled.model_copy(update={"last_poll_time": kept}).model_dump(mode="json")
+    if unchanged != stored.model_dump(mode="json"):
         return polled
     return stored
 
