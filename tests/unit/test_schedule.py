@@ -46,4 +46,5 @@ def test_poll_delay_is_measured_from_the_interval_bound() -> None:
     assert poll_delay(previous_poll=last, interval=INTERVAL, polled_at=last + INTERVAL) == 0
     late = on_time + timedelta(seconds=45)
     assert poll_delay(previous_poll=last, interval=INTERVAL, polled_at=late) == 45
-    assert starved(45) and not starved(1.5)
+    assert starved(45)
+    assert not starved(1.5)
