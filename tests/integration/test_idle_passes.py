@@ -8,6 +8,7 @@ logged for an idle poll.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from datetime import timedelta
@@ -40,6 +41,7 @@ class IdlePolicy:
         self.spec["humanLoops"]["pollInterval"] = "5m"
         self.status: dict[str, Any] = {}
         self.patches: list[dict[str, Any]] = []
+        self.refuse_next = False
         session = AwsSession("us-east-1", max_attempts=2)
         self.controller = Controller(
             OperatorConfig(tick_seconds=30, observe_seconds=30, aws_calls_per_second=0),
@@ -51,6 +53,9 @@ class IdlePolicy:
         def patch_status(
             ns: str, name: str, body: dict[str, Any], *, seen: kube.Seen | None = None
         ) -> kube.Seen:
+            if self.refuse_next:
+                self.refuse_next = False
+                raise kube.StatusWriteFailed("changed meanwhile", conflict=True)
             self.patches.append(body)
             self.status = body
             return kube.Seen(str(len(self.patches) + 1), 1, body)
@@ -62,7 +67,8 @@ class IdlePolicy:
         meta = {"resourceVersion": str(len(self.patches) + 1), "generation": 1}
         view = PolicyView(REF, 1, {}, copy.deepcopy(self.spec), copy.deepcopy(self.status))
         writer = handlers._status_writer(REF.namespace, REF.name, meta, self.status)
-        self.controller.reconcile(view, writer)
+        with contextlib.suppress(kube.StatusWriteFailed):
+            self.controller.reconcile(view, writer)
 
 
 def test_idle_polls_write_the_status_about_hourly_and_log_no_info_line(
@@ -148,3 +154,21 @@ def test_late_polls_set_polls_starved_and_on_time_polls_clear_it(
     assert cleared is not None
     assert (cleared["status"], cleared["reason"]) == ("False", "OnSchedule")
     assert metrics.POLICY_STARVED.labels(REF.namespace, REF.name)._value.get() == 0
+
+
+def test_a_poll_whose_status_write_was_refused_is_written_by_the_next_pass(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first poll's status write conflicts (kopf patched the object meanwhile); the retry
+    pass a few seconds later must write that poll's result, not wait a whole pollInterval for
+    the next poll (bench: 5 of 200 policies at pollInterval 5m showed no lastPollTime)."""
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.refuse_next = True
+    policy.run(timedelta(0))
+    assert policy.patches == []
+    assert aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops") == 1
+    policy.run(timedelta(seconds=3))  # the retry: the poll is not due again
+    assert aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops") == 1
+    stored = RetrainingPolicyStatus.model_validate(policy.status).ingest
+    assert stored.last_poll_time is not None
+    assert stored.ledger_s3_uri

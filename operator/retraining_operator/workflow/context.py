@@ -21,6 +21,7 @@ from retraining_operator.api import (
     ConditionType,
     CurrentRun,
     HistoryEntry,
+    IngestStatus,
     Outcome,
     RetrainingPolicySpec,
     RetrainingPolicyStatus,
@@ -82,6 +83,10 @@ class PolicyMemo:
     # When A2I was last polled. Status holds it too, but a pass may see a stale status (the
     # watch lags, or the last status write was refused): memory keeps one poll per interval.
     last_polled: datetime | None = None
+    # The ingest block that poll produced: a pass after a refused status write sees the old
+    # status and (the poll not being due) would otherwise leave the poll's result unwritten
+    # until the next poll, a whole pollInterval later.
+    last_ingest: IngestStatus | None = None
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
     # When sustained AWS throttling was last reported (monotonic seconds).

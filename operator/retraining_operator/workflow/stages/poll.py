@@ -30,6 +30,7 @@ def step(p: PolicyPass) -> None:
     )
     if p.now < next_poll:
         p.due_in((next_poll - p.now).total_seconds())
+        _restore_unwritten_poll(p)
         return
     p.due_in(interval.total_seconds())
     previous_poll = p.memo.last_polled
@@ -45,6 +46,7 @@ def step(p: PolicyPass) -> None:
     status.ingest = quiet_ingest_status(status.ingest, polled.status)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
+    p.memo.last_ingest = status.ingest
     poll_timing.observe(p, previous_poll, interval)
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
     metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
@@ -62,3 +64,13 @@ def step(p: PolicyPass) -> None:
     unreadable = polled.fetch_error_message()
     if unreadable:
         p.event("Warning", "OutputsUnreadable", unreadable)
+
+
+def _restore_unwritten_poll(p: PolicyPass) -> None:
+    """The last poll's result, when the status this pass started from predates it."""
+    remembered = p.memo.last_ingest
+    if remembered is None or remembered.last_poll_time is None:
+        return
+    stored = p.status.ingest.last_poll_time
+    if stored is None or stored < remembered.last_poll_time:
+        p.status.ingest = remembered
