@@ -68,6 +68,7 @@ ACCOUNT = "123456789012"
 BUCKET = "bench-operator"
 IDLE_NS = "bench-idle"
 LATENCY_NS = "bench-latency"
+FAILOVER_NS = "bench-failover"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -527,7 +528,7 @@ def world(workdir: Path) -> Iterator[World]:
             say(f"kube-apiserver up in {plane.startup_seconds:.1f}s")
             kube = _clients(plane.kubeconfig)
             _install_crd(kube)
-            for ns in (IDLE_NS, LATENCY_NS):
+            for ns in (IDLE_NS, LATENCY_NS, FAILOVER_NS):
                 kube["core"].create_namespace({"metadata": {"name": ns}})
             import boto3
 
@@ -603,6 +604,19 @@ class IdleResult:
     apiserver: dict[str, int]
     log_lines_per_minute: float
     halves: list[Window] = field(default_factory=list)
+    info_lines_per_minute: float = 0.0
+    lateness_p99: float = float("nan")  # p99 of (poll period / pollInterval)
+    late_polls: int = 0  # periods longer than pollInterval x 1.1
+    periods: int = 0
+
+
+def _info_lines(path: Path, skip: int) -> int:
+    """Lines at INFO or above (text format: `<date> <time> LEVEL logger: ...`) after `skip`."""
+    with path.open("rb") as handle:
+        lines = itertools.islice(handle, skip, None)
+        return sum(
+            1 for line in lines if re.match(rb"\S+ \S+ (INFO|WARNING|ERROR|CRITICAL) ", line)
+        )
 
 
 def _count_lines(path: Path) -> int:
@@ -640,7 +654,7 @@ def bench_idle(
             say(f"(a)   {done}/{policies} policies have polled once")
             return done >= policies
 
-        wait_until(all_polled, 180, "every policy's first poll", every=3)
+        wait_until(all_polled, 180 + policies * 0.4, "every policy's first poll", every=3)
         warmup = time.time() - began
         say(f"(a) all polled after {warmup:.0f}s; measuring {seconds:g}s ...")
         control.clear_log()
@@ -653,6 +667,7 @@ def bench_idle(
         api_after = w.apiserver_requests()
         ops_after = op.aws_calls()
         lines_after = _count_lines(op.log_path)
+        info_lines = _info_lines(op.log_path, lines_before)
         calls = [c for c in control.calls() if start <= c["wall_time"] <= end]
         loaded = sampler.window(f"{policies} policies", start, end)
         mid = (start + end) / 2
@@ -669,7 +684,12 @@ def bench_idle(
     for c in lists:
         per_flow[c["params"].get("FlowDefinitionArn", "?")].append(c["wall_time"])
     periods = sorted(b - a for times in per_flow.values() for a, b in itertools.pairwise(times))
+    ratios = [period / poll for period in periods]
     return IdleResult(
+        info_lines_per_minute=info_lines / minutes,
+        lateness_p99=ratios[int(0.99 * (len(ratios) - 1))] if ratios else float("nan"),
+        late_polls=sum(ratio > 1.1 for ratio in ratios),
+        periods=len(ratios),
         policies=policies,
         poll_interval_s=poll,
         tick_s=tick,
@@ -687,6 +707,130 @@ def bench_idle(
         apiserver=dict((api_after - api_before).most_common()),
         log_lines_per_minute=(lines_after - lines_before) / minutes,
         halves=halves,
+    )
+
+
+# -- (c) failover ------------------------------------------------------------------------------
+
+
+@dataclass
+class FailoverResult:
+    policies: int
+    poll_interval_s: float
+    lease: str
+    takeover_s: float  # SIGKILL of the leader -> the standby's first AWS call
+    all_polled_s: float  # SIGKILL -> every policy polled by the standby
+    worst_gap_ratio: float  # max over policies: (first poll after - last poll before) / interval
+    leader_calls_after_kill: int
+    standby_calls_before_kill: int
+
+
+def bench_failover(w: World, policies: int, poll: float, tick: float) -> FailoverResult:
+    """Two operators with leader election (production Lease timings 15/10/2 s), `policies`
+    idle policies; SIGKILL the leader; each process signs with its own access key id, so
+    the request log says who called."""
+    control = w.standins.control
+    keys = {"op-a": "AKIABENCHLEADER00001", "op-b": "AKIABENCHSTANDBY0002"}
+    say(f"(c) creating {policies} flow definitions and policies ...")
+    flows = [w.flow(f"fd-failover-{i:04d}") for i in range(policies)]
+    for i, arn in enumerate(flows):
+        w.create(w.policy(FAILOVER_NS, f"failover-{i:04d}", arn, f"{poll:g}s", 100))
+
+    def start(identity: str) -> Operator:
+        return Operator(
+            w.plane.kubeconfig,
+            {**w.standins.env, "AWS_ACCESS_KEY_ID": keys[identity]},
+            w.workdir / f"operator-{identity}.log",
+            [
+                "--namespace", FAILOVER_NS, f"--tick-seconds={tick}", f"--observe-seconds={tick}",
+                "--leader-election", f"--lease-namespace={FAILOVER_NS}", f"--identity={identity}",
+            ],
+        )  # fmt: skip
+
+    def polled_by(key: str, after: float) -> set[str]:
+        return {
+            c["params"].get("FlowDefinitionArn", "?")
+            for c in control.calls()
+            if c["operation"] == "ListHumanLoops"
+            and c.get("access_key") == key
+            and c["wall_time"] > after
+        }
+
+    leader = start("op-a")
+    standby: Operator | None = None
+    try:
+        leader.wait_ready()
+        wait_until(
+            lambda: len(polled_by(keys["op-a"], 0)) >= policies,
+            180 + policies * 0.4,
+            "the leader's first poll of every policy",
+            every=2,
+        )
+        standby = start("op-b")
+        standby.wait_ready()
+        time.sleep(max(10.0, poll / 2))  # steady state: the leader polls, the standby waits
+        before = control.calls()
+        os.killpg(leader.pid, signal.SIGKILL)
+        killed = time.time()
+        say("(c) leader SIGKILLed; waiting for the standby ...")
+        wait_until(lambda: polled_by(keys["op-b"], killed), 90, "the standby's first poll", 0.2)
+        first = min(
+            c["wall_time"]
+            for c in control.calls()
+            if c.get("access_key") == keys["op-b"] and c["wall_time"] > killed
+        )
+        wait_until(
+            lambda: len(polled_by(keys["op-b"], killed)) >= policies,
+            120 + poll * 2,
+            "every policy polled by the standby",
+            every=1,
+        )
+        all_polled = time.time() - killed
+        calls = control.calls()
+    finally:
+        with contextlib.suppress(Exception):
+            _stop_group(leader.popen, 1)
+        if standby is not None:
+            standby.stop()
+    last_before: dict[str, float] = {}
+    first_after: dict[str, float] = {}
+    for c in calls:
+        if c["operation"] != "ListHumanLoops":
+            continue
+        arn = c["params"].get("FlowDefinitionArn", "?")
+        if c.get("access_key") == keys["op-a"] and c["wall_time"] <= killed:
+            last_before[arn] = max(last_before.get(arn, 0.0), c["wall_time"])
+        elif c.get("access_key") == keys["op-b"] and c["wall_time"] > killed:
+            first_after[arn] = min(first_after.get(arn, float("inf")), c["wall_time"])
+    gaps = [(first_after[a] - last_before[a]) / poll for a in first_after if a in last_before]
+    return FailoverResult(
+        policies=policies,
+        poll_interval_s=poll,
+        lease="15/10/2 s",
+        takeover_s=first - killed,
+        all_polled_s=all_polled,
+        worst_gap_ratio=max(gaps) if gaps else float("nan"),
+        leader_calls_after_kill=sum(
+            1 for c in calls if c.get("access_key") == keys["op-a"] and c["wall_time"] > killed
+        ),
+        standby_calls_before_kill=sum(1 for c in before if c.get("access_key") == keys["op-b"]),
+    )
+
+
+def report_failover(r: FailoverResult) -> str:
+    rows = [
+        ["SIGKILL of the leader -> the standby's first AWS call (s)", f"{r.takeover_s:.1f}"],
+        ["SIGKILL -> every policy polled again by the standby (s)", f"{r.all_polled_s:.1f}"],
+        [
+            "worst poll gap across the failover / pollInterval",
+            f"{r.worst_gap_ratio:.2f}",
+        ],
+        ["AWS calls by the killed leader after the kill", r.leader_calls_after_kill],
+        ["AWS calls by the standby before the kill", r.standby_calls_before_kill],
+    ]
+    return (
+        f"### (c) failover: 2 operators, leader election (Lease {r.lease}), {r.policies} idle "
+        f"policies, pollInterval {r.poll_interval_s:g}s\n\n{_table(['', 'value'], rows)}\n"
     )
 
 
@@ -945,7 +1089,11 @@ def report_idle(r: IdleResult) -> str:
         f"Policies created in {r.create_seconds:.1f}s; every policy had polled once "
         f"{r.warmup_seconds:.0f}s after the first was created; then measured "
         f"{n.seconds:.0f}s.\n\n{resources}\n\n{calls}\n\n{api}\n\n"
-        f"Operator log: {r.log_lines_per_minute:.0f} lines/min.\n\n"
+        f"Operator log: {r.log_lines_per_minute:.0f} lines/min, "
+        f"{r.info_lines_per_minute:.1f} at INFO or above.\n\n"
+        f"Status PATCHes: {r.apiserver.get('PATCH retrainingpolicies/status', 0) / minutes:.1f}"
+        f"/min. Poll period / pollInterval: p99 {r.lateness_p99:.3f}; {r.late_polls} of "
+        f"{r.periods} periods longer than pollInterval x 1.1.\n\n"
         f"Machine load (2 cores; `others` = processes that are not this benchmark's):\n\n{load}\n"
         + (f"\nObservations:\n\n{observations}" if observations else "")
     )
@@ -1101,7 +1249,7 @@ def main() -> int:
     )
     parser.add_argument("--min-new-samples", type=int, default=5)
     parser.add_argument("--seed", type=int, default=8)
-    parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--only", choices=["a", "b", "c"])
     parser.add_argument("--no-readme", action="store_true", help="do not touch bench/README.md")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -1125,6 +1273,12 @@ def main() -> int:
                         args.tick_seconds,
                     )  # fmt: skip
                     sections.append(report_idle(idle))
+                    print(sections[-1], flush=True)
+                if args.only == "c":  # not part of the default run (takes a few minutes)
+                    failover = bench_failover(
+                        w, args.policies, args.poll_interval, args.tick_seconds
+                    )
+                    sections.append(report_failover(failover))
                     print(sections[-1], flush=True)
                 if args.only in (None, "b"):
                     latency = bench_latency(

@@ -558,6 +558,9 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     # The endpoint no longer serves what status.serving says (changed out of band).
     DRIFTED = "Drifted"
+    # True while the policy's polls come later than pollInterval x 1.1 (the AWS call budget or
+    # the worker threads are too small for the configured polls); absent until it first is.
+    POLLS_STARVED = "PollsStarved"
 
 
 class Condition(_Status):

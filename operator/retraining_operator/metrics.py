@@ -84,6 +84,19 @@ LAST_SUCCESS = Gauge(
     _POLICY,
     registry=REGISTRY,
 )
+POLL_DELAY = Histogram(
+    "rtp_poll_delay_seconds",
+    "How much later than pollInterval x 1.1 after the previous poll each poll came (0 when on "
+    "time): above 0, the AWS call budget or the workers are too small for the polls.",
+    buckets=(0, 1, 5, 15, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+POLICY_STARVED = Gauge(
+    "rtp_policy_polls_starved",
+    "1 while the policy's polls come later than pollInterval x 1.1 (condition PollsStarved).",
+    _POLICY,
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "rtp_leader",
     "1 while this operator process holds the leader Lease (or runs without leader election).",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from retraining_operator.config import OperatorConfig
-from retraining_operator.leader import LeaderElector
+from retraining_operator.leader import LeaderElector, LeaseTiming
 from retraining_operator.tenancy_api import TenancyMode
 
 
@@ -104,7 +104,8 @@ def run_operator(args: argparse.Namespace) -> int:
 
 def _elector(args: argparse.Namespace) -> LeaderElector:
     name = args.lease_name if args.shards <= 1 else f"{args.lease_name}-{args.shard}"
-    return LeaderElector(name, args.lease_namespace, args.identity)
+    timing = LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period)
+    return LeaderElector(name, args.lease_namespace, args.identity, timing=timing)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,9 @@ NARROW_NETWORK_POLICY: dict[str, Any] = {
     ],
 }
 
-# Default values plus three non-default sets that between them touch every template branch.
+# Default values (2 replicas, leader election) plus non-default sets that between them touch
+# every template branch: peering, namespaced with a named Lease, a single standalone replica
+# (Recreate), and shards (a StatefulSet).
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "ha-peering": {
@@ -72,6 +74,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "namespaced": {
         "watchNamespaces": ["vision", "audio"],
+        "leaderElection": {"enabled": True, "leaseName": "rtp-leader"},
+        "replicaCount": 3,
         "peering": {"enabled": True},
         "metrics": {"enabled": False, "bindAddress": "127.0.0.1"},
         "livenessProbe": {"enabled": False},
@@ -88,6 +92,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "irsa-monitoring": {
+        "replicaCount": 1,
+        "leaderElection": {"enabled": False},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": IRSA_ROLE}},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
         "networkPolicy": NARROW_NETWORK_POLICY,
@@ -121,6 +127,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             }
         },
         "extraEnv": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
+    },
+    "sharded": {
+        "shards": 3,
+        "podDisruptionBudget": {"enabled": True},
     },
 }
 
@@ -181,8 +191,16 @@ def one(docs: Iterable[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def workload(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's workload: the Deployment, or the StatefulSet when sharded."""
+    found = [doc for doc in docs if doc["kind"] in ("Deployment", "StatefulSet")]
+    assert len(found) == 1, f"expected one workload, found {[d['kind'] for d in found]}"
+    return found[0]
+
+
 def container_env(deployment: dict[str, Any]) -> dict[str, Any]:
-    """name -> value (or the valueFrom mapping) of the operator container."""
+    """name -> value (or the valueFrom mapping) of the operator container (of a Deployment or
+    a StatefulSet)."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helmkit import VALUE_SETS, as_yaml_stream, by_kind, container_env, one, render
+from helmkit import VALUE_SETS, as_yaml_stream, by_kind, container_env, one, render, workload
 from pss_cases import CASES, Case
 from pss_restricted import violations
 
@@ -169,11 +169,11 @@ def test_deployment_and_its_pod_are_admitted_at_restricted(
 ) -> None:
     values = json.loads(json.dumps(VALUE_SETS[name]))
     values.pop("watchNamespaces", None)  # only the pod matters here
-    deployment = one(render(values, namespace=restricted_namespace), "Deployment")
-    workload = _apply(kube, [deployment], "--dry-run=server")
-    assert workload.returncode == 0, workload.stderr
+    deployment = workload(render(values, namespace=restricted_namespace))
+    admitted = _apply(kube, [deployment], "--dry-run=server")
+    assert admitted.returncode == 0, admitted.stderr
     # PodSecurity only warns about workloads; a clean template gets no warning at all.
-    assert "PodSecurity" not in workload.stderr, workload.stderr
+    assert "PodSecurity" not in admitted.stderr, admitted.stderr
     pod = _apply(kube, [_pod_from(deployment, f"{name}-pod")], "--dry-run=server")
     assert pod.returncode == 0, pod.stderr
     assert "PodSecurity" not in pod.stderr, pod.stderr
@@ -183,7 +183,8 @@ def test_deployment_and_its_pod_are_admitted_at_restricted(
 def test_whole_chart_with_its_network_policy_is_admitted_at_restricted(
     name: str, kube: KubeCluster, restricted_namespace: str, third_party_crds: None
 ) -> None:
-    """Everything the chart renders, NetworkPolicy included, in an `enforce=restricted`
+    """Everything the chart renders, NetworkPolicy included (and the PodDisruptionBudget, the
+    Lease Role, the sharded StatefulSet with its headless Service), in an `enforce=restricted`
     namespace: the API server admits it all (server-side dry-run) without a warning."""
     values = json.loads(json.dumps(VALUE_SETS[name]))
     values.pop("watchNamespaces", None)  # Roles in other namespaces are not the point here
@@ -325,6 +326,64 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(
             "auth", "can-i", "patch", "clusterkopfpeerings.kopf.dev/someone-else", as_user=user
         )
         assert patch_other.stdout.strip() == "no"
+        # The leader Lease: only in the release namespace, only its own by name.
+        own = _can_i_list(kube, user, kube_namespace) - baseline - granted
+        assert own == _lease_grants(one(docs, "Deployment"))
+        _assert_lease_access(kube, user, kube_namespace, [_lease_name(one(docs, "Deployment"))])
+        assert not kube.can_i("create", LEASES, as_user=user, namespace=other)
+
+
+LEASES = "leases.coordination.k8s.io"
+
+
+def _lease_name(deployment: dict[str, Any]) -> str:
+    name: str = container_env(deployment)["RTP_LEASE_NAME"]
+    return name
+
+
+def _lease_grants(deployment: dict[str, Any], *names: str) -> set[tuple[str, str, str]]:
+    names = names or (_lease_name(deployment),)
+    return {(LEASES, "", "create")} | {
+        (LEASES, name, verb) for name in names for verb in ("get", "update")
+    }
+
+
+def _assert_lease_access(kube: KubeCluster, user: str, namespace: str, names: list[str]) -> None:
+    def ask(*args: str) -> str:
+        out = kube.kubectl("auth", "can-i", *args, as_user=user, namespace=namespace)
+        return str(out.stdout.strip())
+
+    for name in names:
+        assert ask("get", f"{LEASES}/{name}") == "yes"
+        assert ask("update", f"{LEASES}/{name}") == "yes"
+        assert ask("delete", f"{LEASES}/{name}") == "no"
+        assert ask("patch", f"{LEASES}/{name}") == "no"
+    assert ask("create", LEASES) == "yes"
+    for verb in ("list", "watch", "deletecollection"):
+        assert ask(verb, LEASES) == "no", verb
+    # Another component's Lease (say a controller-manager's) stays out of reach.
+    assert ask("update", f"{LEASES}/kube-controller-manager") == "no"
+    assert ask("get", f"{LEASES}/someone-else") == "no"
+
+
+def test_sharded_rbac_names_one_lease_per_shard(
+    kube: KubeCluster, rtp_crd: dict[str, Any], third_party_crds: None, kube_namespace: str
+) -> None:
+    docs = render(VALUE_SETS["sharded"], namespace=kube_namespace, release=_release(kube_namespace))
+    user = _sa(kube_namespace, docs)
+    sts = one(docs, "StatefulSet")
+    lease = _lease_name(sts)
+    shards = [f"{lease}-{n}" for n in range(3)]
+    baseline = _can_i_list(kube, f"system:serviceaccount:{kube_namespace}:nobody", kube_namespace)
+    with installed_rbac(kube, docs):
+        granted = _can_i_list(kube, user, kube_namespace) - baseline - OPERATOR_GRANTS
+        assert granted == _lease_grants(sts, *shards)
+        _assert_lease_access(kube, user, kube_namespace, shards)
+        assert kube.can_i("list", RTP, as_user=user, namespace=kube_namespace)
+        out = kube.kubectl(
+            "auth", "can-i", "get", f"{LEASES}/{lease}-3", as_user=user, namespace=kube_namespace
+        )
+        assert out.stdout.strip() == "no"
 
 
 def test_namespaced_rbac_stays_in_the_watched_namespaces(
@@ -345,9 +404,11 @@ def test_namespaced_rbac_stays_in_the_watched_namespaces(
                 ("kopfpeerings.kopf.dev", peering, "get"),
                 ("kopfpeerings.kopf.dev", peering, "patch"),
             }
-        # Not in its own namespace, not elsewhere, not cluster-wide.
+        # Not in its own namespace (but for its leader Lease), not elsewhere, not cluster-wide.
+        own = _can_i_list(kube, user, kube_namespace) - baseline
+        assert own == _lease_grants(one(docs, "Deployment"))
+        assert _can_i_list(kube, user, "default") - baseline == set()
         for namespace in (kube_namespace, "default"):
-            assert _can_i_list(kube, user, namespace) - baseline == set()
             assert not kube.can_i("list", RTP, as_user=user, namespace=namespace)
         out = kube.kubectl("auth", "can-i", "list", RTP, "--all-namespaces", as_user=user)
         assert out.stdout.strip() == "no"
@@ -387,6 +448,7 @@ EXPECTED_FORBIDDEN = re.compile(
 # In namespaced mode kopf first retries the forbidden namespace listing (about 55 s of backoff)
 # before it falls back to the exact names; only then does it start serving.
 SERVE_TIMEOUT = 150
+LEASE = "rtp-e2e-leader"
 
 
 def test_operator_runs_with_the_chart_rbac_and_settings(
@@ -397,11 +459,13 @@ def test_operator_runs_with_the_chart_rbac_and_settings(
     tmp_path: Path,
 ) -> None:
     """`retraining-operator run` with the chart's container environment (namespaced, peering
-    on), authenticated with a real token of the chart's ServiceAccount: it serves the liveness
-    endpoint, joins the peering, finalizes a policy and releases it again."""
+    on, leader election on), authenticated with a real token of the chart's ServiceAccount: it
+    takes the leader Lease, serves the liveness endpoint, joins the peering, finalizes a policy
+    and releases it again."""
     values = {
         "watchNamespaces": [kube_namespace],
         "peering": {"enabled": True, "name": "rtp-e2e"},
+        "leaderElection": {"enabled": True, "leaseName": LEASE},
         "operator": {"logFormat": "text"},
     }
     docs = render(values, namespace=kube_namespace, release=_release(kube_namespace))
@@ -411,6 +475,7 @@ def test_operator_runs_with_the_chart_rbac_and_settings(
     assert env["RTP_LIVENESS"] == "http://0.0.0.0:8080/healthz"
     env |= {
         "POD_ID": "rtp-e2e-pod-0",  # what the downward API would give
+        "POD_NAMESPACE": kube_namespace,
         "RTP_LIVENESS": f"http://127.0.0.1:{liveness}/healthz",
         "RTP_METRICS_PORT": str(metrics),
     }
@@ -469,6 +534,14 @@ def _exercise(
             return False
 
     eventually(healthy, timeout=60, what="kopf's liveness endpoint")
+
+    def leading() -> bool:
+        out = kube.kubectl(
+            "get", "lease", LEASE, "-o", "jsonpath={.spec.holderIdentity}", namespace=namespace
+        )
+        return bool(out.stdout.strip() == "rtp-e2e-pod-0")
+
+    eventually(leading, timeout=60, what="the operator holding the leader Lease")
 
     def peered() -> Any:
         obj = kube.kubectl_json("get", "kopfpeerings.kopf.dev", "rtp-e2e", namespace=namespace)

@@ -27,6 +27,7 @@ from helmkit import (
     one,
     render,
     template_text,
+    workload,
 )
 from pss_restricted import violations
 
@@ -44,7 +45,7 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]
 
 
 def _pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = workload(docs)["spec"]["template"]["spec"]
     return spec
 
 
@@ -72,6 +73,9 @@ EXPECTED_KINDS = {
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ],
@@ -80,6 +84,9 @@ EXPECTED_KINDS = {
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ],
@@ -88,8 +95,11 @@ EXPECTED_KINDS = {
         "KopfPeering",
         "KopfPeering",
         "NetworkPolicy",
+        "PodDisruptionBudget",
         "Role",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "ServiceAccount",
@@ -102,6 +112,18 @@ EXPECTED_KINDS = {
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
+    ],
+    "sharded": [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
     ],
 }
 
@@ -163,7 +185,10 @@ def test_crd_is_not_a_template() -> None:
         ("metrics.serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
         ("securityContext.privilegd=true", "additional properties 'privilegd' not allowed"),
         ("podSecurityContext.seccompProfile.typ=x", "additional properties 'typ' not allowed"),
-        ("replicaCount=2", "/replicaCount"),
+        ("leaderElection.enabled=false", "/replicaCount"),  # 2 replicas need an elector
+        ("shards=0", "/shards"),
+        ("leaderElection.leaseName=Bad_Name", "/leaderElection/leaseName"),
+        ("podDisruptionBudget.minAvailable=1", "additional properties 'minAvailable' not allowed"),
         ("watchNamespaces={team-*}", "/watchNamespaces/0"),
         ("image.digest=abc123", "/image/digest"),
         ("operator.logFormat=xml", "/operator/logFormat"),
@@ -208,6 +233,8 @@ def test_schema_is_closed_at_every_object_level() -> None:
         if path in OPEN_OBJECTS:
             assert "properties" not in node, path
             continue
+        if path.startswith(("/if", "/then")):
+            continue  # a condition on declared keys (replicaCount > 1 needs leader election)
         assert node.get("additionalProperties") is False, f"{path} is open"
     stringmap = SCHEMA["definitions"]["stringMap"]
     assert stringmap["additionalProperties"] == {"type": "string"}
@@ -259,15 +286,35 @@ def _peering_rules(resource: str, name: str) -> set[Any]:
     }
 
 
+def _lease_rules(*names: str) -> set[Any]:
+    """`create` cannot be narrowed by name; get/update only on the operator's own Lease(s)."""
+    return {
+        _rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        _rule(["coordination.k8s.io"], ["leases"], ["get", "update"], names),
+    }
+
+
 EXPECTED_RULES: dict[str, dict[tuple[str, str | None], set[Any]]] = {
-    "default": {("ClusterRole", None): OPERATOR_RULES},
+    "default": {
+        ("ClusterRole", None): OPERATOR_RULES,
+        ("Role", NAMESPACE): _lease_rules(FULLNAME),
+    },
     "irsa-monitoring": {("ClusterRole", None): OPERATOR_RULES},
     "ha-peering": {
-        ("ClusterRole", None): OPERATOR_RULES | _peering_rules("clusterkopfpeerings", "rtp-peering")
+        ("ClusterRole", None): OPERATOR_RULES
+        | _peering_rules("clusterkopfpeerings", "rtp-peering"),
+        ("Role", NAMESPACE): _lease_rules(FULLNAME),
     },
     "namespaced": {
-        ("Role", ns): OPERATOR_RULES | _peering_rules("kopfpeerings", "a2i-retraining-operator")
-        for ns in ("vision", "audio")
+        **{
+            ("Role", ns): OPERATOR_RULES | _peering_rules("kopfpeerings", "a2i-retraining-operator")
+            for ns in ("vision", "audio")
+        },
+        ("Role", NAMESPACE): _lease_rules("rtp-leader"),
+    },
+    "sharded": {
+        ("ClusterRole", None): OPERATOR_RULES,
+        ("Role", NAMESPACE): _lease_rules(*(f"{FULLNAME}-{n}" for n in range(3))),
     },
 }
 
@@ -317,13 +364,17 @@ def test_bindings_bind_the_chart_service_account(
         ref = binding["roleRef"]
         role_ns = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
         assert (ref["kind"], role_ns, ref["name"]) in roles
-    deployment = one(docs, "Deployment")
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+    assert workload(docs)["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
 
 
 def test_rbac_can_be_left_to_the_cluster_admin() -> None:
     docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})
-    assert sorted(d["kind"] for d in docs) == ["Deployment", "NetworkPolicy", "Service"]
+    assert sorted(d["kind"] for d in docs) == [
+        "Deployment",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Service",
+    ]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
     missing = template_text({"serviceAccount": {"create": False}}, check=False)
     assert missing.returncode != 0
@@ -335,7 +386,7 @@ def test_rbac_can_be_left_to_the_cluster_admin() -> None:
 
 def test_pod_meets_pod_security_restricted(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = rendered
-    template = one(docs, "Deployment")["spec"]["template"]
+    template = workload(docs)["spec"]["template"]
     assert violations(template["spec"], template["metadata"].get("annotations")) == []
 
 
@@ -359,17 +410,108 @@ def test_pod_hardening_beyond_the_profile(rendered: tuple[str, list[dict[str, An
 # ------------------------------------------------------------------------------ deployment
 
 
-def test_standalone_uses_recreate_and_peering_a_rolling_update() -> None:
-    standalone = one(render({}), "Deployment")["spec"]
+def test_standalone_uses_recreate_and_leader_election_or_peering_a_rolling_update() -> None:
+    standalone = one(render(VALUE_SETS["irsa-monitoring"]), "Deployment")["spec"]
     assert standalone["replicas"] == 1
     assert standalone["strategy"] == {"type": "Recreate"}
-    for name in ("ha-peering", "namespaced"):
-        spec = one(render(VALUE_SETS[name]), "Deployment")["spec"]
-        assert spec["strategy"] == {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-        }
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    for values in (
+        {},
+        VALUE_SETS["namespaced"],
+        {"leaderElection": {"enabled": False}, "replicaCount": 1, "peering": {"enabled": True}},
+    ):
+        assert one(render(values), "Deployment")["spec"]["strategy"] == rolling
+    assert one(render({}), "Deployment")["spec"]["replicas"] == 2
+    assert one(render(VALUE_SETS["namespaced"]), "Deployment")["spec"]["replicas"] == 3
     assert one(render({"replicaCount": 0}), "Deployment")["spec"]["replicas"] == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"leaderElection": {"enabled": False}, "replicaCount": 2},
+        {"leaderElection": {"enabled": False}, "replicaCount": 2, "peering": {"enabled": True}},
+    ],
+)
+def test_more_than_one_replica_needs_leader_election(values: dict[str, Any]) -> None:
+    """The schema refuses it; so does the template, for a schema skipped (`--skip-schema-
+    validation`): kopf peers of equal priority all pause, standalone ones all reconcile."""
+    by_schema = template_text(values, check=False)
+    assert by_schema.returncode != 0
+    assert "/replicaCount" in by_schema.stderr, by_schema.stderr
+    by_template = template_text(values, "--skip-schema-validation", check=False)
+    assert by_template.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled" in by_template.stderr
+
+
+def test_leader_election_environment_and_lease_name() -> None:
+    env = container_env(one(render({}), "Deployment"))
+    assert env["RTP_LEADER_ELECTION"] == "true"
+    assert env["RTP_LEASE_NAME"] == FULLNAME
+    # The Lease lives in the pod's namespace, which the downward API tells it.
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "RTP_SHARDS" not in env
+    named = container_env(one(render(VALUE_SETS["namespaced"]), "Deployment"))
+    assert named["RTP_LEASE_NAME"] == "rtp-leader"
+    off = container_env(one(render(VALUE_SETS["irsa-monitoring"]), "Deployment"))
+    assert not {"RTP_LEADER_ELECTION", "RTP_LEASE_NAME", "POD_NAMESPACE"} & set(off)
+
+
+def test_pod_disruption_budget_only_when_more_than_one_pod_runs() -> None:
+    pdb = one(render({}), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = one(render({}), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert not by_kind(render(VALUE_SETS["irsa-monitoring"]), "PodDisruptionBudget")
+    assert not by_kind(render({"replicaCount": 0}), "PodDisruptionBudget")
+    assert not by_kind(render({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget")
+    assert by_kind(render(VALUE_SETS["sharded"]), "PodDisruptionBudget")
+
+
+def test_default_anti_affinity_spreads_pods_over_nodes() -> None:
+    for values in ({}, VALUE_SETS["sharded"]):
+        spec = _pod_spec(render(values))
+        (term,) = spec["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        assert selector == {
+            "app.kubernetes.io/name": "a2i-retraining-operator",
+            "app.kubernetes.io/instance": "rtp",
+        }
+    # A given affinity replaces it entirely.
+    given = VALUE_SETS["irsa-monitoring"]["affinity"]
+    assert _pod_spec(render(VALUE_SETS["irsa-monitoring"]))["affinity"] == given
+
+
+def test_shards_render_a_stateful_set_whose_ordinal_is_the_shard() -> None:
+    docs = render(VALUE_SETS["sharded"])
+    assert not by_kind(docs, "Deployment")
+    sts = one(docs, "StatefulSet")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    env = container_env(sts)
+    assert env["RTP_SHARDS"] == "3"
+    # The shard is the ordinal the operator reads from the end of POD_ID (the pod name).
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "RTP_SHARD" not in env
+    assert env["RTP_LEASE_NAME"] == FULLNAME  # the operator appends -<shard>
+    (headless,) = [s for s in by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
+    assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
+    assert (
+        headless["spec"]["selector"].items()
+        <= sts["spec"]["template"]["metadata"]["labels"].items()
+    )
+    # replicaCount does not multiply shards; 0 still stops the operator.
+    assert (
+        one(render({**VALUE_SETS["sharded"], "replicaCount": 5}), "StatefulSet")["spec"]["replicas"]
+        == 3
+    )
+    assert (
+        one(render({**VALUE_SETS["sharded"], "replicaCount": 0}), "StatefulSet")["spec"]["replicas"]
+        == 0
+    )
 
 
 EXPECTED_ENV: dict[str, dict[str, Any]] = {
@@ -413,15 +555,19 @@ EXPECTED_ENV["namespaced"] = EXPECTED_ENV["default"] | {
 EXPECTED_ENV["irsa-monitoring"] = EXPECTED_ENV["default"] | {
     "AWS_STS_REGIONAL_ENDPOINTS": "regional"
 }
+EXPECTED_ENV["sharded"] = EXPECTED_ENV["default"] | {"RTP_SHARDS": "3"}
 
 
 def test_operator_settings_map_to_environment_variables(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
     name, docs = rendered
-    env = container_env(one(docs, "Deployment"))
-    # kopf's peering identity comes from the downward API.
+    env = container_env(workload(docs))
+    # kopf's peering identity and the Lease holder come from the downward API.
     assert env.pop("POD_ID") == {"fieldRef": {"fieldPath": "metadata.name"}}
+    if env.pop("POD_NAMESPACE", None) is not None:
+        assert env.pop("RTP_LEADER_ELECTION") == "true"
+        assert env.pop("RTP_LEASE_NAME") in (FULLNAME, "rtp-leader")
     assert env == EXPECTED_ENV[name]
     (container,) = _pod_spec(docs)["containers"]
     assert container.get("args") == (["--verbose"] if name == "ha-peering" else None)
@@ -437,7 +583,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     ).stdout
     chart_variables = set()
     for name in SETS:
-        chart_variables |= set(container_env(one(render(VALUE_SETS[name]), "Deployment")))
+        chart_variables |= set(container_env(workload(render(VALUE_SETS[name]))))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
     assert len(rtp_variables) == 15
     missing = sorted(v for v in rtp_variables if v not in run_help)
@@ -513,7 +659,7 @@ def test_image_reference_tag_digest_and_pull_settings() -> None:
 
 def test_scheduling_and_pod_metadata_pass_through() -> None:
     values = VALUE_SETS["irsa-monitoring"]
-    template = one(render(values), "Deployment")["spec"]["template"]
+    template = workload(render(values))["spec"]["template"]
     spec = template["spec"]
     assert spec["nodeSelector"] == values["nodeSelector"]
     assert spec["tolerations"] == values["tolerations"]
@@ -553,7 +699,8 @@ def test_notes_render_for_every_value_set(tmp_path: Path) -> None:
             str(values),
         )
         notes = result.stdout.split("NOTES:", 1)[1]
-        assert f"deployment/{FULLNAME}" in notes
+        kind = "statefulset" if name == "sharded" else "deployment"
+        assert f"{kind}/{FULLNAME}" in notes
         assert "never upgrades or deletes it" in notes
         assert ("IRSA role " + IRSA_ROLE in notes) is (name == "irsa-monitoring")
 

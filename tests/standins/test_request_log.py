@@ -75,3 +75,28 @@ def test_wait_for_and_json_export(aws: AwsStandins) -> None:
     assert exported[0]["error"] is None
     with pytest.raises(TimeoutError):
         aws.log.wait_for(lambda calls: len(calls) > 5, timeout=0.2)
+
+
+def test_each_call_records_the_access_key_it_was_signed_with(aws: AwsStandins, a2i_flow) -> None:
+    """Two processes given different access key ids are told apart in the log (the HA cases
+    attribute every AWS call to the operator that made it)."""
+    aws.log.clear()
+
+    def session(key: str) -> boto3.session.Session:
+        return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key="s")
+
+    session("AKIAOPERATORA0000001").client("sagemaker-a2i-runtime").list_human_loops(
+        FlowDefinitionArn=a2i_flow.arn
+    )
+    session("AKIAOPERATORB0000002").client("sagemaker").list_training_jobs()
+    s3 = session("AKIAOPERATORB0000002").client("s3")
+    s3.list_buckets()
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="missing-bucket", Key="k")
+    assert [(c.operation, c.access_key) for c in aws.log.calls()] == [
+        ("ListHumanLoops", "AKIAOPERATORA0000001"),
+        ("ListTrainingJobs", "AKIAOPERATORB0000002"),
+        ("ListBuckets", "AKIAOPERATORB0000002"),
+        ("HeadObject", "AKIAOPERATORB0000002"),
+    ]
+    assert aws.log.to_json()[0]["access_key"] == "AKIAOPERATORA0000001"

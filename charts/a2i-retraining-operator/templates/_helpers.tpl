@@ -88,3 +88,13 @@ app.kubernetes.io/part-of: a2i-retraining-operator
 {{- define "rtp.isLoopback" -}}
 {{- if or (hasPrefix "127." .) (eq . "::1") }}true{{ end }}
 {{- end }}
+
+{{/* The leader Lease's name (RTP_LEASE_NAME); a shard's operator appends -<shard>. */}}
+{{- define "rtp.leaseName" -}}
+{{- default (include "rtp.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Operator pods the workload runs: one per shard when sharded, else replicaCount. */}}
+{{- define "rtp.podCount" -}}
+{{- if eq (int .Values.replicaCount) 0 }}0{{ else if gt (int .Values.shards) 1 }}{{ int .Values.shards }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- end }}

@@ -32,9 +32,29 @@ def next_poll_at(
 
     Never polled: `spread * fraction(uid)` after the operator started (at most one
     interval), so a restart of many fresh policies fans out over `spread`.
-    Polled before: one interval (stretched by up to 10 % by UID) after the last poll.
+    Polled before: one interval (stretched by up to 10 % by UID) after the last poll, but
+    not before that same fan-out point: polls overdue at a restart (the stored lastPollTime
+    may be up to an hour old, reconcile/status.py) fan out too instead of all coming at once.
     """
     fraction = uid_fraction(uid)
+    fan_out = operator_started + min(spread, interval) * fraction
     if last_poll is None:
-        return operator_started + min(spread, interval) * fraction
-    return last_poll + interval * (1 + JITTER_FRACTION * fraction)
+        return fan_out
+    return max(fan_out, last_poll + interval * (1 + JITTER_FRACTION * fraction))
+
+
+# A poll this much past its bound is not starved yet: the pass that polls is scheduled for
+# the due time itself, and a busy worker pool or one retried call may add a second or two.
+STARVATION_GRACE = timedelta(seconds=2)
+
+
+def poll_delay(*, previous_poll: datetime, interval: timedelta, polled_at: datetime) -> float:
+    """Seconds a poll came later than `interval x (1 + JITTER_FRACTION)` after the previous
+    one (0 when on time): every policy should poll within that bound whenever the AWS call
+    budget allows it."""
+    bound = previous_poll + interval * (1 + JITTER_FRACTION)
+    return max(0.0, (polled_at - bound).total_seconds())
+
+
+def starved(delay_seconds: float) -> bool:
+    return delay_seconds > STARVATION_GRACE.total_seconds()

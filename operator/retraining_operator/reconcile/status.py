@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from retraining_operator.api import (
@@ -12,6 +12,7 @@ from retraining_operator.api import (
     ConditionType,
     CurrentRun,
     HistoryEntry,
+    IngestStatus,
     Outcome,
     Phase,
     RetrainingPolicyStatus,
@@ -29,6 +30,12 @@ _STAGE_PHASE = {
 
 # Progressing=False reason while the holdout is too small to validate on (no run starts).
 WAITING_FOR_VALIDATION_DATA = "WaitingForValidationData"
+# An idle poll changes nothing but lastPollTime; writing that every poll would cost an etcd
+# write and a watch event to every watcher per policy per pollInterval. It is written when
+# the ingest block changes anyway, else once it is this old (the watermark moves by the hour
+# too, reconcile/ingest.py WATERMARK_PERSIST_STEP): an idle policy's status is written about
+# once an hour. Scheduling does not depend on it: the pass remembers its last poll in memory.
+LAST_POLL_TIME_REFRESH = timedelta(hours=1)
 
 # Outcomes that mean the policy needs a person's attention.
 DEGRADING_OUTCOMES = frozenset({Outcome.TRAINING_FAILED, Outcome.ROLLED_BACK, Outcome.FAILED})
@@ -197,6 +204,22 @@ def refresh_conditions(
         generation=generation,
     )
     return conditions
+
+
+def quiet_ingest_status(
+    stored: IngestStatus, polled: IngestStatus, *, refresh: timedelta = LAST_POLL_TIME_REFRESH
+) -> IngestStatus:
+    """The ingest block to store after a poll: `polled`, except that a poll which moved
+    nothing else keeps the stored lastPollTime until that is `refresh` old (no status write)."""
+    kept, new = stored.last_poll_time, polled.last_poll_time
+    if kept is None or new is None or new - kept >= refresh:
+        return polled
+    # Compared as written (timestamps to the second): the ledger's watermark carries
+    # microseconds that the stored status does not.
+    unchanged = polled.model_copy(update={"last_poll_time": kept}).model_dump(mode="json")
+    if unchanged != stored.model_dump(mode="json"):
+        return polled
+    return stored
 
 
 def merge_patch_body(status: RetrainingPolicyStatus) -> dict[str, Any]:

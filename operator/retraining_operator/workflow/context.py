@@ -21,6 +21,7 @@ from retraining_operator.api import (
     ConditionType,
     CurrentRun,
     HistoryEntry,
+    IngestStatus,
     Outcome,
     RetrainingPolicySpec,
     RetrainingPolicyStatus,
@@ -85,6 +86,10 @@ class PolicyMemo:
     last_polled: datetime | None = None
     # The last poll stopped at its fetch cap: the next pass polls again at once.
     ingest_backlog: bool = False
+    # The ingest block that poll produced: a pass after a refused status write sees the old
+    # status and (the poll not being due) would otherwise leave the poll's result unwritten
+    # until the next poll, a whole pollInterval later.
+    last_ingest: IngestStatus | None = None
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
     # When the serving endpoint was last compared with status.serving (monotonic seconds).

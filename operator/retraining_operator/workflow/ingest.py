@@ -533,7 +533,10 @@ def poll(
     status = rules.ingest_status(
         store.ledger, polled_at=listed_at, in_progress=unsettled, ledger_uri=store.uri
     )
-    log.info(
+    # A poll that found nothing new is not news: DEBUG, so 1,000 idle policies log nothing.
+    moved = tally.new_samples or tally.quarantined or tally.failed_loops or tally.fetch_errors
+    log.log(
+        logging.INFO if moved else logging.DEBUG,
         "ingest poll of %s: listed %d, new samples %d, quarantined %d, failed %d, "
         "in progress %d, fetch errors %d, pending %d",
         spec.human_loops.flow_definition_name,

@@ -34,7 +34,7 @@ from moto.moto_server.werkzeug_app import (
 
 from retraining_standins.clock import Clock
 from retraining_standins.faults import FaultDecision, Faults
-from retraining_standins.requestlog import Call, RequestLog
+from retraining_standins.requestlog import Call, RequestLog, signing_access_key
 from retraining_standins.server import ServerThread
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
@@ -314,6 +314,7 @@ class MotoFront:
             return self.app(environ, start_response)
         service = signing_service(environ)
         operation, params, protocol = classify(service, environ)
+        access_key = signing_access_key(environ.get("HTTP_AUTHORIZATION"))
         if self.single_account and service != "sts" and "HTTP_AUTHORIZATION" in environ:
             environ["HTTP_AUTHORIZATION"] = _CREDENTIAL.sub(
                 lambda m: (
@@ -333,7 +334,9 @@ class MotoFront:
                 body = b""
             headers.append(("Content-Length", str(len(body))))
             start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
-            self._record(seq, wall, arrived, service, operation, params, status, code, True)
+            self._record(
+                seq, wall, arrived, service, operation, params, status, code, True, access_key
+            )
             return [body]
         captured: dict[str, int] = {}
 
@@ -352,7 +355,9 @@ class MotoFront:
             body = b"".join(chunks)
             error = _error_code(body) or str(status)
             result = [body]
-        self._record(seq, wall, arrived, service, operation, params, status, error, False)
+        self._record(
+            seq, wall, arrived, service, operation, params, status, error, False, access_key
+        )
         return result
 
     def _record(
@@ -366,6 +371,7 @@ class MotoFront:
         status: int,
         error: str | None,
         injected: bool,
+        access_key: str | None = None,
     ) -> None:
         self.log.record(
             Call(
@@ -378,6 +384,7 @@ class MotoFront:
                 status=status,
                 error=error,
                 injected=injected,
+                access_key=access_key,
             )
         )
 

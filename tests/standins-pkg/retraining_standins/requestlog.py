@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,9 @@ class Call:
     """The error code returned (e.g. `ThrottlingException`, `NoSuchKey`), None on success."""
     injected: bool = False
     """True when the error came from fault injection."""
+    access_key: str | None = None
+    """The access key id the request was signed with (SigV4 `Credential=`), None if unsigned:
+    tells apart the processes of one test that were given different keys."""
 
     @property
     def ok(self) -> bool:
@@ -47,6 +51,7 @@ class Call:
             "status": self.status,
             "error": self.error,
             "injected": self.injected,
+            "access_key": self.access_key,
         }
 
 
@@ -109,6 +114,15 @@ class RequestLog:
 
     def to_json(self, service: str | None = None) -> list[dict[str, Any]]:
         return [c.to_json() for c in self.calls(service)]
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+def signing_access_key(authorization: str | None) -> str | None:
+    """The access key id in a SigV4 Authorization header."""
+    match = _CREDENTIAL.search(authorization or "")
+    return match.group(1) if match else None
 
 
 def _json_safe(value: Any) -> Any:

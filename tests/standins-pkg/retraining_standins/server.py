@@ -36,7 +36,7 @@ from retraining_standins.emulator import Emulator
 from retraining_standins.errors import ApiError
 from retraining_standins.faults import FaultDecision, FaultRule, Faults
 from retraining_standins.model import A2I_RUNTIME, AUTOSCALING, SAGEMAKER, service_model
-from retraining_standins.requestlog import Call, RequestLog
+from retraining_standins.requestlog import Call, RequestLog, signing_access_key
 from retraining_standins.validation import validate_params
 from retraining_standins.wire import (
     ShapeError,
@@ -197,6 +197,7 @@ class EmulatorApp:
             handlers.get(operation),
             lambda: parse_json_body(body, op_model.input_shape),
             "unixTimestamp",
+            signing_access_key(request.headers.get("Authorization")),
         )
         if isinstance(payload, ApiError):
             return self._json11_error(payload)
@@ -226,6 +227,7 @@ class EmulatorApp:
             self.emulator.a2i_operations.get(op_model.name),
             lambda: parse_rest_request(op_model, path_params, query, headers, body),
             "unixTimestamp",
+            signing_access_key(request.headers.get("Authorization")),
         )
         if isinstance(payload, ApiError):
             return self._rest_error(payload)
@@ -244,6 +246,7 @@ class EmulatorApp:
         handler: Callable[[dict[str, Any]], dict[str, Any]] | None,
         parse: Callable[[], dict[str, Any]],
         timestamp_format: str,
+        access_key: str | None = None,
     ) -> tuple[int, dict[str, Any] | ApiError]:
         operation = op_model.name
         seq, wall = self.log.ticket()
@@ -289,6 +292,7 @@ class EmulatorApp:
                 status=status,
                 error=payload.code if isinstance(payload, ApiError) else None,
                 injected=injected,
+                access_key=access_key,
             )
         )
         return outcome

@@ -8,8 +8,9 @@ from retraining_operator import metrics
 from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
+from retraining_operator.reconcile.status import quiet_ingest_status
 from retraining_operator.reconcile.tenancy import s3_readable
-from retraining_operator.workflow import ingest
+from retraining_operator.workflow import ingest, poll_timing
 from retraining_operator.workflow.context import PolicyPass
 
 BACKLOG_REPOLL_SECONDS = 1.0
@@ -32,8 +33,10 @@ def step(p: PolicyPass) -> None:
     )
     if p.now < next_poll and not p.memo.ingest_backlog:
         p.due_in((next_poll - p.now).total_seconds())
+        _restore_unwritten_poll(p)
         return
     p.due_in(interval.total_seconds())
+    previous_poll = p.memo.last_polled
     try:
         polled = ingest.poll(
             p.session,
@@ -48,7 +51,8 @@ def step(p: PolicyPass) -> None:
         # The rest of the pass (a run under way) does not depend on this poll.
         p.event("Warning", "PollFailed", f"{error} (retrying)")
         return
-    status.ingest = polled.status
+    # An idle poll leaves the status as it was (no API write); the memo keeps the real time.
+    status.ingest = quiet_ingest_status(status.ingest, polled.status)
     # A backlog is read in slices of max_fetches_per_poll, one per pass, each pass giving
     # the worker thread (and the AWS budget) back to other policies in between.
     p.memo.ingest_backlog = polled.deferred > 0
@@ -56,6 +60,8 @@ def step(p: PolicyPass) -> None:
         p.due_in(BACKLOG_REPOLL_SECONDS)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
+    p.memo.last_ingest = status.ingest
+    poll_timing.observe(p, previous_poll, interval)
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
     metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
     for reason, count in polled.quarantined_by_reason.items():
@@ -75,3 +81,13 @@ def step(p: PolicyPass) -> None:
     unreadable = polled.fetch_error_message()
     if unreadable:
         p.event("Warning", "OutputsUnreadable", unreadable)
+
+
+def _restore_unwritten_poll(p: PolicyPass) -> None:
+    """The last poll's result, when the status this pass started from predates it."""
+    remembered = p.memo.last_ingest
+    if remembered is None or remembered.last_poll_time is None:
+        return
+    stored = p.status.ingest.last_poll_time
+    if stored is None or stored < remembered.last_poll_time:
+        p.status.ingest = remembered
