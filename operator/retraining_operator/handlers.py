@@ -31,6 +31,7 @@ from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.status import merge_patch_body
 from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
 from retraining_operator.workflow.controller import Controller
+from retraining_operator.workflow.events import EventHub
 
 FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -45,6 +46,7 @@ class OperatorState:
     budget: CallBudget | None = None
     controller: Controller | None = None
     executor: ThreadPoolExecutor | None = None
+    events: EventHub | None = None  # the SQS consumers of event-driven ingest
 
     def running(self) -> tuple[Controller, ThreadPoolExecutor]:
         if self.controller is None or self.executor is None:
@@ -165,6 +167,7 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"
     )
+    _state.events = EventHub()
     logger.info(
         "retraining operator starting: peering=%s tick=%ss workers=%s aws-budget=%s/s",
         config.peering or "off",
@@ -192,6 +195,9 @@ async def policy_daemon(
     policy = _policy(memo)
     executor = _state.running()[1]
     tick = _state.config.tick_seconds
+    # The SQS consumer wakes the daemon from its thread when an event for the policy arrives.
+    policy.memo.event_hub = _state.events
+    policy.memo.wake = functools.partial(loop.call_soon_threadsafe, policy.wake.set)
     while not stopped and not meta.get("deletionTimestamp"):
         policy.wake.clear()
         try:
@@ -211,6 +217,16 @@ async def policy_daemon(
             logger.exception("reconcile pass failed; retrying in %ss", tick)
             delay = tick
         await _sleep(stopped, policy.wake, max(delay, 0.2))
+    if _state.events is not None:
+        _state.events.unsubscribe(uid)  # deleted or stopping: its messages go back to SQS
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    """The operator stops: the SQS consumers stop receiving (in-flight messages are
+    redelivered after their visibility timeout; the ledger makes that harmless)."""
+    if _state.events is not None:
+        _state.events.stop()
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:

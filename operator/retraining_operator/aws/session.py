@@ -239,6 +239,10 @@ class AwsSession:
     def cloudwatch(self) -> CloudWatchClient:
         return cast("CloudWatchClient", self.client("cloudwatch"))
 
+    def sqs(self) -> Any:
+        """The SQS client (event-driven ingest; no type stubs are installed for SQS)."""
+        return self.client("sqs")
+
     def _assumed(self, role_arn: str, session_name: str) -> boto3.Session:
         sts = self._base.client("sts", region_name=self.region, config=self._config)
         self._hook(sts)

@@ -30,6 +30,7 @@ from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import TrainingObservation
+from retraining_operator.workflow.events import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class PolicyMemo:
     # The policy's AWS session, and the (region, role) it was made for.
     session: AwsSession | None = None
     session_key: tuple[str, str | None] | None = None
+    # Event-driven ingest: the operator's consumer of SQS queues (None: no events here),
+    # how to wake this policy's daemon from another thread, and whether events flow.
+    event_hub: EventHub | None = None
+    wake: Callable[[], object] | None = None
+    events_flowing: bool = False
 
 
 @dataclass

@@ -40,6 +40,7 @@ from retraining_operator.workflow.context import (
 from retraining_operator.workflow.stages import (
     deploy,
     evaluate,
+    events,
     poll,
     prepare,
     rollback,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 SessionFactory = Callable[[PolicyRef, RetrainingPolicySpec], AwsSession]
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (poll, suspend, start, prepare, train, evaluate, deploy, rollback)
+STAGES = (events, poll, suspend, start, prepare, train, evaluate, deploy, rollback)
 
 
 class Controller:
