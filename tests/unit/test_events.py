@@ -38,7 +38,9 @@ def envelope(name: str = "loop-1", **detail: Any) -> dict[str, Any]:
         "humanLoopArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:human-loop/{name}",
         "flowDefinitionArn": FLOW,
         "humanLoopStatus": "Completed",
-        "humanLoopOutput": {"outputS3Uri": f"s3://b/a2i/fd-test/2026/11/29/20/44/41/{name}/output.json"},
+        "humanLoopOutput": {
+            "outputS3Uri": f"s3://b/a2i/fd-test/2026/11/29/20/44/41/{name}/output.json"
+        },
     }
     body.update(detail)
     return {

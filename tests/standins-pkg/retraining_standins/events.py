@@ -80,9 +80,7 @@ class EventRelay:
     `dropped_loops` names the loops whose only event was dropped.
     """
 
-    def __init__(
-        self, sqs: Any, clock: Clock, *, account: str, region: str, seed: int = 0
-    ) -> None:
+    def __init__(self, sqs: Any, clock: Clock, *, account: str, region: str, seed: int = 0) -> None:
         self.sqs = sqs
         self.clock = clock
         self.account = account
