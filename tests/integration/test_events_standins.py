@@ -194,7 +194,9 @@ def test_two_hundred_loops_with_duplicated_reordered_and_dropped_events(
     op.settle_until_quiet()
 
     dropped = set(aws.events.dropped_loops)
-    assert aws.events.duplicated > 5 and aws.events.reordered > 5 and dropped
+    assert aws.events.duplicated > 5
+    assert aws.events.reordered > 5
+    assert dropped
     ingested = pending_loops(aws)
     assert set(ingested) == set(names) - dropped
     assert max(ingested.values()) == 1
@@ -264,9 +266,12 @@ def test_poison_and_foreign_messages_end_in_the_dlq_after_max_receive_count(
     wait_for(lambda: queue_depth(aws, "a2i-events-dlq") == 5, 40, "5 messages in the DLQ")
     assert queue_depth(aws, "a2i-events") == 0
     health = hub.health(url)
-    assert health.rejected["NotJson"] >= 2 and health.rejected["Oversized"] >= 2
-    assert health.rejected["NotA2I"] >= 2 and health.rejected["Foreign"] >= 2
-    assert health.unrouted >= 2 and health.deleted == 0
+    assert health.rejected["NotJson"] >= 2
+    assert health.rejected["Oversized"] >= 2
+    assert health.rejected["NotA2I"] >= 2
+    assert health.rejected["Foreign"] >= 2
+    assert health.unrouted >= 2
+    assert health.deleted == 0
     status = op.reconcile()
     assert op.condition() == ("True", "Consuming")
     assert status.ingest.ingested_loops == 0
@@ -344,7 +349,8 @@ def test_a_queue_of_another_account_degrades_the_policy_which_keeps_polling(
     status = op.reconcile()
     assert op.condition() == ("False", "QueueRejected")
     degraded = next(c for c in status.conditions if c.type is ConditionType.DEGRADED)
-    assert degraded.status == "True" and degraded.reason == "EventsQueueRejected"
+    assert degraded.status == "True"
+    assert degraded.reason == "EventsQueueRejected"
     assert "999999999999" in degraded.message
     assert not aws.log.calls("sqs", "ReceiveMessage")
     assert status.ingest.ingested_loops == 1  # the listing poll still ingests

@@ -65,7 +65,8 @@ def test_a_completed_event_names_the_loop_its_creation_time_and_output() -> None
     assert event.name == "loop-1"
     assert event.completed
     assert event.created == datetime(2026, 11, 29, 20, 44, 41, 123000, tzinfo=UTC)
-    assert event.output_s3_uri is not None and event.output_s3_uri.endswith("loop-1/output.json")
+    assert event.output_s3_uri is not None
+    assert event.output_s3_uri.endswith("loop-1/output.json")
     assert event.flow_definition_arn == FLOW
 
 
@@ -138,7 +139,8 @@ def test_a_queue_in_the_flow_definitions_account_and_region_is_accepted() -> Non
 )
 def test_a_queue_of_another_account_or_region_is_refused(url: str, words: str) -> None:
     problem = queue_problem(url, FLOW, "us-east-1")
-    assert problem is not None and words in problem
+    assert problem is not None
+    assert words in problem
 
 
 def test_the_listing_slows_to_the_backstop_only_while_events_flow() -> None:
@@ -158,7 +160,7 @@ class RecordingSqs:
     def __init__(self) -> None:
         self.deleted: list[str] = []
 
-    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> Any:  # noqa: N803
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> Any:
         self.deleted.extend(entry["ReceiptHandle"] for entry in Entries)
         return {"Successful": [{"Id": e["Id"]} for e in Entries]}
 
@@ -202,7 +204,8 @@ def test_messages_are_routed_by_flow_and_deleted_only_when_every_policy_settled(
     assert session.client.deleted == []
     assert hub.done("b", {"loop-1"}) == 1
     assert session.client.deleted == ["h1"]
-    assert hub.take("a") == [] and hub.take("b") == []
+    assert hub.take("a") == []
+    assert hub.take("b") == []
 
 
 def test_unsettled_loops_are_forgotten_so_sqs_redelivers_them() -> None:
@@ -230,7 +233,7 @@ def test_garbage_and_unrouted_messages_are_counted_logged_once_and_never_deleted
 ) -> None:
     hub, session, woken = _hub_with(("a", FLOW))
     consumer = _consumer_health(hub)
-    for round_ in range(3):  # the same poison, received again and again until the DLQ
+    for _ in range(3):  # the same poison, received again and again until the DLQ
         hub.route(
             QUEUE,
             [
@@ -240,7 +243,8 @@ def test_garbage_and_unrouted_messages_are_counted_logged_once_and_never_deleted
         )
     assert consumer.health.rejected["NotJson"] == 3
     assert consumer.health.unrouted == 3
-    assert hub.take("a") == [] and woken["a"] == 0
+    assert hub.take("a") == []
+    assert woken["a"] == 0
     assert session.client.deleted == []
     texts = [r.getMessage() for r in caplog.records if "queue" in r.getMessage()]
     assert sum("NotJson" in t for t in texts) == 1
