@@ -159,6 +159,16 @@ def test_the_listing_slows_to_the_backstop_only_while_events_flow() -> None:
 class RecordingSqs:
     def __init__(self) -> None:
         self.deleted: list[str] = []
+        self.released: list[str] = []
+
+    def change_message_visibility(
+        self,
+        QueueUrl: str,  # noqa: N803
+        ReceiptHandle: str,  # noqa: N803
+        VisibilityTimeout: int,  # noqa: N803
+    ) -> Any:
+        assert VisibilityTimeout == 0
+        self.released.append(ReceiptHandle)
 
     def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> Any:
         self.deleted.extend(entry["ReceiptHandle"] for entry in Entries)
@@ -272,3 +282,18 @@ def test_the_consumer_stops_receiving_while_the_in_flight_set_is_full() -> None:
     hub.done("a", {"loop-0"})
     waiter.join(3)
     assert result == [True]
+
+
+def test_a_policy_that_unsubscribes_releases_what_only_it_waited_for() -> None:
+    hub, session, _ = _hub_with(("a", FLOW), ("b", flow_arn("other")))
+    hub.route(
+        QUEUE,
+        [
+            _message(1, json.dumps(envelope("loop-1"))),
+            _message(2, json.dumps(envelope("loop-2", flowDefinitionArn=flow_arn("other")))),
+        ],
+    )
+    hub.unsubscribe("a")
+    assert session.client.released == ["h1"]  # visible again at once, not after the timeout
+    assert session.client.deleted == []
+    assert [e.name for e in hub.take("b")] == ["loop-2"]

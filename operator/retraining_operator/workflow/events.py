@@ -45,6 +45,9 @@ DEFAULT_MAX_IN_FLIGHT = 2000
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # A queue is "unreachable" after this many receives in a row failed.
 UNREACHABLE_AFTER = 2
+# A policy that unsubscribes releases at most this many messages at once (the rest come
+# back after their visibility timeout).
+MAX_RELEASE = 100
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class _Consumer:
         )
 
     def run(self) -> None:
+        probed = False
         while not self.stopping.is_set():
             if not self.hub.wait_for_room(self.stopping):
                 break
@@ -96,6 +100,10 @@ class _Consumer:
             if session is None:
                 break
             try:
+                if not probed:
+                    self._probe(session)
+                    probed = True
+                    self._reachable()
                 messages = sqs.receive(
                     session.sqs(),
                     self.queue_url,
@@ -111,6 +119,19 @@ class _Consumer:
                 continue
             self._reachable()
             self.hub.route(self.queue_url, messages)
+
+    def _probe(self, session: AwsSession) -> None:
+        """GetQueueAttributes: the queue exists and may be read (an answer in milliseconds,
+        where an empty long poll takes 20 s); warn once when it has no DLQ."""
+        attributes = sqs.queue_attributes(
+            session.sqs(), self.queue_url, ["VisibilityTimeout", "RedrivePolicy"]
+        )
+        if "RedrivePolicy" not in attributes:
+            log.warning(
+                "SQS queue %s has no redrive policy: messages the operator cannot use are "
+                "received again until they expire; give it a DLQ (docs/events.md)",
+                self.queue_url,
+            )
 
     def _failed(self, error: Exception) -> None:
         self.failures += 1
@@ -166,6 +187,7 @@ class EventHub:
             old = self._subs.get(sub.uid)
             self._subs[sub.uid] = sub
             if old is not None and old.queue_url != sub.queue_url:
+                # What it waited for on the old queue comes back after the visibility timeout.
                 self._forget(sub.uid, old.queue_url)
                 self._stop_if_unused(old.queue_url)
             consumer = self._consumers.get(sub.queue_url)
@@ -178,9 +200,11 @@ class EventHub:
     def unsubscribe(self, uid: str) -> None:
         with self._lock:
             old = self._subs.pop(uid, None)
-            if old is not None:
-                self._forget(uid, old.queue_url)
-                self._stop_if_unused(old.queue_url)
+            if old is None:
+                return
+            released = self._forget(uid, old.queue_url)
+            self._stop_if_unused(old.queue_url)
+        self._release(old.session, old.queue_url, released)
 
     def subscribed(self, uid: str) -> bool:
         with self._lock:
@@ -321,13 +345,28 @@ class EventHub:
     def _count_in_flight(self) -> int:
         return sum(len(table) for table in self._in_flight.values())
 
-    def _forget(self, uid: str, queue_url: str) -> None:
+    def _forget(self, uid: str, queue_url: str) -> list[sqs.Message]:
+        """Drop the policy from what waits; returns the messages nobody waits for now."""
         table = self._in_flight.get(queue_url, {})
+        released = []
         for message_id, item in list(table.items()):
             item.waiting.discard(uid)
             if not item.waiting:
                 del table[message_id]  # not settled by anyone: SQS redelivers it
+                released.append(item.message)
         self._lock.notify_all()
+        return released
+
+    @staticmethod
+    def _release(session: AwsSession, queue_url: str, messages: list[sqs.Message]) -> None:
+        """Make messages visible at once (ChangeMessageVisibility 0), not after the timeout:
+        best effort, and harmless when it fails (the timeout does the same, later)."""
+        for message in messages[:MAX_RELEASE]:
+            try:
+                sqs.change_visibility(session.sqs(), queue_url, message, 0)
+            except (RetryLater, NeedsAttention) as error:
+                log.info("releasing messages on %s: %s", queue_url, error)
+                return
 
     def _stop_if_unused(self, queue_url: str) -> None:
         if any(sub.queue_url == queue_url for sub in self._subs.values()):
