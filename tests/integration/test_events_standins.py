@@ -383,3 +383,30 @@ def test_an_unreachable_queue_falls_back_to_poll_interval_and_says_so(
     aws.clock.advance(past(5 * 60))
     op.reconcile()
     assert listings(aws) == lists
+
+
+def test_a_refused_status_write_does_not_lose_what_events_settled(
+    aws: AwsStandins, a2i_flow: FlowDefinition, hub: EventHub
+) -> None:
+    url = make_queue(aws, "a2i-events")
+    assert aws.events is not None
+    aws.events.route(a2i_flow.arn, url)
+    op = Operator(aws, events_spec(a2i_flow, url), hub)
+    for name in ("loop-1", "loop-2"):
+        aws.a2i.add_loop(a2i_flow, name, status="InProgress")
+    op.reconcile()
+    for name in ("loop-1", "loop-2"):
+        aws.a2i.complete_loop(name)
+    wait_for(lambda: len(hub.take(REF.uid)) == 2, 20, "two events")
+
+    def refused(status: RetrainingPolicyStatus) -> None:
+        raise RuntimeError("the object changed since this pass read it")
+
+    view = PolicyView(REF, 1, {}, copy.deepcopy(op.spec), copy.deepcopy(op.status))
+    with pytest.raises(RuntimeError):
+        op.controller.reconcile(view, refused, op.memo)  # settled, then the write is refused
+    assert ledger(aws).totals.ingested_loops == 2
+    assert queue_depth(aws, "a2i-events") == 0  # deleted: they are in the ledger
+    status = op.reconcile()  # no event left to settle, and no listing for an hour
+    assert status.ingest.ingested_loops == 2
+    assert status.ingest.pending_samples == 2

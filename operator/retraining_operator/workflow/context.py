@@ -21,6 +21,7 @@ from retraining_operator.api import (
     ConditionType,
     CurrentRun,
     HistoryEntry,
+    IngestStatus,
     Outcome,
     RetrainingPolicySpec,
     RetrainingPolicyStatus,
@@ -97,6 +98,9 @@ class PolicyMemo:
     event_hub: EventHub | None = None
     wake: Callable[[], object] | None = None
     events_flowing: bool = False
+    # The ingest status of the last events settle: a refused status write must not lose it
+    # (no listing comes for backstopInterval to recount it).
+    events_ingest: IngestStatus | None = None
 
 
 @dataclass

@@ -118,7 +118,10 @@ class _Consumer:
                 self._failed(error)
                 continue
             self._reachable()
-            self.hub.route(self.queue_url, messages)
+            try:
+                self.hub.route(self.queue_url, messages)
+            except Exception:  # a bug: the messages come back after their visibility timeout
+                log.exception("routing messages from %s failed", self.queue_url)
 
     def _probe(self, session: AwsSession) -> None:
         """GetQueueAttributes: the queue exists and may be read (an answer in milliseconds,
@@ -318,15 +321,13 @@ class EventHub:
                 )
                 woken.extend(sub.wake for sub in targets)
             self.peak_in_flight = max(self.peak_in_flight, self._count_in_flight())
-        for wake in {id(w): w for w in woken}.values():
-            wake()
+        _wake_all({id(w): w for w in woken}.values())
 
     def wake_queue(self, queue_url: str) -> None:
         """Health changed: every policy on the queue re-chooses its poll interval."""
         with self._lock:
             wakes = [sub.wake for sub in self._subs.values() if sub.queue_url == queue_url]
-        for wake in wakes:
-            wake()
+        _wake_all(wakes)
 
     def stop(self, timeout: float = 0.0) -> None:
         with self._lock:
@@ -397,6 +398,15 @@ class EventHub:
             return
         self._logged.add((queue_url, kind))
         log.warning("queue %s: %s", queue_url, text)
+
+
+def _wake_all(wakes: Iterable[Callable[[], object]]) -> None:
+    """Wake policies; a policy whose event loop is gone (shutdown) must not stop the consumer."""
+    for wake in wakes:
+        try:
+            wake()
+        except Exception:  # e.g. RuntimeError: the event loop is closed
+            log.debug("waking a policy failed", exc_info=True)
 
 
 def listing_interval(spec: RetrainingPolicySpec, events_flowing: bool) -> timedelta:

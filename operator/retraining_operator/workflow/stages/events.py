@@ -9,7 +9,7 @@ the `EventsFlowing` condition whether the listing poll may slow down to backstop
 from __future__ import annotations
 
 from retraining_operator import metrics
-from retraining_operator.api import ConditionType
+from retraining_operator.api import ConditionType, IngestStatus
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.events import queue_problem
@@ -77,6 +77,11 @@ def step(p: PolicyPass) -> None:
 
 
 def _settle(p: PolicyPass, hub: events.EventHub) -> None:
+    remembered = p.memo.events_ingest
+    if remembered is not None and _settled_total(remembered) > _settled_total(p.status.ingest):
+        # The status this pass started from predates our last settle (its write was refused
+        # or the watch lags): the ledger's totals only grow, so the larger one is newer.
+        p.status.ingest = remembered
     arrived = hub.take(p.ref.uid)
     if not arrived:
         return
@@ -95,7 +100,7 @@ def _settle(p: PolicyPass, hub: events.EventHub) -> None:
         return
     hub.done(p.ref.uid, settled.settled, settled.unsettled)
     polled = settled.result
-    p.status.ingest = polled.status
+    p.status.ingest = p.memo.events_ingest = polled.status
     metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
     metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
     for reason, count in polled.quarantined_by_reason.items():
@@ -110,6 +115,10 @@ def _settle(p: PolicyPass, hub: events.EventHub) -> None:
     message = polled.event_message()
     if message:
         p.event("Warning", "SamplesQuarantined", message)
+
+
+def _settled_total(ingest: IngestStatus) -> int:
+    return ingest.ingested_loops + ingest.failed_loops
 
 
 def _condition(p: PolicyPass, ok: bool, reason: str, message: str) -> None:
