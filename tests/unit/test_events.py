@@ -163,9 +163,9 @@ class RecordingSqs:
 
     def change_message_visibility(
         self,
-        QueueUrl: str,  # noqa: N803
-        ReceiptHandle: str,  # noqa: N803
-        VisibilityTimeout: int,  # noqa: N803
+        QueueUrl: str,
+        ReceiptHandle: str,
+        VisibilityTimeout: int,
     ) -> Any:
         assert VisibilityTimeout == 0
         self.released.append(ReceiptHandle)

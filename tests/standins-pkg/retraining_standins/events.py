@@ -154,6 +154,31 @@ class EventRelay:
             delay = self.delivery.delay
         self._deliver(held, delay)
 
+    def publish_again(self, loops: list[HumanLoop]) -> int:
+        """Publish the events of loops that already ended, 10 per SendMessageBatch (a storm:
+        EventBridge delivering a backlog at once). Delivery faults do not apply. Returns how
+        many were sent."""
+        with self._lock:
+            routed = [
+                (self._rules[loop.flow.arn], loop) for loop in loops if loop.flow.arn in self._rules
+            ]
+        by_queue: dict[str, list[str]] = {}
+        for queue_url, loop in routed:
+            body = status_change_event(
+                loop, account=self.account, region=self.region, at=self.clock.now()
+            )
+            by_queue.setdefault(queue_url, []).append(json.dumps(body))
+        for queue_url, bodies in by_queue.items():
+            for start in range(0, len(bodies), 10):
+                entries = [
+                    {"Id": str(i), "MessageBody": body}
+                    for i, body in enumerate(bodies[start : start + 10])
+                ]
+                self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                with self._lock:
+                    self.sent += len(entries)
+        return len(routed)
+
     def send_raw(self, queue_url: str, body: str) -> None:
         """Any body at all (poison messages, foreign events)."""
         self.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
