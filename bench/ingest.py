@@ -11,9 +11,14 @@ not ours and every call crosses a real socket.
       (a tight loop of GetObject over the same keys, same client settings).
 (b) AWS calls made by an idle poll when 10,000 historical loops lie before the window.
 (c) Peak RSS of dataset assembly at 1,000 vs 100,000 samples, each in a fresh subprocess.
+(d) Event-driven ingest (issue 19): loop completion -> counted in status.ingest.pendingSamples,
+    p50/p95 over 100 loops, events vs polling at the default pollInterval; and AWS calls per
+    policy per hour while idle, events vs polling. The stand-ins run in this process for (d)
+    (the event relay that plays EventBridge lives with the A2I emulator); see bench/README.md.
 
     .venv/bin/python bench/ingest.py            # all three; prints the figures as JSON
     .venv/bin/python bench/ingest.py --only a --loops 500
+    .venv/bin/python bench/ingest.py --only d
 """
 
 # ruff: noqa: E402 - the path fix below must run before the standard-library imports
@@ -427,6 +432,220 @@ def bench_memory(standins: Standins, sizes: list[int]) -> dict[str, Any]:
     return results
 
 
+# -- (d) events vs polling ----------------------------------------------------------------------
+
+
+def bench_events(loops: int, idle_seconds: float) -> dict[str, Any]:
+    """Latency and idle call rates of event-driven ingest vs polling (see bench/README.md)."""
+    from retraining_standins.stack import AwsStandins, isolated_aws_env
+
+    with AwsStandins() as aws:
+        os.environ.update(isolated_aws_env(aws))
+        aws.create_bucket("bench-events")
+        url = aws.create_queue("a2i-events")
+        flows = {}
+        for name in ("fd-ev", "fd-poll", "fd-idle-poll", "fd-idle-ev"):  # one per policy
+            flows[name] = aws.a2i.create_flow_definition(name, "s3://bench-events/a2i-results")
+            if name in ("fd-ev", "fd-idle-ev"):
+                assert aws.events is not None
+                aws.events.route(flows[name].arn, url)
+        events = _events_latency(aws, flows["fd-ev"].arn, url, loops)
+        polling = _polling_latency(aws, flows["fd-poll"].arn, loops)
+        idle = _idle_calls(
+            aws, flows["fd-idle-poll"].arn, flows["fd-idle-ev"].arn, url, idle_seconds
+        )
+    return {"latency_events": events, "latency_polling": polling, "idle_calls_per_hour": idle}
+
+
+def _policy(aws: Any, flow_arn: str, output: str, queue_url: str | None) -> dict[str, Any]:
+    spec = _spec(flow_arn, output, minNewSamples=100000, maxWait="8760h").to_wire()
+    if queue_url is not None:
+        spec["humanLoops"]["events"] = {"sqsQueueUrl": queue_url, "backstopInterval": "1h"}
+    return spec
+
+
+class _Daemon:
+    """The kopf daemon's loop for one policy: a pass, then sleep until due or woken."""
+
+    def __init__(self, aws: Any, spec: dict[str, Any], hub: Any, uid: str) -> None:
+        import threading
+        from datetime import timedelta
+
+        from retraining_operator.config import OperatorConfig
+        from retraining_operator.reconcile.naming import PolicyRef
+        from retraining_operator.workflow.context import PolicyMemo
+        from retraining_operator.workflow.controller import Controller
+
+        self.spec = spec
+        self.ref = PolicyRef(namespace="bench", name=uid, uid=uid)
+        self.status: dict[str, Any] = {}
+        self.woken = threading.Event()
+        self.memo = PolicyMemo(event_hub=hub, wake=self.woken.set)
+        self.controller = Controller(
+            OperatorConfig(tick_seconds=10, aws_calls_per_second=0),
+            lambda ref, spec: _session(),
+            clock=aws.clock.now,
+            started_at=aws.clock.now() - timedelta(hours=1),
+        )
+        self.pending = 0
+        self.counted: list[tuple[int, float]] = []  # (pending samples, monotonic time)
+        self.changed = threading.Condition()
+
+    def reconcile(self) -> float:
+        from retraining_operator.workflow.controller import PolicyView
+
+        view = PolicyView(self.ref, 1, {}, dict(self.spec), dict(self.status))
+        result = self.controller.reconcile(view, self._checkpoint, self.memo)
+        return result.requeue_after or 10.0
+
+    def _checkpoint(self, status: Any) -> None:
+        self.status = status.to_wire()
+        pending = status.ingest.pending_samples
+        if pending != self.pending:
+            with self.changed:
+                self.pending = pending
+                self.counted.append((pending, time.monotonic()))
+                self.changed.notify_all()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 3),
+        "max_s": round(ordered[-1], 3),
+    }
+
+
+def _events_latency(aws: Any, flow_arn: str, url: str, loops: int) -> dict[str, Any]:
+    """Real time: the consumer thread long-polls moto's SQS and wakes the daemon thread."""
+    import threading
+
+    from retraining_operator.workflow.events import EventHub
+
+    hub = EventHub()
+    daemon = _Daemon(aws, _policy(aws, flow_arn, "s3://bench-events/ev", url), hub, "ev")
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            daemon.woken.clear()
+            delay = daemon.reconcile()
+            daemon.woken.wait(min(delay, 10.0))
+
+    names = [f"ev-{i:03d}" for i in range(loops)]
+    for name in names:
+        aws.a2i.add_loop("fd-ev", name, status="InProgress")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    rng = random.Random(19)
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not daemon.memo.events_flowing and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for index, name in enumerate(names):
+            time.sleep(rng.uniform(0.0, 0.3))
+            started = time.monotonic()
+            aws.a2i.complete_loop(name)
+            with daemon.changed:
+                daemon.changed.wait_for(lambda i=index: daemon.pending > i, timeout=60)
+                counted = next(t for p, t in daemon.counted if p > index)
+            latencies.append(counted - started)
+    finally:
+        stop.set()
+        daemon.woken.set()
+        thread.join(30)
+        hub.stop(timeout=25)
+    return _percentiles(latencies)
+
+
+def _polling_latency(aws: Any, flow_arn: str, loops: int) -> dict[str, Any]:
+    """On the emulated clock: the daemon sleeps exactly as the pass asks (requeue_after)
+    and loops complete at random times in between; the passes run the real code."""
+    from datetime import timedelta
+
+    daemon = _Daemon(aws, _policy(aws, flow_arn, "s3://bench-events/poll", None), None, "poll")
+    rng = random.Random(5)
+    names = [f"poll-{i:03d}" for i in range(loops)]
+    for name in names:
+        aws.a2i.add_loop("fd-poll", name, status="InProgress")
+    daemon.reconcile()
+    completions: list[tuple[Any, str]] = []
+    at = aws.clock.now()
+    for name in names:  # one completion every 30 s on average, over 50 minutes
+        at += timedelta(seconds=rng.expovariate(1 / 30))
+        completions.append((at, name))
+    due = aws.clock.now() + timedelta(seconds=daemon.reconcile())
+    completed_at: dict[int, Any] = {}
+    latencies: list[float] = []
+    done = 0
+    while len(latencies) < loops:
+        if done < loops and completions[done][0] < due:
+            when, name = completions[done]
+            aws.clock.advance((when - aws.clock.now()).total_seconds())
+            aws.a2i.complete_loop(name)
+            completed_at[done] = when
+            done += 1
+            continue
+        aws.clock.advance(max(0.0, (due - aws.clock.now()).total_seconds()))
+        before = daemon.pending
+        delay = daemon.reconcile()
+        now = aws.clock.now()
+        for index in range(before, daemon.pending):
+            latencies.append((now - completed_at[index]).total_seconds())
+        due = now + timedelta(seconds=delay)
+    return _percentiles(latencies)
+
+
+def _idle_calls(
+    aws: Any, poll_flow: str, events_flow: str, url: str, seconds: float
+) -> dict[str, Any]:
+    """A2I+S3 calls per hour over 6 emulated hours of passes (the listing schedule), and
+    SQS ReceiveMessage calls over `seconds` of real long polling, per hour."""
+    from datetime import timedelta
+
+    from retraining_operator.workflow.events import EventHub
+
+    hours = 6
+
+    def hour_of_passes(daemon: _Daemon) -> float:
+        daemon.reconcile()
+        aws.log.clear()
+        end = aws.clock.now() + timedelta(hours=hours)
+        while aws.clock.now() < end:
+            delay = daemon.reconcile()
+            aws.clock.advance(min(delay, (end - aws.clock.now()).total_seconds() + 0.001))
+        return len([c for c in aws.log.calls() if c.service != "sqs"]) / hours
+
+    polling = hour_of_passes(
+        _Daemon(aws, _policy(aws, poll_flow, "s3://bench-events/idle-poll", None), None, "ip")
+    )
+    hub = EventHub()
+    try:
+        spec = _policy(aws, events_flow, "s3://bench-events/idle-ev", url)
+        daemon = _Daemon(aws, spec, hub, "ie")
+        daemon.reconcile()
+        deadline = time.monotonic() + 30
+        while hub.health(url).reachable is not True and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events_listing = hour_of_passes(daemon)
+        aws.log.clear()
+        time.sleep(seconds)
+        receives = len(aws.log.calls("sqs", "ReceiveMessage"))
+    finally:
+        hub.stop(timeout=25)
+    per_queue = receives * 3600 / seconds
+    return {
+        "polling_5m": round(polling, 1),
+        "events_a2i_and_s3": round(events_listing, 1),
+        "events_sqs_receives_per_queue": round(per_queue, 1),
+        "events_total_one_policy_per_queue": round(events_listing + per_queue, 1),
+        "events_total_20_policies_per_queue": round(events_listing + per_queue / 20, 1),
+    }
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -435,7 +654,9 @@ def main() -> int:
         assemble_child(*sys.argv[2:5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="a,b,c", help="which parts to run (a,b,c)")
+    parser.add_argument("--only", default="a,b,c,d", help="which parts to run (a,b,c,d)")
+    parser.add_argument("--event-loops", type=int, default=100, help="(d): loops per mode")
+    parser.add_argument("--idle-seconds", type=float, default=120, help="(d): SQS idle window")
     parser.add_argument("--loops", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="(a): interleaved raw/ours rounds")
     parser.add_argument("--historical", type=int, default=10_000)
@@ -443,7 +664,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    standins = Standins()
+    standins = Standins() if parts & {"a", "b", "c"} else None
     figures: dict[str, Any] = {}
     try:
         if "a" in parts:
@@ -456,8 +677,12 @@ def main() -> int:
             sizes = [int(size) for size in args.samples.split(",")]
             figures["c"] = bench_memory(standins, sizes)
             print(json.dumps(figures["c"]), file=sys.stderr, flush=True)
+        if "d" in parts:
+            figures["d"] = bench_events(args.event_loops, args.idle_seconds)
+            print(json.dumps(figures["d"]), file=sys.stderr, flush=True)
     finally:
-        standins.stop()
+        if standins is not None:
+            standins.stop()
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

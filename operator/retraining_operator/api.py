@@ -55,6 +55,12 @@ MODEL_PACKAGE_GROUP_PATTERN = SAGEMAKER_NAME_PATTERN
 CANARY_SIZE_PATTERN = r"^(([1-9]|[1-4][0-9]|50)%|[1-9][0-9]{0,2})$"
 STEP_SIZE_PATTERN = r"^(([1-9]|[1-9][0-9]|100)%|[1-9][0-9]{0,2})$"
 ATTRIBUTE_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9_])*$"
+# An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>` on AWS; any host
+# (an endpoint override, a VPC endpoint) with the account and name path is accepted here,
+# and the operator checks account and region against the flow definition at run time.
+SQS_QUEUE_URL_PATTERN = (
+    r"^https?://[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?/[0-9]{12}/[A-Za-z0-9_\-]{1,80}(\.fifo)?$"
+)
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -142,10 +148,18 @@ class AwsSpec(_Model):
     role_arn: RoleArn | None = None
 
 
+class EventsSpec(_Model):
+    """Event-driven ingest: A2I status-change events arrive on this SQS queue (docs/events.md)."""
+
+    sqs_queue_url: Annotated[str, Field(pattern=SQS_QUEUE_URL_PATTERN, max_length=1024)]
+    backstop_interval: Annotated[Duration, _duration_between(low="1m")] = "1h"
+
+
 class HumanLoopsSpec(_Model):
     flow_definition_arn: Annotated[str, Field(pattern=FLOW_DEFINITION_ARN_PATTERN, max_length=1024)]
     poll_interval: Annotated[Duration, _duration_between(low="10s")] = "5m"
     lookback: Duration = "24h"
+    events: EventsSpec | None = None
 
     @property
     def flow_definition_name(self) -> str:
@@ -561,6 +575,8 @@ class ConditionType(StrEnum):
     # True while the policy's polls come later than pollInterval x 1.1 (the AWS call budget or
     # the worker threads are too small for the configured polls); absent until it first is.
     POLLS_STARVED = "PollsStarved"
+    # Event-driven ingest (spec.humanLoops.events): True while the queue is consumed.
+    EVENTS_FLOWING = "EventsFlowing"
 
 
 class Condition(_Status):

@@ -33,6 +33,7 @@ from retraining_operator.reconcile.status import merge_patch_body
 from retraining_operator.tenancy_api import TENANT_PLURAL, TenancyMode
 from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
 from retraining_operator.workflow.controller import Controller
+from retraining_operator.workflow.events import EventHub
 from retraining_operator.workflow.tenancy import TenantIndex
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -50,6 +51,7 @@ class OperatorState:
     executor: ThreadPoolExecutor | None = None
     # Scoped mode: the RetrainingTenants, from kopf's index (passes wait until it is loaded).
     tenants: TenantIndex = field(default_factory=lambda: TenantIndex(kube.namespace_labels))
+    events: EventHub | None = None  # the SQS consumers of event-driven ingest
 
     def running(self) -> tuple[Controller, ThreadPoolExecutor]:
         if self.controller is None or self.executor is None:
@@ -205,6 +207,7 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"
     )
+    _state.events = EventHub()
     logger.info(
         "retraining operator starting: tenancy=%s peering=%s tick=%ss workers=%s aws-budget=%s/s",
         config.tenancy_mode,
@@ -234,6 +237,9 @@ async def policy_daemon(
     _state.tenants.attach(_.get(TENANT_INDEX))
     executor = _state.running()[1]
     tick = _state.config.tick_seconds
+    # The SQS consumer wakes the daemon from its thread when an event for the policy arrives.
+    policy.memo.event_hub = _state.events
+    policy.memo.wake = functools.partial(loop.call_soon_threadsafe, policy.wake.set)
     while not stopped and not meta.get("deletionTimestamp"):
         policy.wake.clear()
         try:
@@ -253,6 +259,16 @@ async def policy_daemon(
             logger.exception("reconcile pass failed; retrying in %ss", tick)
             delay = tick
         await _sleep(stopped, policy.wake, max(delay, 0.2))
+    if _state.events is not None:
+        _state.events.unsubscribe(uid)  # deleted or stopping: its messages go back to SQS
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    """The operator stops: the SQS consumers stop receiving (in-flight messages are
+    redelivered after their visibility timeout; the ledger makes that harmless)."""
+    if _state.events is not None:
+        _state.events.stop()
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:

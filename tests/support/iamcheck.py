@@ -141,6 +141,11 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
                 for name in names
             ] or [Request(action, "*")]
         return [Request(action, "*")]
+    if call.service == "sqs":
+        url = str(params.get("QueueUrl", ""))
+        account, _, name = url.split("://", 1)[-1].partition("/")[2].partition("/")
+        action = f"sqs:{call.operation.removesuffix('Batch')}"  # batches: the single action
+        return [Request(action, f"arn:{partition}:sqs:{region}:{account}:{name}")]
     if call.service == "application-autoscaling":
         action = f"application-autoscaling:{call.operation}"
         if call.operation.startswith("Describe"):

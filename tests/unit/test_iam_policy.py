@@ -120,6 +120,7 @@ def _called_operations() -> set[tuple[str, str]]:
             "cloudwatch",
             "sts",
             "application-autoscaling",
+            "sqs",
         )
     }
     found: set[tuple[str, str]] = set()
@@ -160,6 +161,9 @@ def test_granted_actions_are_exactly_the_calls_in_the_code() -> None:
             code.add(S3_IAM[operation])
         elif service in ("sagemaker", "sagemaker-a2i-runtime"):
             code.add(f"sagemaker:{operation}")
+        elif service == "sqs":
+            # A batch call is authorized as its single-message action.
+            code.add(f"sqs:{operation.removesuffix('Batch')}")
         else:
             code.add(f"{service}:{operation}")
     granted: set[str] = set()

@@ -326,6 +326,10 @@ class AwsSession:
     def cloudwatch(self) -> CloudWatchClient:
         return cast("CloudWatchClient", self.client("cloudwatch"))
 
+    def sqs(self) -> Any:
+        """The SQS client (event-driven ingest; no type stubs are installed for SQS)."""
+        return self.client("sqs")
+
     def autoscaling(self) -> ApplicationAutoScalingClient:
         """Application Auto Scaling (endpoint variants' scalable targets and policies)."""
         return cast("ApplicationAutoScalingClient", self.client("application-autoscaling"))

@@ -80,6 +80,13 @@ class _Arns:
         return f"arn:{self.partition}:s3:::{path}"
 
 
+def _sqs_arn(partition: str, queue_url: str) -> str:
+    host, _, path = queue_url.split("://", 1)[-1].partition("/")
+    account, _, name = path.strip("/").partition("/")
+    region = host.split(".")[1] if host.startswith("sqs.") else "*"
+    return f"arn:{partition}:sqs:{region}:{account}:{name}"
+
+
 def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "Sid": sid,
@@ -116,6 +123,23 @@ def for_policy(
             [spec.human_loops.flow_definition_arn],
         )
     )
+
+    # Event-driven ingest: the policy's own queue (URL https://sqs.<region>.amazonaws.com/
+    # <account>/<name> -> arn:<partition>:sqs:<region>:<account>:<name>).
+    if spec.human_loops.events is not None:
+        queue = _sqs_arn(arns.partition, spec.human_loops.events.sqs_queue_url)
+        statements.append(
+            _statement(
+                "ConsumeA2IEvents",
+                [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                [queue],
+            )
+        )
 
     # S3: A2I outputs are read only; the dataset prefix is the operator's own.
     flow = spec.human_loops.flow_definition_name

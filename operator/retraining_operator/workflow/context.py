@@ -32,6 +32,7 @@ from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import TrainingObservation
 from retraining_operator.tenancy_api import Tenant
+from retraining_operator.workflow.events import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,14 @@ class PolicyMemo:
     # the tenant's uid, ExternalId and expected bucket owner).
     session: AwsSession | None = None
     session_key: tuple[str | None, ...] | None = None
+    # Event-driven ingest: the operator's consumer of SQS queues (None: no events here),
+    # how to wake this policy's daemon from another thread, and whether events flow.
+    event_hub: EventHub | None = None
+    wake: Callable[[], object] | None = None
+    events_flowing: bool = False
+    # The ingest status of the last events settle: a refused status write must not lose it
+    # (no listing comes for backstopInterval to recount it).
+    events_ingest: IngestStatus | None = None
 
 
 @dataclass

@@ -45,6 +45,7 @@ from retraining_operator.workflow.stages import (
     deploy,
     drift,
     evaluate,
+    events,
     poll,
     prepare,
     rollback,
@@ -72,7 +73,7 @@ def _tenant_session(
 
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback, drift)
+STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback, drift)
 
 
 class Controller:

@@ -40,6 +40,7 @@ from retraining_operator.manifest.quarantine import (
     quarantine_record,
 )
 from retraining_operator.reconcile import ingest as rules
+from retraining_operator.reconcile.events import LoopEvent
 from retraining_operator.reconcile.ledger import (
     FAILED,
     MAX_FETCH_ATTEMPTS,
@@ -339,6 +340,30 @@ def _fetch_once(
             source=uri,
         )
         return _store_quarantine(loop, item, None, s3, quarantine_dir, clock)
+    return _convert_stored(
+        loop,
+        stored,
+        uri,
+        s3=s3,
+        converter=converter,
+        quarantine_dir=quarantine_dir,
+        clock=clock,
+        budget=budget,
+    )
+
+
+def _convert_stored(
+    loop: a2i.HumanLoop,
+    stored: StoredObject,
+    uri: str,
+    *,
+    s3: S3,
+    converter: Converter,
+    quarantine_dir: S3Location,
+    clock: Callable[[], datetime],
+    budget: ByteBudget,
+) -> _Fetched:
+    """Read an opened output (bounded by size and the byte budget), convert or quarantine it."""
     with stored:
         if stored.size is not None and stored.size > MAX_OUTPUT_BYTES:
             return _too_large(loop, stored, stored.size, s3, quarantine_dir, clock)
@@ -724,3 +749,192 @@ def segment_uris(output_s3_uri: str, segments: Iterable[PendingSegment]) -> list
     """The S3 URIs of pending segments (for reading them back)."""
     output = S3Location.parse(output_s3_uri)
     return [output.child(PENDING_PREFIX, f"{segment.sha256}.jsonl").uri for segment in segments]
+
+
+# -- event-driven ingest -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    """What settling the loops named by status-change events did.
+
+    `settled` holds every loop name that is now durably in the ledger (ingested,
+    quarantined, counted as failed, or there before, also by another writer): their
+    messages may be deleted. The other names stay unsettled (their messages are not
+    deleted; the queue redelivers them and the backstop poll lists the loops anyway).
+    """
+
+    result: PollResult
+    settled: frozenset[str]
+    unsettled: Mapping[str, str]  # loop name -> why (first MAX_NOTES in `result.errors`)
+
+
+def settle_events(
+    session: AwsSession,
+    spec: RetrainingPolicySpec,
+    events: Iterable[LoopEvent],
+    *,
+    previous: IngestStatus,
+    clock: Callable[[], datetime] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT,
+) -> SettleResult:
+    """Settle the loops that events name through the poll's ledger, fetch and quarantine path.
+
+    The output key is the event's `outputS3Uri`, cross-checked against A2I's key layout for
+    the flow definition's output prefix (from the ledger; learned once by DescribeHumanLoop
+    when the ledger has none): an event naming any other object is not read. A loop the
+    ledger has, or created before the ledger's horizon (settled and pruned), changes
+    nothing: duplicated and reordered events are harmless. The watermark is the poll's and
+    does not move. `previous` keeps the poll-only fields of the status (last poll time,
+    loops in progress).
+    """
+    now = clock or (lambda: datetime.now(UTC))
+    s3 = S3(session.s3())
+    output = S3Location.parse(spec.dataset.output_s3_uri)
+    store = LedgerStore(s3, spec.dataset.output_s3_uri)
+    flow = spec.human_loops.flow_definition_name
+    try:
+        ledger = store.load()
+    except (AwsError, LedgerError) as error:
+        raise _poll_error(f"cannot read the ingest ledger {store.uri}", error) from error
+
+    named: dict[str, LoopEvent] = {}
+    for event in events:
+        if event.flow_definition_arn == spec.human_loops.flow_definition_arn:
+            named.setdefault(event.name, event)
+    known = {name for name, event in named.items() if _already_settled(ledger, event)}
+    todo = [event for name, event in named.items() if name not in known]
+    loops = {event.name: _event_loop(event) for event in todo}
+    locator = _OutputLocator(session, flow, ledger.output_prefix)
+    fetch = functools.partial(
+        _fetch_event,
+        s3=s3,
+        locator=locator,
+        flow=flow,
+        converter=Converter(spec.labels),
+        quarantine_dir=output.child(QUARANTINE_PREFIX),
+        clock=now,
+        budget=ByteBudget(max(bytes_in_flight, MAX_OUTPUT_BYTES + 1)),
+    )
+    completed = [event for event in todo if event.completed]
+    failed = [loops[event.name] for event in todo if not event.completed]
+    tally = _Tally()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="events") as pool:
+        futures = [pool.submit(fetch, loops[event.name], event) for event in completed]
+        try:
+            batch = _Batch([future.result() for future in futures], failed)
+        except AwsError as error:
+            for future in futures:
+                future.cancel()
+            raise _poll_error(f"ingest of events for {flow} failed", error) from error
+    try:
+        if len(batch) > 0:
+            _commit(store, s3, output, batch, tally, locator, now, final=None)
+    except (AwsError, LedgerError) as error:
+        raise _poll_error(f"cannot commit the ingest ledger {store.uri}", error) from error
+
+    unsettled = {f.loop.name: f.error or "" for f in batch.fetched if f.error is not None}
+    settled = frozenset(named) - set(unsettled)
+    status = rules.ingest_status(
+        store.ledger,
+        polled_at=previous.last_poll_time or now(),
+        in_progress=previous.in_progress_loops,
+        ledger_uri=store.uri,
+    ).model_copy(update={"last_poll_time": previous.last_poll_time})
+    log.info(
+        "ingest of %d event(s) for %s: new samples %d, quarantined %d, failed %d, known %d, "
+        "unsettled %d, pending %d",
+        len(named),
+        flow,
+        tally.new_samples,
+        tally.quarantined,
+        tally.failed_loops,
+        len(known),
+        len(unsettled),
+        status.pending_samples,
+    )
+    return SettleResult(
+        result=PollResult(
+            status=status,
+            listed=len(named),
+            new_samples=tally.new_samples,
+            quarantined=tally.quarantined,
+            dropped_boxes=tally.dropped_boxes,
+            failed_loops=tally.failed_loops,
+            fetch_errors=tally.fetch_errors,
+            segments=tuple(tally.segments),
+            quarantine=tuple(tally.notes),
+            quarantined_by_reason=dict(tally.by_reason),
+            errors=tuple(tally.errors),
+        ),
+        settled=settled,
+        unsettled=unsettled,
+    )
+
+
+def _already_settled(ledger: Ledger, event: LoopEvent) -> bool:
+    """In the ledger, or older than its horizon (settled by an earlier listing, then pruned)."""
+    if event.name in ledger:
+        return True
+    return ledger.horizon is not None and event.created < ledger.horizon
+
+
+def _event_loop(event: LoopEvent) -> a2i.HumanLoop:
+    return a2i.HumanLoop(
+        name=event.name,
+        status=event.status,
+        created=event.created,
+        flow_definition_arn=event.flow_definition_arn,
+        failure_reason=event.failure_reason,
+    )
+
+
+def _fetch_event(
+    loop: a2i.HumanLoop,
+    event: LoopEvent,
+    *,
+    s3: S3,
+    locator: _OutputLocator,
+    flow: str,
+    converter: Converter,
+    quarantine_dir: S3Location,
+    clock: Callable[[], datetime],
+    budget: ByteBudget,
+) -> _Fetched:
+    """Read, convert (or quarantine) the output an event names; never raises but AccessDenied.
+
+    Anything short of a readable output at the expected key leaves the loop unsettled and
+    uncounted: the event may be early, forged or stale, and the backstop poll (which judges
+    missing outputs by A2I's own word) settles the loop either way.
+    """
+    try:
+        if locator.prefix is None:
+            uri, _ = locator.locate(loop)  # one DescribeHumanLoop teaches the layout
+        else:
+            uri = a2i.output_uri(locator.prefix, flow, loop.created, loop.name)
+        if uri is None or uri != event.output_s3_uri:
+            return _Fetched(
+                loop,
+                error=f"{loop.name}: the event's outputS3Uri {str(event.output_s3_uri)[:200]} "
+                f"is not where A2I writes this loop's output ({uri}); left to the poll",
+            )
+        stored = _open(s3, uri)
+        if stored is None:
+            return _Fetched(loop, error=f"{loop.name}: {uri} does not exist yet; left to the poll")
+        return _convert_stored(
+            loop,
+            stored,
+            uri,
+            s3=s3,
+            converter=converter,
+            quarantine_dir=quarantine_dir,
+            clock=clock,
+            budget=budget,
+        )
+    except AccessDenied:
+        raise
+    except Exception as error:  # one loop must never stop the others
+        if not isinstance(error, AwsError):
+            log.warning("reading the output of %s failed", loop.name, exc_info=True)
+        return _Fetched(loop, error=f"{loop.name}: {type(error).__name__}: {str(error)[:300]}")

@@ -221,6 +221,7 @@ class HumanLoopStore:
                 f"Human loop {loop.name} is {loop.status}; only InProgress loops can be stopped."
             )
         loop.status = "Stopped"
+        self._ended(loop)
         return {}
 
     def delete_human_loop(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -328,8 +329,10 @@ class HumanLoopStore:
             loop.status = "Failed"
             loop.failure_reason = failure_reason or "The human loop failed (emulated)."
             loop.failure_code = "EmulatedFailure"
+            self._ended(loop)
         elif status == "Stopped":
             loop.status = "Stopped"
+            self._ended(loop)
         return loop
 
     def complete_loop(
@@ -355,6 +358,12 @@ class HumanLoopStore:
         loop.status = "Failed"
         loop.failure_reason = reason
         loop.failure_code = "EmulatedFailure"
+        self._ended(loop)
+
+    def _ended(self, loop: HumanLoop) -> None:
+        """A2I publishes a status-change event for every loop that ends (EventBridge)."""
+        if self.state.events is not None:
+            self.state.events.loop_ended(loop)
 
     def _complete(
         self,
@@ -397,6 +406,7 @@ class HumanLoopStore:
         loop.status = "Completed"
         loop.output_uri = uri
         loop.completed_at = at
+        self._ended(loop)
         return uri
 
 

@@ -19,6 +19,7 @@ from botocore.config import Config
 from retraining_standins.backends import CloudWatchAlarms, S3ObjectStore
 from retraining_standins.clock import Clock
 from retraining_standins.emulator import A2IControl, Emulator, SageMakerControl
+from retraining_standins.events import EventRelay
 from retraining_standins.faults import Faults
 from retraining_standins.moto_server import MotoStandin
 from retraining_standins.requestlog import RequestLog
@@ -27,7 +28,7 @@ from retraining_standins.state import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Durati
 
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing"  # noqa: S105 - a dummy credential for local stand-ins
-MOTO_SERVICES = ("s3", "sts", "cloudwatch")
+MOTO_SERVICES = ("s3", "sts", "cloudwatch", "sqs")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Endpoints:
     control: str
     application_autoscaling: str
     moto_direct: str
+    sqs: str = ""
 
     def for_service(self, service: str) -> str:
         return {
@@ -49,6 +51,7 @@ class Endpoints:
             "sagemaker": self.sagemaker,
             "sagemaker-a2i-runtime": self.a2i_runtime,
             "application-autoscaling": self.application_autoscaling,
+            "sqs": self.sqs,
         }[service]
 
 
@@ -83,6 +86,8 @@ class AwsStandins:
         self._app = EmulatorApp(self.emulator, self.faults, self.log, control)
         self.server = ServerThread(self._app, host=host, port=port, name="sagemaker-a2i")
         self._admin: dict[str, Any] = {}
+        # A2I status-change events to SQS (EventBridge's part): `events.route(flow, queue)`.
+        self.events: EventRelay | None = None
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -92,6 +97,14 @@ class AwsStandins:
         self._started = True
         self.emulator.state.store = S3ObjectStore(self.admin_client("s3"))
         self.emulator.state.alarms = CloudWatchAlarms(self.admin_client("cloudwatch"))
+        self.events = EventRelay(
+            self.admin_client("sqs"),
+            self.clock,
+            account=self.account_id,
+            region=self.region,
+            seed=self.seed,
+        )
+        self.emulator.state.events = self.events
         return self
 
     def stop(self) -> None:
@@ -124,6 +137,8 @@ class AwsStandins:
         self.faults.reset(seed)
         self.log.clear()
         self.clock.reset(speed=self.clock.speed)
+        if self.events is not None:
+            self.events.reset(seed)
 
     # -- the knobs -------------------------------------------------------------------------
     @property
@@ -145,6 +160,7 @@ class AwsStandins:
             control=f"{self.server.url}/_standins",
             moto_direct=self.moto.direct_url,
             application_autoscaling=self.server.url,
+            sqs=self.moto.url,
         )
 
     def env(self) -> dict[str, str]:
@@ -157,6 +173,7 @@ class AwsStandins:
             "AWS_ENDPOINT_URL_SAGEMAKER": e.sagemaker,
             "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME": e.a2i_runtime,
             "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": e.application_autoscaling,
+            "AWS_ENDPOINT_URL_SQS": e.sqs,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             "AWS_DEFAULT_REGION": self.region,
@@ -192,6 +209,11 @@ class AwsStandins:
                 config=Config(retries={"mode": "standard"}),
             )
         return self._admin[service]
+
+    def create_queue(self, name: str, **attributes: str) -> str:
+        """An SQS queue on moto (attributes as SQS takes them, e.g. RedrivePolicy); its URL."""
+        response = self.admin_client("sqs").create_queue(QueueName=name, Attributes=attributes)
+        return str(response["QueueUrl"]).replace(self.moto.direct_url, self.moto.url)
 
     def create_bucket(self, name: str) -> str:
         self.admin_client("s3").create_bucket(Bucket=name)

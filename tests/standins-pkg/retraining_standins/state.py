@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from retraining_standins.clock import Clock
 
@@ -62,6 +62,12 @@ class ObjectStore(Protocol):
         """True if at least one object has this key prefix."""
 
 
+class LoopEventSink(Protocol):
+    """Where A2I publishes a status-change event when a human loop ends (events.EventRelay)."""
+
+    def loop_ended(self, loop: Any) -> None: ...
+
+
 class AlarmSource(Protocol):
     """CloudWatch alarm states, for endpoint auto-rollback."""
 
@@ -77,6 +83,7 @@ class EmulatorState:
     durations: Durations = field(default_factory=Durations)
     store: ObjectStore | None = None
     alarms: AlarmSource | None = None
+    events: LoopEventSink | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     tags: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
     """Tags by resource ARN (set at creation and by AddTags/DeleteTags)."""

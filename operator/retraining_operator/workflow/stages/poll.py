@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from retraining_operator import metrics
-from retraining_operator.api import parse_duration
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import schedule
 from retraining_operator.reconcile.status import quiet_ingest_status
 from retraining_operator.reconcile.tenancy import s3_readable
-from retraining_operator.workflow import ingest, poll_timing
+from retraining_operator.workflow import events, ingest, poll_timing
 from retraining_operator.workflow.context import PolicyPass
 
 BACKLOG_REPOLL_SECONDS = 1.0
@@ -23,7 +22,7 @@ def step(p: PolicyPass) -> None:
     last_poll = max(
         (t for t in (status.ingest.last_poll_time, p.memo.last_polled) if t), default=None
     )
-    interval = parse_duration(p.spec.human_loops.poll_interval)
+    interval = events.listing_interval(p.spec, p.memo.events_flowing)
     next_poll = schedule.next_poll_at(
         last_poll=last_poll,
         interval=interval,
