@@ -170,7 +170,7 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
             resources.append(arn("model-package", f"{group}/new"))
         else:
             resources.append(arn("model-package-group", str(group)))
-    package = str(params.get("ModelPackageName", ""))
+    package = str(params.get("ModelPackageName") or params.get("ModelPackageArn") or "")
     if package.startswith("arn:"):
         resources.append(package)
     if "ResourceArn" in params:
