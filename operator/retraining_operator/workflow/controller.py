@@ -22,7 +22,7 @@ import pydantic
 
 from retraining_operator.api import ConditionType, RetrainingPolicySpec, RetrainingPolicyStatus
 from retraining_operator.aws.errors import AwsError, aws_detail
-from retraining_operator.aws.session import AssumedRole, AwsSession
+from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile import status as st
@@ -40,6 +40,12 @@ from retraining_operator.workflow.context import (
     PolicyPass,
     PolicyView,
 )
+from retraining_operator.workflow.sessions import (
+    SessionFactory,
+    TenantSessionFactory,
+    policy_session,
+    tenant_session,
+)
 from retraining_operator.workflow.stages import (
     approve,
     deploy,
@@ -53,24 +59,11 @@ from retraining_operator.workflow.stages import (
     suspend,
     train,
 )
-from retraining_operator.workflow.tenancy import StaticTenants, TenantDirectory, tenant_identity
+from retraining_operator.workflow.tenancy import StaticTenants, TenantDirectory
 
 __all__ = ["Controller", "Event", "PassResult", "PolicyMemo", "PolicyView"]
 
 log = logging.getLogger(__name__)
-
-SessionFactory = Callable[[PolicyRef, RetrainingPolicySpec], AwsSession]
-# Scoped mode: a session as the tenant's role, with its expected bucket owner.
-TenantSessionFactory = Callable[
-    [PolicyRef, RetrainingPolicySpec, AssumedRole, str | None], AwsSession
-]
-
-
-def _tenant_session(
-    ref: PolicyRef, spec: RetrainingPolicySpec, assumed: AssumedRole, owner: str | None
-) -> AwsSession:
-    return AwsSession(spec.aws.region, assumed=assumed, expected_bucket_owner=owner)
-
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
 STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback, drift)
@@ -88,7 +81,7 @@ class Controller:
         monotonic: Callable[[], float] = time.monotonic,
         started_at: datetime | None = None,
         tenants: TenantDirectory | None = None,
-        tenant_sessions: TenantSessionFactory = _tenant_session,
+        tenant_sessions: TenantSessionFactory = tenant_session,
     ) -> None:
         self.config = config
         self.sessions = sessions
@@ -162,19 +155,9 @@ class Controller:
     def _session(
         self, ref: PolicyRef, spec: RetrainingPolicySpec, memo: PolicyMemo, tenant: Tenant | None
     ) -> AwsSession:
-        if tenant is None:
-            key: tuple[str | None, ...] = (spec.aws.region, spec.aws.role_arn)
-            if memo.session is None or memo.session_key != key:
-                memo.session, memo.session_key = self.sessions(ref, spec), key
-            return memo.session
-        # The operator's own identity never acts for a tenant: always the tenant's role.
-        owner = tenant.spec.expected_bucket_owner
-        identity = tenant_identity(ref, tenant)
-        key = (spec.aws.region, tenant.uid, identity.role_arn, identity.external_id, owner)
-        if memo.session is None or memo.session_key != key:
-            memo.session = self.tenant_sessions(ref, spec, identity, owner)
-            memo.session_key = key
-        return memo.session
+        return policy_session(
+            ref, spec, memo, tenant, sessions=self.sessions, tenant_sessions=self.tenant_sessions
+        )
 
     def _tenancy(
         self, view: PolicyView, spec: RetrainingPolicySpec
