@@ -189,3 +189,21 @@ def test_an_unexpected_error_is_degraded_logged_once_and_backs_off(
     monkeypatch.setattr(start, "should_train", real)
     passes.run()
     assert passes.degraded() is None
+
+
+def test_a_run_that_claims_the_pending_samples_shows_it_at_once(
+    aws: AwsStandins, world: Any
+) -> None:
+    # The next poll may be a whole pollInterval (or an events backstop) away: the status
+    # must not report the claimed samples as pending until then.
+    spec = _spec(world)
+    spec["humanLoops"]["pollInterval"] = "1h"
+    passes = Passes(aws, spec)
+    passes.run()
+    status = RetrainingPolicyStatus.model_validate(passes.status)
+    assert status.current_run is not None
+    assert status.current_run.samples is not None
+    assert status.current_run.samples.new == 12
+    assert status.ingest.pending_samples == 0
+    assert status.ingest.oldest_pending_time is None
+    assert aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops") == 1  # one poll only

@@ -15,10 +15,11 @@ loops never appear in another run. Nothing is held whole in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -104,6 +105,9 @@ class AssembledDataset:
     validation_source: ValidationSource
     segments: int
     replay_skipped: int = 0  # replay lines that were not usable object-detection lines
+    # What is still pending once this run holds its claim (samples, oldest), read from the
+    # ledger as it stands after the claim; None when not known (rebuilt from JSON only).
+    pending_after: tuple[int, datetime | None] | None = field(default=None, compare=False)
 
     @property
     def num_training_samples(self) -> int:
@@ -159,7 +163,9 @@ def assemble_run_dataset(
         store.load()
         claim = _claim(store, run_id, now)
         if claim.result is not None:
-            return AssembledDataset.from_json(run_id, claim.result)
+            return dataclasses.replace(
+                AssembledDataset.from_json(run_id, claim.result), pending_after=_pending(store)
+            )
         try:
             dataset = _build(s3, spec, claim, part_size)
         except WaitingForValidationData:
@@ -179,6 +185,7 @@ def assemble_run_dataset(
                 current.result = result
 
         store.update(record)
+        dataset = dataclasses.replace(dataset, pending_after=_pending(store))
     except (AwsError, LedgerError) as error:
         raise _dataset_error(
             f"assembling the dataset of run {run_id} failed: {error}", error
@@ -194,6 +201,10 @@ def assemble_run_dataset(
         dataset.validation_manifest_s3_uri,
     )
     return dataset
+
+
+def _pending(store: LedgerStore) -> tuple[int, datetime | None]:
+    return store.ledger.pending_samples, store.ledger.oldest_pending
 
 
 def _dataset_error(message: str, error: AwsError | LedgerError) -> DatasetError:

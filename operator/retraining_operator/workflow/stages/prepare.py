@@ -32,6 +32,7 @@ def step(p: PolicyPass) -> None:
         p.event("Normal", "RunSkipped", f"run {run.id}: {error}")
         return
     p.status.validation_wait = None
+    _count_claimed(p, built)
     if built.validation_source is dataset.ValidationSource.TRAIN:
         p.event(
             "Warning",
@@ -66,3 +67,20 @@ def step(p: PolicyPass) -> None:
     p.update_run(base_model_data_url=base, stage=RunStage.TRAINING)
     p.set_phase()
     p.checkpoint()
+
+
+def _count_claimed(p: PolicyPass, built: dataset.AssembledDataset) -> None:
+    """The run holds what was pending: the status says so now, not at the next poll (which
+    may be a whole pollInterval or backstop away)."""
+    if built.pending_after is None:
+        return
+    samples, oldest = built.pending_after
+    ingest = p.status.ingest.model_copy(
+        update={"pending_samples": samples, "oldest_pending_time": oldest}
+    )
+    p.status.ingest = ingest
+    # What the poll and events stages remember must not bring the old count back.
+    if p.memo.last_ingest is not None:
+        p.memo.last_ingest = ingest
+    if p.memo.events_ingest is not None:
+        p.memo.events_ingest = ingest
