@@ -248,8 +248,16 @@ def test_every_phase_of_the_crd_is_covered() -> None:
     conditions = set(
         status_schema["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
     )
-    # Drifted (the endpoint changed out of band) is informational: health follows the others.
-    assert conditions == {"Ready", "Progressing", "Degraded", "Drifted"}
+    # Informational, health follows the others: Drifted (the endpoint changed out of band),
+    # PollsStarved (polls later than pollInterval x 1.1), EventsFlowing (event ingest).
+    assert conditions == {
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "Drifted",
+        "PollsStarved",
+        "EventsFlowing",
+    }
 
 
 def test_the_script_uses_only_what_argo_cd_provides() -> None:

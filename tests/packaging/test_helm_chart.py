@@ -585,7 +585,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(workload(render(VALUE_SETS[name]))))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 15
+    assert len(rtp_variables) == 18
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 

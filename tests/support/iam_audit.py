@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 
 from retraining_operator.api import KIND, RetrainingPolicySpec
 from retraining_operator.reconcile import iam
+from retraining_operator.tenancy_api import TENANT_KIND
 from support.iamcheck import Request, allows, needs
 from support.kube import KubeCluster
 
@@ -41,8 +42,26 @@ def _policies(obj: Any) -> list[tuple[str, RetrainingPolicySpec]]:
     return found
 
 
-def documents(policies: list[tuple[str, RetrainingPolicySpec]]) -> list[dict[str, Any]]:
+def _tenant_roles(obj: Any) -> list[str]:
+    """The roles of the RetrainingTenants a test applies (Scoped mode assumes them)."""
+    docs = list(yaml.safe_load_all(obj)) if isinstance(obj, str) else [obj]
+    return [
+        str(doc["spec"]["aws"]["roleArn"])
+        for doc in docs
+        if isinstance(doc, Mapping)
+        and doc.get("kind") == TENANT_KIND
+        and isinstance((doc.get("spec") or {}).get("aws"), Mapping)
+        and "roleArn" in doc["spec"]["aws"]
+    ]
+
+
+def documents(
+    policies: list[tuple[str, RetrainingPolicySpec]], tenant_roles: list[str] | None = None
+) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    if tenant_roles:
+        document = iam.for_scoped_operator(tenant_roles)
+        out[json.dumps(document, sort_keys=True)] = document
     for name, spec in policies:
         for document in (iam.for_policy(name, spec), iam.for_operator(name, spec)):
             out[json.dumps(document, sort_keys=True)] = document  # the same policy applied twice
@@ -50,10 +69,12 @@ def documents(policies: list[tuple[str, RetrainingPolicySpec]]) -> list[dict[str
 
 
 def denied_requests(
-    calls: list[Any], policies: list[tuple[str, RetrainingPolicySpec]]
+    calls: list[Any],
+    policies: list[tuple[str, RetrainingPolicySpec]],
+    tenant_roles: list[str] | None = None,
 ) -> tuple[list[tuple[Any, Request]], list[Request]]:
     """(calls with a request no document allows, every request checked)."""
-    docs = documents(policies)
+    docs = documents(policies, tenant_roles)
     # The stand-ins are one account and region: the policies' flow definitions name them.
     arn_parts = policies[0][1].human_loops.flow_definition_arn.split(":")
     partition, account, region = arn_parts[1], arn_parts[4], policies[0][1].aws.region
@@ -77,11 +98,13 @@ def iam_audit(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     applied: list[tuple[str, RetrainingPolicySpec]] = []
+    tenant_roles: list[str] = []
     original_apply = KubeCluster.apply
     original_create = k8s.CustomObjectsApi.create_namespaced_custom_object
 
     def apply(self: KubeCluster, obj: Any, **kwargs: Any) -> Any:
         applied.extend(_policies(obj))
+        tenant_roles.extend(_tenant_roles(obj))
         return original_apply(self, obj, **kwargs)
 
     def create(
@@ -97,7 +120,7 @@ def iam_audit(request: pytest.FixtureRequest) -> Iterator[None]:
     if "aws_standins" not in request.fixturenames or not applied:
         return
     calls = request.getfixturevalue("aws_standins").log.calls()
-    denied, checked = denied_requests(calls, applied)
+    denied, checked = denied_requests(calls, applied, tenant_roles)
     audit = request.config.stash.setdefault(
         _AUDIT, {"tests": 0, "calls": 0, "denied": 0, "actions": Counter()}
     )

@@ -97,3 +97,15 @@ def test_the_loop_of_a_policy_is_allowed_and_a_stray_call_is_not(
     stray = call("sagemaker", "DeleteEndpoint", EndpointName="od-endpoint")
     denied, _ = denied_requests([*own, stray], pascal)
     assert [c.operation for c, _ in denied] == ["DeleteEndpoint"]
+
+
+def test_scoped_mode_lets_the_operator_assume_only_the_tenants_roles() -> None:
+    from retraining_operator.reconcile import iam
+    from support.iamcheck import allows
+
+    roles = ["arn:aws:iam::123456789012:role/team-a-operator"]
+    document = iam.for_scoped_operator(roles)
+    assert allows([document], Request("sts:AssumeRole", roles[0]))
+    assert allows([document], Request("sts:TagSession", roles[0]))
+    other = "arn:aws:iam::123456789012:role/team-b-operator"
+    assert not allows([document], Request("sts:AssumeRole", other))

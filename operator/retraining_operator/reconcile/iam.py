@@ -361,3 +361,18 @@ def for_operator(policy_name: str, spec: RetrainingPolicySpec, **kwargs: Any) ->
         "Version": VERSION,
         "Statement": [_statement("AssumeTenantRole", ["sts:AssumeRole"], [spec.aws.role_arn])],
     }
+
+
+def for_scoped_operator(tenant_role_arns: list[str]) -> dict[str, Any]:
+    """Scoped mode: the operator's own role only assumes the RetrainingTenants' roles, with
+    the session tags (namespace, policy) their trust policies condition on."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            _statement(
+                "AssumeTenantRoles",
+                ["sts:AssumeRole", "sts:TagSession"],
+                sorted(set(tenant_role_arns)),
+            )
+        ],
+    }
