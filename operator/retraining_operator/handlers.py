@@ -24,7 +24,13 @@ import kopf
 
 from retraining_operator import kube, metrics
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
-from retraining_operator.aws.session import AssumedRole, AwsSession, CallBudget, role_session_name
+from retraining_operator.aws.session import (
+    AssumedRole,
+    AwsSession,
+    CallBudget,
+    ClientPool,
+    role_session_name,
+)
 from retraining_operator.config import OperatorConfig, namespace_call_rate
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.reconcile.naming import PolicyRef
@@ -52,6 +58,9 @@ class OperatorState:
     # Scoped mode: the RetrainingTenants, from kopf's index (passes wait until it is loaded).
     tenants: TenantIndex = field(default_factory=lambda: TenantIndex(kube.namespace_labels))
     events: EventHub | None = None  # the SQS consumers of event-driven ingest
+    # AWS clients, one set per identity, shared by the policies that act as it.
+    clients: ClientPool = field(default_factory=ClientPool)
+    observer: metrics.MetricsObserver = field(default_factory=metrics.MetricsObserver)
 
     def running(self) -> tuple[Controller, ThreadPoolExecutor]:
         if self.controller is None or self.executor is None:
@@ -114,10 +123,11 @@ def _session(ref: PolicyRef, spec: Any) -> AwsSession:
     return AwsSession(
         spec.aws.region,
         role_arn=spec.aws.role_arn,
-        session_name=role_session_name(ref.namespace, ref.name),
+        session_name=role_session_name(ref.namespace),
         pool=max(config.fetch_concurrency, 10),
         budget=_budget(ref.namespace),
-        observer=metrics.MetricsObserver(),
+        observer=_state.observer,
+        clients=_state.clients,
     )
 
 
@@ -136,7 +146,8 @@ def _tenant_session(
         expected_bucket_owner=expected_owner,
         pool=max(config.fetch_concurrency, 10),
         budget=_budget(ref.namespace),
-        observer=metrics.MetricsObserver(),
+        observer=_state.observer,
+        clients=_state.clients,
     )
 
 
@@ -201,6 +212,7 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     # chart's least-privilege RBAC needs neither (and startup is not delayed by retries).
     settings.scanning.disabled = True
     _state.budget = CallBudget(config.aws_calls_per_second)
+    metrics.watch_client_pool(_state.clients)
     _state.controller = Controller(
         config, _session, tenants=_state.tenants, tenant_sessions=_tenant_session
     )
@@ -261,6 +273,9 @@ async def policy_daemon(
         await _sleep(stopped, policy.wake, max(delay, 0.2))
     if _state.events is not None:
         _state.events.unsubscribe(uid)  # deleted or stopping: its messages go back to SQS
+    # Deleted, stopping, or now another shard's: nothing of it stays in the client pool (a
+    # pass or finalizer still holding the handle keeps working; it is no longer shared).
+    policy.memo.drop_session()
 
 
 @kopf.on.cleanup()
@@ -336,4 +351,7 @@ def policy_deleted(
         raise kopf.TemporaryError(f"AWS busy while stopping the job: {error}", delay=30) from error
     except NeedsAttention as error:
         raise kopf.PermanentError(f"could not stop the training job: {error}") from error
+    finally:
+        with policy.lock:
+            policy.memo.drop_session()  # the identity's clients go when its last policy does
     _post(body, events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -116,7 +117,30 @@ PHASE = Gauge(
     (*_POLICY, "phase"),
     registry=REGISTRY,
 )
+AWS_IDENTITIES = Gauge(
+    "rtp_aws_identities",
+    "AWS identities (region, role, session tags, budget) holding a set of clients now: the "
+    "operator's memory grows with these, not with its policies.",
+    registry=REGISTRY,
+)
+AWS_SESSIONS = Gauge(
+    "rtp_aws_sessions",
+    "Policies holding AWS clients now (0 once every policy is deleted).",
+    registry=REGISTRY,
+)
 _PHASES = ("Collecting", "Training", "Evaluating", "Deploying", "Serving", "Suspended", "Failed")
+
+
+class ClientPoolView(Protocol):
+    def identities(self) -> int: ...
+
+    def users(self) -> int: ...
+
+
+def watch_client_pool(pool: ClientPoolView) -> None:
+    """The two pool gauges read the pool at scrape time."""
+    AWS_IDENTITIES.set_function(pool.identities)
+    AWS_SESSIONS.set_function(pool.users)
 
 
 def set_phase(namespace: str, policy: str, phase: str) -> None:

@@ -110,7 +110,7 @@ def test_team_a_acts_only_as_its_tenant_role(aws: AwsStandins, world: DemoWorld)
     (assume, *_) = aws.log.calls("sts", "AssumeRole")
     assert assume.params["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/team-a-operator"
     assert assume.params["ExternalId"] == "team-a-external"
-    assert assume.params["RoleSessionName"].startswith("rtp-team-a.detector-")
+    assert assume.params["RoleSessionName"].startswith("rtp-team-a-")
     assert aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops")
     assert aws.log.calls()[0].service == "sts"  # nothing before the tenant's role
 

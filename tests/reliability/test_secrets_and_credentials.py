@@ -72,7 +72,7 @@ def test_credentials_rotating_during_a_long_ingest_keep_it_going(
             made = AwsSession(
                 policy.aws.region,
                 role_arn=policy.aws.role_arn,
-                session_name=role_session_name(ref.namespace, ref.name),
+                session_name=role_session_name(ref.namespace),
             )
             for service in ("s3", "sagemaker-a2i-runtime", "sagemaker"):
                 made.client(service).meta.events.register("before-send", capture(service))

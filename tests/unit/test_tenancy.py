@@ -300,13 +300,13 @@ def test_single_mode_bounds_gate_minimum() -> None:
 
 
 def test_session_names_are_unique_and_at_most_64_characters() -> None:
-    long_ns = "n" * 63
-    a = role_session_name(long_ns, "policy-one")
-    b = role_session_name(long_ns, "policy-two")
-    assert a != b  # before: both cut to the same 64 characters
+    a = role_session_name("n" * 63)
+    b = role_session_name("n" * 62 + "m")
+    assert a != b  # both would be cut to the same 64 characters without the hash
     assert len(a) <= 64
     assert len(b) <= 64
-    assert role_session_name("team-a", "detector").startswith("rtp-team-a.detector-")
+    assert role_session_name("team-a").startswith("rtp-team-a-")
+    assert role_session_name("team-a") == role_session_name("team-a")  # one per namespace
 
 
 def test_tenant_identity_tags_the_session() -> None:
@@ -316,10 +316,10 @@ def test_tenant_identity_tags_the_session() -> None:
     args = identity.assume_role_args(3600)
     assert args["RoleArn"] == f"arn:aws:iam::{B_ACCOUNT}:role/op"
     assert args["ExternalId"] == "team-b-x1"
-    assert args["Tags"] == [
-        {"Key": "namespace", "Value": "team-b"},
-        {"Key": "policy", "Value": "detector"},
-    ]
+    assert args["Tags"] == [{"Key": "namespace", "Value": "team-b"}]
+    # Every policy of the namespace is the same identity: they share clients and credentials.
+    other = tenant_identity(PolicyRef("team-b", "segmenter", "u2"), team)
+    assert other == identity
     assert "ExternalId" not in AssumedRole("arn:aws:iam::1:role/r", "s").assume_role_args(900)
 
 

@@ -1,4 +1,4 @@
-"""Per-policy AWS sessions: one boto3 session (optionally an assumed role) and cached clients.
+"""AWS sessions: per identity (region, optionally an assumed role) one set of cached clients.
 
 Every client uses botocore's standard retry mode (bounded exponential backoff with
 jitter, throttling-aware) and explicit timeouts. An assumed role's credentials are
@@ -18,8 +18,9 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -176,14 +177,15 @@ def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAU
 MAX_SESSION_NAME = 64
 
 
-def role_session_name(namespace: str, name: str) -> str:
-    """STS RoleSessionName naming the policy (2-64 chars of [\\w+=,.@-]), unique per policy:
-    a readable (possibly shortened) `rtp-<namespace>.<name>` and a hash of the full pair, so
-    two long names that share a 64-character prefix never share a session name (CloudTrail
-    tells them apart)."""
-    full = f"{namespace}/{name}"
-    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
-    readable = re.sub(r"[^\w+=,.@-]", "-", f"rtp-{namespace}.{name}")
+def role_session_name(namespace: str) -> str:
+    """STS RoleSessionName naming the namespace a session acts for (2-64 chars of
+    [\\w+=,.@-]): a readable (possibly shortened) `rtp-<namespace>` and a hash of the full
+    name, so two long names that share a prefix never share a session name (CloudTrail tells
+    them apart). One session per namespace, not per policy: every policy of a namespace then
+    shares one set of clients and one credential refresh (the policy is named on everything
+    the operator creates in AWS, by tags)."""
+    digest = hashlib.sha256(namespace.encode()).hexdigest()[:10]
+    readable = re.sub(r"[^\w+=,.@-]", "-", f"rtp-{namespace}")
     return f"{readable[: MAX_SESSION_NAME - len(digest) - 1]}-{digest}"
 
 
@@ -194,7 +196,7 @@ class AssumedRole:
     role_arn: str
     session_name: str
     external_id: str | None = None
-    # STS session tags, e.g. (("namespace", "team-a"), ("policy", "detector")): the role's
+    # STS session tags, e.g. (("namespace", "team-a"),): the role's
     # trust and permission policies can require them (aws:PrincipalTag/namespace).
     tags: tuple[tuple[str, str], ...] = ()
 
@@ -215,52 +217,35 @@ class AssumedRole:
         return args
 
 
-class AwsSession:
-    """AWS access for one policy: region, optional assumed role, cached clients."""
+class _Clients:
+    """One AWS identity's boto3 session and clients (clients are thread-safe), shared by
+    every policy that acts as that identity: the memory of an idle operator grows with its
+    AWS identities, not with its policies."""
 
-    def __init__(
-        self,
-        region: str,
-        *,
-        role_arn: str | None = None,
-        session_name: str = "a2i-retraining-operator",
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        pool: int = DEFAULT_POOL,
-        base: boto3.Session | None = None,
-        budget: CallBudget | None = None,
-        observer: CallObserver | None = None,
-        assumed: AssumedRole | None = None,
-        expected_bucket_owner: str | None = None,
-    ) -> None:
-        """`assumed` (a tenant's role, with session tags and ExternalId) wins over `role_arn`.
-        `expected_bucket_owner`: every S3 call that takes ExpectedBucketOwner sends it, so a
-        bucket owned by another account fails with AccessDenied instead of being read."""
-        if assumed is None and role_arn is not None:
-            assumed = AssumedRole(role_arn, session_name)
-        self.region = region
-        self.role_arn = assumed.role_arn if assumed is not None else None
-        self.expected_bucket_owner = expected_bucket_owner
-        self._config = client_config(max_attempts=max_attempts, pool=pool)
-        self._base = base or boto3.Session(botocore_session=botocore_session(), region_name=region)
+    def __init__(self, identity: Identity, base: boto3.Session | None) -> None:
+        self.identity = identity
+        self._config = client_config(max_attempts=identity.max_attempts, pool=identity.pool)
+        self._base = base or boto3.Session(
+            botocore_session=botocore_session(), region_name=identity.region
+        )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._budget = budget
-        self._observer = observer
-        self._throttled = 0
+        self._throttled = 0  # every throttled response so far (policies read differences)
         self._throttled_lock = threading.Lock()
+        self.users = 0  # AwsSession handles holding this entry (ClientPool's reference count)
         # Last: `_assumed` hooks the STS client, which needs everything above.
+        assumed = identity.assumed
         self._session = self._assumed(assumed) if assumed is not None else self._base
 
     def client(self, service: str) -> Any:
-        """A cached, thread-safe boto3 client (clients are safe to share across threads)."""
         with self._lock:
             if service not in self._clients:
                 client = self._session.client(  # type: ignore[call-overload]
-                    service, region_name=self.region, config=self._config
+                    service, region_name=self.identity.region, config=self._config
                 )
                 self._hook(client)
-                if service == "s3" and self.expected_bucket_owner is not None:
-                    owner = self.expected_bucket_owner
+                owner = self.identity.expected_bucket_owner
+                if service == "s3" and owner is not None:
                     client.meta.events.register(
                         "provide-client-params.s3.*",
                         lambda params, model, **_: _expect_owner(params, model, owner),
@@ -268,21 +253,19 @@ class AwsSession:
                 self._clients[service] = client
             return self._clients[service]
 
-    def take_throttled(self) -> int:
-        """How many throttled responses this session received since the last call (every
-        attempt counts, also those botocore retried successfully)."""
+    def throttled_total(self) -> int:
         with self._throttled_lock:
-            count, self._throttled = self._throttled, 0
-            return count
+            return self._throttled
 
     def _hook(self, client: Any) -> None:
         events = client.meta.events
         service = client.meta.service_model.service_name
         # First: a process that lost (or never held) the leader Lease sends nothing.
         events.register("before-send", lambda **_: fencing.check("AWS call"))
-        if self._budget is not None:
-            budget = self._budget
+        budget = self.identity.budget
+        if budget is not None:
             events.register("before-send", lambda **_: budget.acquire())
+        observer = self.identity.observer
 
         def needs_retry(response: Any = None, operation: Any = None, **_: Any) -> None:
             # Emitted after every attempt, before botocore decides whether to retry it.
@@ -292,12 +275,11 @@ class AwsSession:
             if is_throttle_code(code):
                 with self._throttled_lock:
                     self._throttled += 1
-                if self._observer is not None and operation is not None:
-                    self._observer.throttled(service, operation.name)
+                if observer is not None and operation is not None:
+                    observer.throttled(service, operation.name)
 
         events.register("needs-retry", needs_retry)
-        if self._observer is not None:
-            observer = self._observer
+        if observer is not None:
 
             def before_call(model: Any, **_: Any) -> None:
                 observer.called(service, model.name)
@@ -313,6 +295,151 @@ class AwsSession:
             events.register("before-call", before_call)
             events.register("after-call", after_call)
             events.register("after-call-error", after_call_error)
+
+    def _assumed(self, assumed: AssumedRole) -> boto3.Session:
+        region = self.identity.region
+        sts = self._base.client("sts", region_name=region, config=self._config)
+        self._hook(sts)
+
+        def fetch() -> dict[str, str]:
+            creds = sts.assume_role(**assumed.assume_role_args(ASSUME_ROLE_SECONDS))["Credentials"]
+            expiry: datetime = creds["Expiration"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": expiry.isoformat(),
+            }
+
+        # Deferred: the first AssumeRole happens on the first call that needs credentials.
+        refreshable = DeferredRefreshableCredentials(refresh_using=fetch, method="sts-assume-role")
+        core = botocore_session()
+        # botocore has no public setter for refreshable credentials; this is the documented
+        # community pattern and keeps auto-refresh (boto3.Session(aws_access_key_id=...) would not).
+        core._credentials = refreshable  # type: ignore[attr-defined]
+        core.set_config_variable("region", region)
+        return boto3.Session(botocore_session=core)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Everything a set of clients is made of: who calls (region, assumed role with its
+    session name and tags), which buckets it expects, how it retries, and which budget and
+    observer its calls go through (compared by identity: they are operator-wide objects)."""
+
+    region: str
+    assumed: AssumedRole | None = None
+    expected_bucket_owner: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    pool: int = DEFAULT_POOL
+    budget: CallBudget | None = field(default=None, compare=False)
+    observer: CallObserver | None = field(default=None, compare=False)
+
+    def key(self) -> tuple[Any, ...]:
+        return (
+            self.region,
+            self.assumed,
+            self.expected_bucket_owner,
+            self.max_attempts,
+            self.pool,
+            id(self.budget),
+            id(self.observer),
+        )
+
+
+class ClientPool:
+    """The operator's clients, one set per `Identity`, reference-counted by the `AwsSession`
+    handles that use them: the last handle's release (its `close`, or its garbage
+    collection) drops the set, so a deleted policy leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], _Clients] = {}
+
+    def acquire(self, identity: Identity) -> _Clients:
+        key = identity.key()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Clients(identity, None)
+            entry.users += 1
+            return entry
+
+    def release(self, entry: _Clients) -> None:
+        key = entry.identity.key()
+        with self._lock:
+            entry.users -= 1
+            if entry.users <= 0 and self._entries.get(key) is entry:
+                del self._entries[key]
+
+    def identities(self) -> int:
+        """How many distinct identities hold clients now."""
+        with self._lock:
+            return len(self._entries)
+
+    def users(self) -> int:
+        """How many AwsSession handles hold clients now."""
+        with self._lock:
+            return sum(entry.users for entry in self._entries.values())
+
+
+class AwsSession:
+    """AWS access for one policy: region, optional assumed role, cached clients.
+
+    With a `ClientPool` the clients are the pool's, shared with every other session of the
+    same identity (a handle costs a few hundred bytes); without one they are this session's
+    own (tools and tests that point boto3 at different endpoints over time)."""
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        role_arn: str | None = None,
+        session_name: str = "a2i-retraining-operator",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        pool: int = DEFAULT_POOL,
+        base: boto3.Session | None = None,
+        budget: CallBudget | None = None,
+        observer: CallObserver | None = None,
+        assumed: AssumedRole | None = None,
+        expected_bucket_owner: str | None = None,
+        clients: ClientPool | None = None,
+    ) -> None:
+        """`assumed` (a tenant's role, with session tags and ExternalId) wins over `role_arn`.
+        `expected_bucket_owner`: every S3 call that takes ExpectedBucketOwner sends it, so a
+        bucket owned by another account fails with AccessDenied instead of being read."""
+        if assumed is None and role_arn is not None:
+            assumed = AssumedRole(role_arn, session_name)
+        identity = Identity(
+            region, assumed, expected_bucket_owner, max_attempts, pool, budget, observer
+        )
+        self.region = region
+        self.role_arn = assumed.role_arn if assumed is not None else None
+        self.expected_bucket_owner = expected_bucket_owner
+        self._release: weakref.finalize[[_Clients], AwsSession] | None = None
+        if clients is not None and base is None:
+            self._clients = clients.acquire(identity)
+            # Released once: by `close`, or when the handle is garbage-collected.
+            self._release = weakref.finalize(self, clients.release, self._clients)
+        else:
+            self._clients = _Clients(identity, base)
+        self._throttled_seen = self._clients.throttled_total()
+
+    def close(self) -> None:
+        """Give the clients back to the pool (idempotent; a no-op for private clients)."""
+        if self._release is not None:
+            self._release()
+
+    def client(self, service: str) -> Any:
+        """A cached, thread-safe boto3 client (clients are safe to share across threads)."""
+        return self._clients.client(service)
+
+    def take_throttled(self) -> int:
+        """How many throttled responses this session's identity received since this session
+        last asked (every attempt counts, also those botocore retried successfully)."""
+        total = self._clients.throttled_total()
+        count, self._throttled_seen = total - self._throttled_seen, total
+        return count
 
     def s3(self) -> S3Client:
         return cast("S3Client", self.client("s3"))
@@ -333,29 +460,6 @@ class AwsSession:
     def autoscaling(self) -> ApplicationAutoScalingClient:
         """Application Auto Scaling (endpoint variants' scalable targets and policies)."""
         return cast("ApplicationAutoScalingClient", self.client("application-autoscaling"))
-
-    def _assumed(self, assumed: AssumedRole) -> boto3.Session:
-        sts = self._base.client("sts", region_name=self.region, config=self._config)
-        self._hook(sts)
-
-        def fetch() -> dict[str, str]:
-            creds = sts.assume_role(**assumed.assume_role_args(ASSUME_ROLE_SECONDS))["Credentials"]
-            expiry: datetime = creds["Expiration"]
-            return {
-                "access_key": creds["AccessKeyId"],
-                "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"],
-                "expiry_time": expiry.isoformat(),
-            }
-
-        # Deferred: the first AssumeRole happens on the first call that needs credentials.
-        refreshable = DeferredRefreshableCredentials(refresh_using=fetch, method="sts-assume-role")
-        core = botocore_session()
-        # botocore has no public setter for refreshable credentials; this is the documented
-        # community pattern and keeps auto-refresh (boto3.Session(aws_access_key_id=...) would not).
-        core._credentials = refreshable  # type: ignore[attr-defined]
-        core.set_config_variable("region", self.region)
-        return boto3.Session(botocore_session=core)
 
 
 def _expect_owner(params: dict[str, Any], model: Any, owner: str) -> None:

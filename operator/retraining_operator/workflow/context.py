@@ -114,6 +114,12 @@ class PolicyMemo:
     # (no listing comes for backstopInterval to recount it).
     events_ingest: IngestStatus | None = None
 
+    def drop_session(self) -> None:
+        """Give the session's clients back (shared per identity; the last user frees them)."""
+        if self.session is not None:
+            self.session.close()
+        self.session, self.session_key = None, None
+
 
 @dataclass
 class PassResult:

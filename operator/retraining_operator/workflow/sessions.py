@@ -3,7 +3,7 @@
 Single mode: the operator's identity, or `spec.aws.roleArn`. Scoped mode: always the
 tenant's role (with its session tags, ExternalId and expected bucket owner); the operator's
 own identity never acts for a tenant. A session is made again only when what it is made
-of changes.
+of changes; the session it replaces gives its clients back.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ def policy_session(
     if tenant is None:
         key: tuple[str | None, ...] = (spec.aws.region, spec.aws.role_arn)
         if memo.session is None or memo.session_key != key:
+            memo.drop_session()
             memo.session, memo.session_key = sessions(ref, spec), key
         return memo.session
     owner = tenant.spec.expected_bucket_owner
     identity = tenant_identity(ref, tenant)
     key = (spec.aws.region, tenant.uid, identity.role_arn, identity.external_id, owner)
     if memo.session is None or memo.session_key != key:
+        memo.drop_session()
         memo.session = tenant_sessions(ref, spec, identity, owner)
         memo.session_key = key
     return memo.session

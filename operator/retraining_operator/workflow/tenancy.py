@@ -39,13 +39,14 @@ class StaticTenants:
 
 
 def tenant_identity(ref: PolicyRef, tenant: Tenant) -> AssumedRole:
-    """The tenant's role, assumed for one policy: tagged with its namespace and name (the
-    role's policies can require them) and named uniquely in CloudTrail."""
+    """The tenant's role, assumed for the policy's namespace: tagged with it (the role's
+    policies can require it) and named uniquely in CloudTrail. Every policy of the namespace
+    acts as the same session, so they share clients and credentials."""
     return AssumedRole(
         role_arn=tenant.spec.aws.role_arn,
-        session_name=role_session_name(ref.namespace, ref.name),
+        session_name=role_session_name(ref.namespace),
         external_id=tenant.spec.aws.external_id,
-        tags=(("namespace", ref.namespace), ("policy", ref.name)),
+        tags=(("namespace", ref.namespace),),
     )
 
 
