@@ -1,16 +1,18 @@
 """Drift: does the endpoint still serve what status.serving says? (between runs)
 
 Someone (another policy, a person, a pipeline) may change the endpoint out of band. At
-most once per observe interval, a policy that serves and has no run in flight describes
-its endpoint and sets the `Drifted` condition: True (with what it found) when the live
-config differs from `status.serving.endpointConfigName`, False when it matches. The
-operator does not fight back: the next run rolls from whatever serves, and the endpoint
-owner tag stops another policy of this operator from rolling it.
+most once per `pollInterval` (and never more often than the observe interval), a policy that
+serves and has no run in flight describes its endpoint (one call per policy per poll, like
+the poll itself: 1,000 serving policies must not spend the AWS budget on DescribeEndpoint)
+and sets the `Drifted` condition: True (with what it found) when the live config differs
+from `status.serving.endpointConfigName`, False when it matches. The operator does not
+fight back: the next run rolls from whatever serves, and the endpoint owner tag stops
+another policy of this operator from rolling it.
 """
 
 from __future__ import annotations
 
-from retraining_operator.api import ConditionType
+from retraining_operator.api import ConditionType, parse_duration
 from retraining_operator.aws import endpoints
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.rollout.endpoint import EndpointView
@@ -24,7 +26,9 @@ def step(p: PolicyPass) -> None:
         return
     now = p.clock.monotonic()
     last = p.memo.last_drift_check
-    if last is not None and now - last < p.config.observe_seconds:
+    poll = parse_duration(p.spec.human_loops.poll_interval).total_seconds()
+    interval = max(p.config.observe_seconds, poll)
+    if last is not None and now - last < interval:
         return
     p.memo.last_drift_check = now
     described = endpoints.find_endpoint(p.session.sagemaker(), name)
