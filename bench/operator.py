@@ -1241,7 +1241,9 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=120, help="(a) measured window")
     parser.add_argument("--poll-interval", type=float, default=60, help="(a) pollInterval, s")
-    parser.add_argument("--tick-seconds", type=float, default=10, help="operator --tick-seconds")
+    parser.add_argument(
+        "--tick-seconds", type=float, default=30, help="operator --tick-seconds (its default: 30)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="(b) repetitions")
     parser.add_argument("--latency-poll-interval", type=float, default=10)
     parser.add_argument(

@@ -254,6 +254,7 @@ async def policy_daemon(
     policy.memo.wake = functools.partial(loop.call_soon_threadsafe, policy.wake.set)
     while not stopped and not meta.get("deletionTimestamp"):
         policy.wake.clear()
+        _shed_managed_fields(body)
         try:
             # kopf posts Events through context variables: carry them into the thread.
             context = contextvars.copy_context()
@@ -276,6 +277,17 @@ async def policy_daemon(
     # Deleted, stopping, or now another shard's: nothing of it stays in the client pool (a
     # pass or finalizer still holding the handle keeps working; it is no longer shared).
     policy.memo.drop_session()
+
+
+def _shed_managed_fields(body: Any) -> None:
+    """Drop `metadata.managedFields` from kopf's live copy of the object, as
+    controller-runtime's TransformStripManagedFields does for its cache: the operator never
+    reads them (it writes merge patches, not server-side apply), and they are over half of
+    what an idle policy costs in memory (about 20 of 36 KiB). The next watch event brings
+    them back with the new body; the next pass sheds them again."""
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
 
 
 @kopf.on.cleanup()
