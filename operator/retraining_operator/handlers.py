@@ -2,9 +2,9 @@
 
 Each policy has one async daemon (`policy_daemon`): it runs a reconcile pass in a worker
 thread (blocking boto3 calls never block the event loop), then sleeps exactly until the
-pass says something is due (its next poll, the next look at a job or rollout, maxWait) —
-at most `tick_seconds` — or until the spec or annotations change. So a policy never has two
-passes at once, idle policies cost nothing between their polls, and a threshold crossing is
+pass says something is due (its next poll, the next look at a job or rollout, maxWait; a
+problem every `tick_seconds`) or until the spec or annotations change. So a policy never has
+two passes at once, idle policies cost nothing between their polls, and a threshold crossing is
 acted on at the poll that sees it.
 """
 

@@ -64,9 +64,9 @@ def register(sub: Subparsers) -> None:
         "--tick-seconds",
         type=float,
         default=float(os.environ.get("RTP_TICK_SECONDS", "30")),
-        help="the longest a policy waits between reconcile passes; a pass comes earlier when "
-        "its next poll, job/rollout check or maxWait is due, or when its spec or annotations "
-        "change [RTP_TICK_SECONDS]",
+        help="how often a policy with a problem (Degraded, AWS busy) is looked at again; a "
+        "healthy policy sleeps until its next poll, job/rollout check or maxWait, at most "
+        "max(tick, pollInterval), or until its spec or annotations change [RTP_TICK_SECONDS]",
     )
     run.add_argument(
         "--observe-seconds",

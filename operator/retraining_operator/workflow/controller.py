@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 
 import pydantic
 
-from retraining_operator.api import ConditionType, RetrainingPolicySpec, RetrainingPolicyStatus
+from retraining_operator.api import (
+    ConditionType,
+    RetrainingPolicySpec,
+    RetrainingPolicyStatus,
+    parse_duration,
+)
 from retraining_operator.aws.errors import AwsError, aws_detail
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
@@ -115,8 +120,7 @@ class Controller:
             memo.internal_error = None
         except RetryLater as error:
             p.event("Warning", error.reason, _public(p, error))
-            if error.after is not None:
-                p.due_in(error.after)
+            p.due_in(error.after if error.after is not None else self.config.tick_seconds)
         except NeedsAttention as error:
             p.degrade(error.reason, _public(p, error))
         except Exception as error:
@@ -128,10 +132,20 @@ class Controller:
         checkpoint(result.status)
         if result.status.current_run is not None:
             result.due_in(self.config.observe_seconds)
+        if p.degraded is not None:
+            result.due_in(self.config.tick_seconds)  # a problem is looked at every tick
         result.requeue_after = max(
-            min([*result.due, self.config.tick_seconds]), p.not_before or 0.0
+            min([*result.due, self._longest_sleep(spec)]), p.not_before or 0.0
         )
         return result
+
+    def _longest_sleep(self, spec: RetrainingPolicySpec) -> float:
+        """How long a healthy policy with nothing due sleeps at most: a tick, or its
+        pollInterval when longer. An idle policy then passes when its next poll is due, not
+        every tick (1,000 idle policies at 5 minutes: 3 passes a second, not 33), and what
+        no pass announces (a RetrainingTenant's change) still takes effect within it."""
+        poll = parse_duration(spec.human_loops.poll_interval).total_seconds()
+        return max(self.config.tick_seconds, poll)
 
     def finalize(self, view: PolicyView, memo: PolicyMemo | None = None) -> list[Event]:
         """Deletion: stop the in-flight training job (idempotent); leave endpoints alone."""

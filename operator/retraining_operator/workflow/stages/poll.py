@@ -49,6 +49,7 @@ def step(p: PolicyPass) -> None:
     except RetryLater as error:
         # The rest of the pass (a run under way) does not depend on this poll.
         p.event("Warning", "PollFailed", f"{error} (retrying)")
+        p.due_in(p.config.tick_seconds)
         return
     # An idle poll leaves the status as it was (no API write); the memo keeps the real time.
     status.ingest = quiet_ingest_status(status.ingest, polled.status)
