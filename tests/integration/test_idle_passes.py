@@ -22,6 +22,7 @@ from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.status import LAST_POLL_TIME_REFRESH, quiet_ingest_status
+from retraining_operator.workflow.context import PassResult
 from retraining_operator.workflow.controller import Controller, PolicyView
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
@@ -62,13 +63,14 @@ class IdlePolicy:
 
         monkeypatch.setattr(kube, "patch_status", patch_status)
 
-    def run(self, advance: timedelta) -> None:
+    def run(self, advance: timedelta) -> PassResult | None:
         self.aws.clock.advance(advance.total_seconds())
         meta = {"resourceVersion": str(len(self.patches) + 1), "generation": 1}
         view = PolicyView(REF, 1, {}, copy.deepcopy(self.spec), copy.deepcopy(self.status))
         writer = handlers._status_writer(REF.namespace, REF.name, meta, self.status)
         with contextlib.suppress(kube.StatusWriteFailed):
-            self.controller.reconcile(view, writer)
+            return self.controller.reconcile(view, writer)
+        return None
 
 
 def test_idle_polls_write_the_status_about_hourly_and_log_no_info_line(
@@ -98,6 +100,20 @@ def test_idle_polls_write_the_status_about_hourly_and_log_no_info_line(
     stored = RetrainingPolicyStatus.model_validate(policy.status).ingest
     assert stored.last_poll_time is not None
     assert aws.clock.now() - stored.last_poll_time < LAST_POLL_TIME_REFRESH + POLL * 1.1
+
+
+def test_an_idle_policy_sleeps_until_its_next_poll_not_one_tick(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.run(timedelta(0))
+    policy.run(POLL * 1.2)  # a poll
+    result = policy.run(timedelta(minutes=1))  # nothing due: the next poll is ~4 minutes away
+    assert result is not None
+    assert result.requeue_after is not None
+    tick = policy.controller.config.tick_seconds
+    # Not the 30 s tick: the due time of the next poll (pollInterval, stretched by up to 10 %).
+    assert tick < result.requeue_after <= (POLL * 1.1 - timedelta(minutes=1)).total_seconds()
 
 
 def test_quiet_ingest_status_keeps_last_poll_time_only_while_nothing_else_moved() -> None:
