@@ -150,6 +150,21 @@ class Scene:
         body["spec"] = merged(body["spec"], spec)
         return body
 
+    def idle_policies(self, prefix: str, count: int, **spec: Any) -> list[dict[str, Any]]:
+        """`count` policies named `<prefix><n:03d>` that never train (minNewSamples 1000), each
+        with its own dataset prefix (two policies must not share a ledger)."""
+        assert self.world is not None, "seed() the world first"
+        bucket = self.world.bucket
+        return [
+            self.policy(
+                name,
+                min_new_samples=1000,
+                dataset={"outputS3Uri": f"s3://{bucket}/{prefix}/{name}"},
+                **spec,
+            )
+            for name in (f"{prefix}{index:03d}" for index in range(count))
+        ]
+
     def _listen(self, on_arrival: Callable[[str, str], None]) -> None:
         """Call `on_arrival(service, operation)` the moment any call arrives at a stand-in."""
         faults = self.aws.faults

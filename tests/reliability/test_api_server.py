@@ -229,16 +229,8 @@ def test_five_hundred_policies_restarted_at_once_spread_their_polls_within_budge
         f"observed {OBSERVE_SECONDS:.0f} s"
     )
     aws = scene.aws
-    world = scene.seed(0)
-    names = [f"p-{i:03d}" for i in range(POLICIES)]
-    bodies = [
-        scene.policy(
-            name,
-            min_new_samples=1000,
-            dataset={"outputS3Uri": f"s3://{world.bucket}/policies/{name}"},
-        )
-        for name in names
-    ]
+    scene.seed(0)
+    bodies = scene.idle_policies("p-", POLICIES)
     created = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(

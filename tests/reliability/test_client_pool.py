@@ -32,17 +32,8 @@ def test_policies_share_one_identity_and_deleted_ones_leave_nothing(
 ) -> None:
     report.case(18, "client pool: 20 policies, one identity, then deleted")
     report.inject("20 idle policies in one namespace, then `kubectl delete rtp --all`")
-    world = scene.seed(0)
-    names = [f"pool-p{index:02d}" for index in range(POLICIES)]
-    bodies = [
-        scene.policy(
-            name,
-            min_new_samples=1000,
-            humanLoops={"pollInterval": "1h"},
-            dataset={"outputS3Uri": f"s3://{world.bucket}/pool/{name}"},
-        )
-        for name in names
-    ]
+    scene.seed(0)
+    bodies = scene.idle_policies("pool-p", POLICIES, humanLoops={"pollInterval": "1h"})
     created = scene.kube.kubectl("apply", "-f", "-", input="\n---\n".join(map(json.dumps, bodies)))
     assert created.returncode == 0, created.stderr
     op = scene.operator(tick=30.0)
