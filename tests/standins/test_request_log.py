@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -100,3 +101,21 @@ def test_each_call_records_the_access_key_it_was_signed_with(aws: AwsStandins, a
         ("HeadObject", "AKIAOPERATORB0000002"),
     ]
     assert aws.log.to_json()[0]["access_key"] == "AKIAOPERATORA0000001"
+
+
+def test_a_call_in_flight_across_clear_is_not_logged_when_it_completes(aws: AwsStandins) -> None:
+    # A stopped operator's 20 s SQS long poll completes after the next test's reset: it must
+    # not land in that test's log (the IAM audit would charge it to the wrong test).
+    url = aws.create_queue("in-flight")
+    sqs = boto3.client("sqs")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(sqs.receive_message, QueueUrl=url, WaitTimeSeconds=2)
+        deadline = time.monotonic() + 5
+        while aws.log.in_flight() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert aws.log.in_flight() == 1  # the long poll has arrived and waits
+        aws.log.clear()
+        assert waiting.result()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert aws.log.calls("sqs") == []
+    sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    assert aws.log.operations("sqs") == ["ReceiveMessage"]

@@ -62,14 +62,28 @@ class RequestLog:
     _calls: list[Call] = field(default_factory=list)
     _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _counter: itertools.count[int] = field(default_factory=itertools.count, repr=False)
+    _since: int = 0
+    """Calls that arrived before the last `clear()` are not recorded when they complete: a
+    20 s SQS long poll of a stopped test's operator must not land in the next test's log."""
+
+    _open: int = 0
 
     def ticket(self) -> tuple[int, float]:
         """Reserve the arrival number of a call that is starting now."""
         with self._lock:
+            self._open += 1
             return next(self._counter), time.time()
+
+    def in_flight(self) -> int:
+        """Calls that have arrived and not yet completed (e.g. SQS long polls waiting)."""
+        with self._lock:
+            return self._open
 
     def record(self, call: Call) -> None:
         with self._lock:
+            self._open -= 1
+            if call.seq < self._since:
+                return
             self._calls.append(call)
             self._lock.notify_all()
 
@@ -92,8 +106,10 @@ class RequestLog:
         return len(self.calls(service, operation))
 
     def clear(self) -> None:
+        """Forget every call, and the ones still in flight when they complete."""
         with self._lock:
             self._calls.clear()
+            self._since = next(self._counter)
 
     def wait_for(self, predicate: Callable[[list[Call]], bool], timeout: float = 5.0) -> list[Call]:
         """Block until `predicate(calls)` holds (for calls made by another thread)."""
