@@ -145,7 +145,11 @@ def test_idle_polls_persist_the_watermark_only_in_steps() -> None:
     day = timedelta(hours=24)
     assert rules.should_persist_watermark(None, T0, day)
     assert not rules.should_persist_watermark(T0, T0 + timedelta(minutes=5), day)
-    assert rules.should_persist_watermark(T0, T0 + timedelta(hours=1), day)
+    assert not rules.should_persist_watermark(T0, T0 + timedelta(hours=5), day)
+    assert rules.should_persist_watermark(T0, T0 + timedelta(hours=6), day)  # lookback / 4
+    week = timedelta(days=7)
+    assert not rules.should_persist_watermark(T0, T0 + timedelta(hours=5, minutes=59), week)
+    assert rules.should_persist_watermark(T0, T0 + timedelta(hours=6), week)  # the step
     assert rules.should_persist_watermark(T0, T0 + timedelta(minutes=3), timedelta(minutes=10))
 
 

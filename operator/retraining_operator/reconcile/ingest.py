@@ -40,8 +40,11 @@ FAILED_STATES = frozenset({"Failed", "Stopped"})
 # InProgress, Stopping and anything unknown are unsettled: revisit them.
 
 # An idle poll rewrites the ledger only when the watermark moved at least this much
-# (bounded by lookback / 4), so a quiet policy costs two calls per poll, not three.
-WATERMARK_PERSIST_STEP = timedelta(hours=1)
+# (bounded by lookback / 4), so a quiet policy costs two calls per poll, not three. A stored
+# watermark that lags only widens the next listing by the lag (already settled loops, which
+# a quiet flow has few of); with event-driven ingest (an hourly backstop listing) an hourly
+# write would be a fifth of the idle policy's AWS calls.
+WATERMARK_PERSIST_STEP = timedelta(hours=6)
 
 
 class LoopLike(Protocol):

@@ -32,8 +32,8 @@ _STAGE_PHASE = {
 WAITING_FOR_VALIDATION_DATA = "WaitingForValidationData"
 # An idle poll changes nothing but lastPollTime; writing that every poll would cost an etcd
 # write and a watch event to every watcher per policy per pollInterval. It is written when
-# the ingest block changes anyway, else once it is this old (the watermark moves by the hour
-# too, reconcile/ingest.py WATERMARK_PERSIST_STEP): an idle policy's status is written about
+# the ingest block changes anyway, else once it is this old (the stored watermark moves every
+# 6 hours, reconcile/ingest.py WATERMARK_PERSIST_STEP): an idle policy's status is written about
 # once an hour. Scheduling does not depend on it: the pass remembers its last poll in memory.
 LAST_POLL_TIME_REFRESH = timedelta(hours=1)
 
