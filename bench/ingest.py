@@ -602,13 +602,14 @@ def _polling_latency(aws: Any, flow_arn: str, loops: int) -> dict[str, Any]:
 def _idle_calls(
     aws: Any, poll_flow: str, events_flow: str, url: str, seconds: float
 ) -> dict[str, Any]:
-    """A2I+S3 calls per hour over 6 emulated hours of passes (the listing schedule), and
-    SQS ReceiveMessage calls over `seconds` of real long polling, per hour."""
+    """A2I+S3 calls per hour over 24 emulated hours of passes (the listing schedule, and
+    the watermark persisted every 6 hours), and SQS ReceiveMessage calls starting in
+    `seconds` of real long polling, per hour."""
     from datetime import timedelta
 
     from retraining_operator.workflow.events import EventHub
 
-    hours = 6
+    hours = 24
 
     def hour_of_passes(daemon: _Daemon) -> float:
         daemon.reconcile()
@@ -631,9 +632,12 @@ def _idle_calls(
         while hub.health(url).reachable is not True and time.monotonic() < deadline:
             time.sleep(0.05)
         events_listing = hour_of_passes(daemon)
-        aws.log.clear()
-        time.sleep(seconds)
-        receives = len(aws.log.calls("sqs", "ReceiveMessage"))
+        aws.log.clear()  # a receive in flight now is not recorded: count those that start
+        began = time.time()
+        time.sleep(seconds + 21)  # ... in the window, once the last one's 20 s wait is over
+        receives = len(
+            [c for c in aws.log.calls("sqs", "ReceiveMessage") if c.wall_time < began + seconds]
+        )
     finally:
         hub.stop(timeout=25)
     per_queue = receives * 3600 / seconds

@@ -62,7 +62,7 @@ def _pending_loops(scene: Scene, output: str) -> Counter[str]:
 def test_event_storm_on_one_queue_keeps_memory_and_the_call_budget(
     scene: Scene, report: CaseReport
 ) -> None:
-    report.case(15, "event storm")
+    report.case(19, "event storm")
     report.inject(
         f"{EVENTS} A2I status-change events within about {STORM_SECONDS:.0f} s for {POLICIES} "
         f"policies sharing one SQS queue; --aws-calls-per-second={BUDGET:g}"

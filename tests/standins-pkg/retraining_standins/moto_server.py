@@ -389,6 +389,27 @@ class MotoFront:
         )
 
 
+def _quicken_sqs_clock() -> None:
+    """moto's SQS computes the queue's attributes (every message's visibility, through a
+    datetime-based `unix_time`) on each SendMessage: 5,000 queued events made a send take
+    ~0.1 s. The same wall clock from `time.time()` is ~10x cheaper; nothing else changes."""
+    from moto.sqs import models
+
+    if getattr(models, "_standins_quick_clock", False):
+        return
+    slow = models.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(slow(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+    models._standins_quick_clock = True
+
+
 class MotoStandin:
     """moto's S3/STS/CloudWatch backends on two loopback listeners (public and direct)."""
 
@@ -402,6 +423,7 @@ class MotoStandin:
         port: int = 0,
         single_account: bool = True,
     ) -> None:
+        _quicken_sqs_clock()
         self._app = DomainDispatcherApplication(create_backend_app)
         front = MotoFront(self._app, faults, log, clock, single_account=single_account)
         self.public = ServerThread(
