@@ -30,7 +30,7 @@ def _gauge(text: str, name: str) -> float | None:
 def test_policies_share_one_identity_and_deleted_ones_leave_nothing(
     scene: Scene, report: CaseReport
 ) -> None:
-    report.case(18, "client pool: 20 policies, one identity, then deleted")
+    report.case(20, "client pool: 20 policies, one identity, then deleted")
     report.inject("20 idle policies in one namespace, then `kubectl delete rtp --all`")
     scene.seed(0)
     bodies = scene.idle_policies("pool-p", POLICIES, humanLoops={"pollInterval": "1h"})
