@@ -397,7 +397,7 @@ def _quicken_sqs_clock() -> None:
 
     if getattr(models, "_standins_quick_clock", False):
         return
-    slow = models.unix_time
+    slow = models.unix_time  # type: ignore[attr-defined]
 
     def unix_time(dt: Any = None) -> float:
         return time.time() if dt is None else float(slow(dt))
@@ -405,9 +405,9 @@ def _quicken_sqs_clock() -> None:
     def unix_time_millis(dt: Any = None) -> float:
         return unix_time(dt) * 1000.0
 
-    models.unix_time = unix_time
-    models.unix_time_millis = unix_time_millis
-    models._standins_quick_clock = True
+    setattr(models, "unix_time", unix_time)  # noqa: B010 - moto's module globals
+    setattr(models, "unix_time_millis", unix_time_millis)  # noqa: B010
+    setattr(models, "_standins_quick_clock", True)  # noqa: B010
 
 
 class MotoStandin:
