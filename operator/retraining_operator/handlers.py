@@ -105,6 +105,9 @@ def configure(config: OperatorConfig) -> None:
         # second, not every 60 s, before the finalizer runs and is released.
         kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0, when=owned)(policy_daemon)
         kopf.on.update(*RESOURCE, id="wake", when=owned)(wake_on_change)
+        # Every policy, owned or not: kopf keeps a live copy of each object it watches.
+        kopf.on.event(*RESOURCE, id=SHED)(shed_unread_metadata)
+        logging.getLogger("kopf.objects").addFilter(_quiet_shed)
         if config.tenancy_mode is TenancyMode.SCOPED:
             kopf.index(API_GROUP, API_VERSION, TENANT_PLURAL, id=TENANT_INDEX)(index_tenant)
         _state.registered = True
@@ -254,7 +257,6 @@ async def policy_daemon(
     policy.memo.wake = functools.partial(loop.call_soon_threadsafe, policy.wake.set)
     while not stopped and not meta.get("deletionTimestamp"):
         policy.wake.clear()
-        _shed_managed_fields(body)
         try:
             # kopf posts Events through context variables: carry them into the thread.
             context = contextvars.copy_context()
@@ -279,15 +281,41 @@ async def policy_daemon(
     policy.memo.drop_session()
 
 
-def _shed_managed_fields(body: Any) -> None:
-    """Drop `metadata.managedFields` from kopf's live copy of the object, as
-    controller-runtime's TransformStripManagedFields does for its cache: the operator never
-    reads them (it writes merge patches, not server-side apply), and they are over half of
-    what an idle policy costs in memory (about 20 of 36 KiB). The next watch event brings
-    them back with the new body; the next pass sheds them again."""
+SHED = "shed"
+
+
+def _quiet_shed(record: logging.LogRecord) -> bool:
+    """kopf logs each event handler's success at INFO; this one runs on every watch event
+    (every status write), and an idle operator logs nothing per poll."""
+    return record.levelno != logging.INFO or record.getMessage() != f"Handler '{SHED}' succeeded."
+
+
+# Never read by the operator (it writes merge patches, not server-side apply) nor by kopf
+# (its diff base is its own annotation, `<API_GROUP>/last-handled-configuration`).
+_UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+async def shed_unread_metadata(body: Any, **_: Any) -> None:
+    """On every watch event: drop what nothing reads from kopf's live copy of the object, as
+    controller-runtime's TransformStripManagedFields does for its cache. `managedFields` are
+    the bulk of an idle policy's body (issue 18: memory per policy).
+
+    kopf runs event handlers after it has compared the object with its diff base and before
+    the daemon or the update handlers see the body, and the next event replaces the whole
+    body, so this runs once per body. Shedding at each daemon pass instead did not hold: every
+    poll writes status, and the watch event of that write brought them back for the next
+    pollInterval."""
+    _shed_unread(body)
+
+
+def _shed_unread(body: Any) -> None:
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, dict):
+            for key in _UNREAD_ANNOTATIONS:
+                annotations.pop(key, None)
 
 
 @kopf.on.cleanup()
