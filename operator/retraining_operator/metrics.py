@@ -113,7 +113,8 @@ GATE_METRIC = Gauge(
 PHASE = Gauge(
     "rtp_phase",
     "1 for the policy's current phase (Collecting, Training, Evaluating, Deploying, Serving, "
-    "Suspended, Failed), 0 for the phases it has left.",
+    "Suspended, Failed), 0 for a phase it has left while this process ran; a phase the policy "
+    "has not been in has no series.",
     (*_POLICY, "phase"),
     registry=REGISTRY,
 )
@@ -128,7 +129,6 @@ AWS_SESSIONS = Gauge(
     "Policies holding AWS clients now (0 once every policy is deleted).",
     registry=REGISTRY,
 )
-_PHASES = ("Collecting", "Training", "Evaluating", "Deploying", "Serving", "Suspended", "Failed")
 
 
 class ClientPoolView(Protocol):
@@ -143,9 +143,12 @@ def watch_client_pool(pool: ClientPoolView) -> None:
     AWS_SESSIONS.set_function(pool.users)
 
 
-def set_phase(namespace: str, policy: str, phase: str) -> None:
-    for name in _PHASES if phase in _PHASES else (*_PHASES, phase):
-        PHASE.labels(namespace, policy, name).set(1 if name == phase else 0)
+def set_phase(namespace: str, policy: str, phase: str, previous: str | None = None) -> None:
+    """Only phases the policy has been in have a series: an idle policy has one, not seven
+    (issue 18: each labelled child costs memory for the operator's life)."""
+    PHASE.labels(namespace, policy, phase).set(1)
+    if previous is not None and previous != phase:
+        PHASE.labels(namespace, policy, previous).set(0)
 
 
 def serve(port: int, bind_address: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104

@@ -113,6 +113,8 @@ class PolicyMemo:
     # The ingest status of the last events settle: a refused status write must not lose it
     # (no listing comes for backstopInterval to recount it).
     events_ingest: IngestStatus | None = None
+    # The phase rtp_phase last reported as 1 (set to 0 when the policy leaves it).
+    phase_reported: str | None = None
 
     def drop_session(self) -> None:
         """Give the session's clients back (shared per identity; the last user frees them)."""
@@ -283,7 +285,8 @@ class PolicyPass:
         if before is not None and status.phase is not None and before is not status.phase:
             self.event("Normal", "PhaseChanged", f"{before.value} -> {status.phase.value}")
         if status.phase is not None:
-            metrics.set_phase(*self.labels, status.phase.value)
+            metrics.set_phase(*self.labels, status.phase.value, self.memo.phase_reported)
+            self.memo.phase_reported = status.phase.value
 
     def report_throttling(self) -> None:
         """A Warning Event when AWS throttled this policy's calls, at most one per
