@@ -47,7 +47,7 @@ def configure_logging(log_format: str, verbose: bool) -> None:
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from retraining_operator import fencing, handlers, metrics
+    from retraining_operator import fencing, handlers, heap, metrics
 
     configure_logging(args.log_format, args.verbose)
     namespaces = list(args.namespace or [])
@@ -81,14 +81,15 @@ def run_operator(args: argparse.Namespace) -> int:
         elector.keep(stop, on_lost=stop.set)
     metrics.LEADER.set(1)
     try:
-        kopf.run(
-            standalone=args.peering is None,
-            peering_name=args.peering,
-            namespaces=namespaces,
-            clusterwide=not namespaces,
-            liveness_endpoint=args.liveness or None,
-            stop_flag=stop,
-        )
+        with heap.trimmed():
+            kopf.run(
+                standalone=args.peering is None,
+                peering_name=args.peering,
+                namespaces=namespaces,
+                clusterwide=not namespaces,
+                liveness_endpoint=args.liveness or None,
+                stop_flag=stop,
+            )
     finally:
         metrics.LEADER.set(0)
         if elector is not None:
