@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,8 +107,8 @@ def configure(config: OperatorConfig) -> None:
         kopf.daemon(*RESOURCE, id="reconcile", cancellation_polling=1.0, when=owned)(policy_daemon)
         kopf.on.update(*RESOURCE, id="wake", when=owned)(wake_on_change)
         # Every policy, owned or not: kopf keeps a live copy of each object it watches.
-        kopf.on.event(*RESOURCE, id=SHED)(shed_unread_metadata)
-        logging.getLogger("kopf.objects").addFilter(_quiet_shed)
+        kopf.on.event(*RESOURCE, id=SLIM)(slim_live_body)
+        logging.getLogger("kopf.objects").addFilter(_quiet_slim)
         if config.tenancy_mode is TenancyMode.SCOPED:
             kopf.index(API_GROUP, API_VERSION, TENANT_PLURAL, id=TENANT_INDEX)(index_tenant)
         _state.registered = True
@@ -281,13 +282,13 @@ async def policy_daemon(
     policy.memo.drop_session()
 
 
-SHED = "shed"
+SLIM = "slim"
 
 
-def _quiet_shed(record: logging.LogRecord) -> bool:
+def _quiet_slim(record: logging.LogRecord) -> bool:
     """kopf logs each event handler's success at INFO; this one runs on every watch event
     (every status write), and an idle operator logs nothing per poll."""
-    return record.levelno != logging.INFO or record.getMessage() != f"Handler '{SHED}' succeeded."
+    return record.levelno != logging.INFO or record.getMessage() != f"Handler '{SLIM}' succeeded."
 
 
 # Never read by the operator (it writes merge patches, not server-side apply) nor by kopf
@@ -295,27 +296,54 @@ def _quiet_shed(record: logging.LogRecord) -> bool:
 _UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
-async def shed_unread_metadata(body: Any, **_: Any) -> None:
-    """On every watch event: drop what nothing reads from kopf's live copy of the object, as
-    controller-runtime's TransformStripManagedFields does for its cache. `managedFields` are
-    the bulk of an idle policy's body (issue 18: memory per policy).
+async def slim_live_body(event: Any, **_: Any) -> None:
+    """On every watch event, kopf's live copy of the object (the event's `object`, which the
+    daemon reads until the next event) loses what nothing reads, as controller-runtime's
+    TransformStripManagedFields does for its cache, and shares the strings every policy's
+    body repeats (issue 18: memory per policy).
 
     kopf runs event handlers after it has compared the object with its diff base and before
-    the daemon or the update handlers see the body, and the next event replaces the whole
-    body, so this runs once per body. Shedding at each daemon pass instead did not hold: every
-    poll writes status, and the watch event of that write brought them back for the next
-    pollInterval."""
-    _shed_unread(body)
+    the daemon or the update handlers see it, and the next event brings a whole new body, so
+    this runs once per body. Shedding at each daemon pass instead did not hold: the watch
+    event of the pass's own status write (the first pass always writes one) brought
+    managedFields back until the next pass, a pollInterval later."""
+    raw = event.get("object")
+    if not isinstance(raw, dict):
+        return
+    _shed_unread(raw)
+    for part in ("metadata", "spec", "status"):
+        if isinstance(raw.get(part), dict):
+            # One assignment per part: a pass reading the body in its worker thread sees
+            # the old part or the new one, never one being rebuilt.
+            raw[part] = _shared(raw[part])
 
 
-def _shed_unread(body: Any) -> None:
-    metadata = body.get("metadata")
+def _shed_unread(raw: dict[str, Any]) -> None:
+    metadata = raw.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop("managedFields", None)
         annotations = metadata.get("annotations")
         if isinstance(annotations, dict):
             for key in _UNREAD_ANNOTATIONS:
                 annotations.pop(key, None)
+
+
+# Longer strings are mostly unique (the diff base, ARNs, URIs): interning them saves nothing.
+_SHARED_MAX_LENGTH = 64
+
+
+def _shared(value: Any) -> Any:
+    """A copy of `value` whose dict keys and short strings are interned. Parsed from JSON,
+    each of 1,000 bodies holds its own copy of every key and of values such as the label
+    classes or the region; interned, all share one. An idle policy's body: 15.5 -> 7.0 KiB
+    as Python objects, for about 25 µs per event."""
+    if isinstance(value, dict):
+        return {sys.intern(key): _shared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shared(item) for item in value]
+    if isinstance(value, str) and len(value) <= _SHARED_MAX_LENGTH:
+        return sys.intern(value)
+    return value
 
 
 @kopf.on.cleanup()
