@@ -61,3 +61,10 @@ def test_policies_share_one_identity_and_deleted_ones_leave_nothing(
     report.summary()
     assert polls >= POLICIES
     assert op.alive()
+    # Every watch event (each status write) ran the live-body slimming handler; kopf's
+    # per-event "succeeded" line for it is filtered, so it is neither logged nor posted.
+    log = op.log_path.read_text(errors="replace")
+    assert "Handler 'slim'" not in log, op.log()
+    events = scene.kube.kubectl("get", "events", "-o", "json", namespace=scene.namespace)
+    assert events.returncode == 0, events.stderr
+    assert "Handler 'slim'" not in events.stdout
