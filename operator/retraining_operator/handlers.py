@@ -407,19 +407,23 @@ def policy_deleted(
     **_: Any,
 ) -> None:
     """The finalizer: stop the policy's in-flight training job, once; endpoints stay.
-    Everything the operator remembers of the policy is in kopf's memo, forgotten with it."""
+    Everything the operator remembers of the policy is in kopf's memo, forgotten with it, and
+    in its metric series, dropped here."""
     controller = _state.running()[0]
     policy = _policy(memo)
+    view = _view(meta, spec, status, uid, name, namespace)
+    retried = False
     try:
         with policy.lock:
-            events = controller.finalize(
-                _view(meta, spec, status, uid, name, namespace), policy.memo
-            )
+            events = controller.finalize(view, policy.memo)
     except RetryLater as error:
+        retried = True
         raise kopf.TemporaryError(f"AWS busy while stopping the job: {error}", delay=30) from error
     except NeedsAttention as error:
         raise kopf.PermanentError(f"could not stop the training job: {error}") from error
     finally:
         with policy.lock:
             policy.memo.drop_session()  # the identity's clients go when its last policy does
+        if not retried:  # the finalizer is released: the policy is gone
+            metrics.forget_policy(view.ref.namespace, name)
     _post(body, events)

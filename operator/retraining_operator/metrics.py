@@ -151,6 +151,32 @@ def set_phase(namespace: str, policy: str, phase: str, previous: str | None = No
         PHASE.labels(namespace, policy, previous).set(0)
 
 
+# Every metric labelled by namespace and policy (tests/unit/test_phase_metric.py checks that
+# none is missing): a deleted policy's series leave with it.
+_PER_POLICY = (
+    LOOPS_INGESTED,
+    LOOPS_QUARANTINED,
+    PENDING_SAMPLES,
+    RUNS,
+    TRAINING_SECONDS,
+    ROLLOUT_SECONDS,
+    REVIEWER_AGREEMENT,
+    REVIEWER_IMAGES,
+    LAST_SUCCESS,
+    POLICY_STARVED,
+    GATE_METRIC,
+    PHASE,
+)
+
+
+def forget_policy(namespace: str, policy: str) -> None:
+    """Drop every series of a deleted policy: /metrics stops reporting it, and the operator
+    keeps nothing of it (issue 18: nothing retained for a deleted policy)."""
+    labels = {"namespace": namespace, "policy": policy}
+    for metric in _PER_POLICY:
+        metric.remove_by_labels(labels)
+
+
 def serve(port: int, bind_address: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104
     """Expose /metrics on `bind_address` (default: every interface of the pod); port 0 disables.
     Returns the server (it runs in a daemon thread), so a caller may shut it down."""

@@ -57,6 +57,7 @@ def test_policies_share_one_identity_and_deleted_ones_leave_nothing(
     deleted = scene.kube.kubectl("delete", "rtp", "--all", "--wait=true", namespace=scene.namespace)
     assert deleted.returncode == 0, deleted.stderr
     scene.wait(lambda: pool() == (0.0, 0.0), timeout=60, what="the pool to be empty")
+    assert 'policy="pool-p' not in op.metrics()  # no series of a deleted policy stays
     report.observe(policies=POLICIES, polls=polls, assume_role_calls=assumed, after_delete=pool())
     report.summary()
     assert polls >= POLICIES

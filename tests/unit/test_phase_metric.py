@@ -1,7 +1,9 @@
 """rtp_phase has a series only for the phases a policy has been in (issue 18: an idle policy
-costs one labelled child, not seven)."""
+costs one labelled child, not seven), and a deleted policy keeps no series at all."""
 
 from __future__ import annotations
+
+from prometheus_client.metrics import MetricWrapperBase
 
 from retraining_operator import metrics
 
@@ -27,3 +29,31 @@ def test_a_phase_left_reads_0_and_the_current_one_1() -> None:
     metrics.set_phase("ns-phase", "busy", "Training", "Collecting")
     metrics.set_phase("ns-phase", "busy", "Serving", "Training")
     assert _phases("ns-phase", "busy") == {"Collecting": 0, "Training": 0, "Serving": 1}
+
+
+def test_a_deleted_policy_leaves_no_series_and_others_keep_theirs() -> None:
+    for policy in ("gone", "stays"):
+        metrics.set_phase("ns-forget", policy, "Collecting")
+        metrics.PENDING_SAMPLES.labels("ns-forget", policy).set(3)
+        metrics.RUNS.labels("ns-forget", policy, "Succeeded").inc()
+        metrics.REVIEWER_IMAGES.labels("ns-forget", policy, "w1").set(2)
+    metrics.forget_policy("ns-forget", "gone")
+    policies = {
+        sample.labels.get("policy")
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == "ns-forget"
+    }
+    assert policies == {"stays"}
+
+
+def test_every_metric_labelled_by_policy_is_forgotten() -> None:
+    labelled = {
+        name
+        for name, value in vars(metrics).items()
+        if isinstance(value, MetricWrapperBase)
+        and {"namespace", "policy"} <= set(value._labelnames)
+    }
+    assert labelled == {
+        name for name, value in vars(metrics).items() if value in metrics._PER_POLICY
+    }
