@@ -616,6 +616,8 @@ class IngestStatus(_Status):
     in_progress_loops: int = 0
     failed_loops: int = 0
     ledger_s3_uri: str | None = Field(default=None, alias="ledgerS3Uri")
+    # The ledger's revision when this block was made: a ledger older than it was rolled back.
+    ledger_revision: int | None = None
     reviewers: ReviewerSummary | None = None
 
 

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 from dataclasses import dataclass, field
 
+from retraining_operator.reconcile.provenance import Keyring, SealKey
 from retraining_operator.tenancy_api import TenancyMode
+
+
+@functools.cache
+def _process_keyring() -> Keyring:
+    """The ledger key of code that runs without the operator's Secret (tests, benches, the
+    plan CLI): `RTP_PROCESS_LEDGER_KEY` (hex) when set, so that several such processes agree,
+    else a random key that lives as long as this process. `retraining-operator run` never uses
+    it: it loads the ledger key from its Secret (or --ledger-key-file) or refuses to start."""
+    shared = os.environ.get("RTP_PROCESS_LEDGER_KEY")
+    return Keyring(SealKey(bytes.fromhex(shared) if shared else SealKey.generate().secret))
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,12 @@ class OperatorConfig:
     # Single: one team, the operator's identity; Scoped: every policy acts for exactly one
     # RetrainingTenant, as its role (docs/tenancy.md).
     tenancy_mode: TenancyMode = TenancyMode.SINGLE
+    # The keys that seal every policy's ingest ledger (docs/tenancy.md, threat model).
+    ledger_keyring: Keyring | None = None
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.ledger_keyring or _process_keyring()
 
     def role_allowed(self, role_arn: str | None) -> bool:
         if role_arn is None or not self.allowed_role_patterns:

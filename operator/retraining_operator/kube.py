@@ -12,9 +12,10 @@ Refusals and an unreachable API server raise `StatusWriteFailed` (retry on a lat
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from kubernetes import client, config
 
 from retraining_operator import fencing
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
+from retraining_operator.reconcile.provenance import CURRENT_KEY
 
 _lock = threading.Lock()
 _clients: list[client.ApiClient] = []
@@ -159,3 +161,33 @@ def namespace_labels(namespace: str) -> Mapping[str, str] | None:
         labels = None
     _namespace_labels[namespace] = (now, labels)
     return labels
+
+
+def ledger_key_secret(namespace: str, name: str, generate: Callable[[], bytes]) -> dict[str, bytes]:
+    """The ledger key Secret's data, created with `generate()` as its `current` key when it
+    does not exist yet (a second replica racing to create it reads the winner's)."""
+    core = client.CoreV1Api(_api_client())
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                labels={"app.kubernetes.io/part-of": "a2i-retraining-operator"},
+                annotations={
+                    f"{API_GROUP}/purpose": "seals every RetrainingPolicy's ingest ledger; "
+                    "losing it makes every ledger unverifiable (docs/tenancy.md)"
+                },
+            ),
+            type="Opaque",
+            data={CURRENT_KEY: base64.b64encode(generate()).decode()},
+        )
+        try:
+            core.create_namespaced_secret(namespace, body)
+        except client.ApiException as created:
+            if created.status != 409:
+                raise
+        secret = core.read_namespaced_secret(name, namespace)
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
@@ -143,6 +145,34 @@ def watch_client_pool(pool: ClientPoolView) -> None:
     AWS_SESSIONS.set_function(pool.users)
 
 
+def set_reviewers(
+    namespace: str,
+    policy: str,
+    reviewers: Mapping[str, tuple[int, float]],
+    previous: frozenset[str],
+) -> frozenset[str]:
+    """Series for these reviewers (worker hash -> (images, mean agreement)) and none for the
+    ones of `previous` no longer among them: a policy keeps a bounded set of reviewer series
+    (the most recently active, see ingest), not one per reviewer it ever saw."""
+    for worker, (images, agreement) in reviewers.items():
+        REVIEWER_AGREEMENT.labels(namespace, policy, worker).set(agreement)
+        REVIEWER_IMAGES.labels(namespace, policy, worker).set(images)
+    for worker in previous - reviewers.keys():
+        for metric in (REVIEWER_AGREEMENT, REVIEWER_IMAGES):
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, policy, worker)
+    return frozenset(reviewers)
+
+
+EVENTS_DROPPED = Counter(
+    "rtp_events_dropped_total",
+    "A2I status-change events that A2I's own record does not confirm (UnknownLoop, ForeignLoop, "
+    "FutureCreation): deleted from the queue, nothing recorded for them.",
+    (*_POLICY, "reason"),
+    registry=REGISTRY,
+)
+
+
 def set_phase(namespace: str, policy: str, phase: str, previous: str | None = None) -> None:
     """Only phases the policy has been in have a series: an idle policy has one, not seven
     (issue 18: each labelled child costs memory for the operator's life)."""
@@ -166,6 +196,7 @@ _PER_POLICY = (
     POLICY_STARVED,
     GATE_METRIC,
     PHASE,
+    EVENTS_DROPPED,
 )
 
 

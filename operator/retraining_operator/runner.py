@@ -10,10 +10,12 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from retraining_operator.config import OperatorConfig
 from retraining_operator.leader import LeaderElector, LeaseTiming
+from retraining_operator.reconcile.provenance import CURRENT_KEY, Keyring, SealKey
 from retraining_operator.tenancy_api import TenancyMode
 
 
@@ -51,6 +53,14 @@ def run_operator(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_format, args.verbose)
     namespaces = list(args.namespace or [])
+    try:
+        keyring = ledger_keyring(args)
+    except Exception as error:  # without its key the operator cannot trust any ledger: stop
+        logging.getLogger(__name__).error(
+            "cannot load the ledger key (%s/%s): %s", args.ledger_key_namespace,
+            args.ledger_key_secret, error,
+        )  # fmt: skip
+        return 1
     config = OperatorConfig(
         namespaces=tuple(namespaces),
         peering=args.peering,
@@ -67,6 +77,7 @@ def run_operator(args: argparse.Namespace) -> int:
         tenancy_mode=TenancyMode(args.tenancy_mode),
         namespace_calls_per_second=args.namespace_calls_per_second,
         max_fetches_per_poll=args.max_fetches_per_poll,
+        ledger_keyring=keyring,
     )
     handlers.configure(config)
     # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.
@@ -101,6 +112,33 @@ def run_operator(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).error("leadership lost: exiting")
         return 1
     return 0
+
+
+def ledger_keyring(args: argparse.Namespace) -> Keyring:
+    """The keys that seal the ledgers: from `--ledger-key-file`, else the Secret (created
+    with a random key on the first start)."""
+    if args.ledger_key_file:
+        data = _key_files(Path(args.ledger_key_file))
+    else:
+        from retraining_operator import kube
+
+        data = kube.ledger_key_secret(
+            args.ledger_key_namespace, args.ledger_key_secret, lambda: SealKey.generate().secret
+        )
+    current = data.pop(CURRENT_KEY, None)
+    if current is None:
+        raise ValueError(f"no `{CURRENT_KEY}` key")
+    return Keyring(SealKey(current), tuple(SealKey(value) for _, value in sorted(data.items())))
+
+
+def _key_files(path: Path) -> dict[str, bytes]:
+    if path.is_dir():  # a mounted Secret: one file per key (skip Kubernetes' ..data links)
+        return {
+            f.name: f.read_bytes()
+            for f in path.iterdir()
+            if f.is_file() and not f.name.startswith(".")
+        }
+    return {CURRENT_KEY: path.read_bytes()}
 
 
 def _elector(args: argparse.Namespace) -> LeaderElector:

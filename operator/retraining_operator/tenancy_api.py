@@ -71,6 +71,7 @@ class S3Allow(_Model):
 class TenantAllow(_Model):
     training_role_arns: Patterns = []
     flow_definition_arns: Patterns = []
+    sqs_queue_urls: Patterns = []
     endpoint_names: Patterns = []
     images: Patterns = []
     instance_types: Patterns = []

@@ -27,9 +27,8 @@ from retraining_operator.aws.s3 import S3, S3Location, WriteConflict
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.manifest.convert import Converter
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.dataset import assemble_run_dataset
-from retraining_operator.workflow.ingest import poll
 from retraining_operator.workflow.sinks import S3LineSink
+from support.ingest import KEYRING, assemble_run_dataset, poll
 from unit.ingest_policies import VOC, flow_arn, ingest_spec
 
 FLOW = flow_arn()
@@ -54,6 +53,17 @@ def a2i_stub(session: AwsSession) -> Iterator[Stubber]:
     with Stubber(session.a2i()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def sm_stub(session: AwsSession) -> Iterator[Stubber]:
+    with Stubber(session.sagemaker()) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+# The seal tests' ledgers carry: the process's ledger key, for a policy without an owner.
+SEALER = KEYRING.for_policy("")
 
 
 @pytest.fixture
@@ -250,7 +260,9 @@ def test_failed_multipart_is_aborted(session: AwsSession, s3_stub: Stubber) -> N
 # -- a whole poll and assembly, one request at a time ----------------------------------------
 
 
-def test_first_poll_requests(session: AwsSession, a2i_stub: Stubber, s3_stub: Stubber) -> None:
+def test_first_poll_requests(
+    session: AwsSession, a2i_stub: Stubber, s3_stub: Stubber, sm_stub: Stubber
+) -> None:
     spec = ingest_spec(output="s3://bucket/out")
     out_uri = a2i.output_uri("s3://bucket/a2i-results", "fd-test", T0, "loop-b")
     head = {"Bucket": "bucket", "Key": "out/ledger/head.json"}
@@ -265,6 +277,26 @@ def test_first_poll_requests(session: AwsSession, a2i_stub: Stubber, s3_stub: St
             ]
         },
         {"FlowDefinitionArn": FLOW, "SortOrder": "Ascending", "MaxResults": 100},
+    )
+    # Before the first read, where A2I writes this flow's outputs (also on a new ledger).
+    sm_stub.add_response(
+        "describe_flow_definition",
+        {
+            "FlowDefinitionArn": FLOW,
+            "FlowDefinitionName": "fd-test",
+            "FlowDefinitionStatus": "Active",
+            "CreationTime": T0,
+            "HumanLoopConfig": {
+                "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t",
+                "HumanTaskUiArn": "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/ui",
+                "TaskTitle": "t",
+                "TaskDescription": "d",
+                "TaskCount": 1,
+            },
+            "OutputConfig": {"S3OutputPath": "s3://bucket/a2i-results"},
+            "RoleArn": "arn:aws:iam::123456789012:role/a2i",
+        },
+        {"FlowDefinitionName": "fd-test"},
     )
     # The first Completed loop teaches the output layout (one DescribeHumanLoop) ...
     a2i_stub.add_response(
@@ -338,7 +370,7 @@ def test_idle_poll_is_two_calls(session: AwsSession, a2i_stub: Stubber, s3_stub:
     ledger.advance(T0, T0 - timedelta(hours=24))
     s3_stub.add_response(
         "get_object",
-        {"Body": _body(ledger.to_json()), "ETag": '"l1"'},
+        {"Body": _body(ledger.to_json(SEALER)), "ETag": '"l1"'},
         {"Bucket": "bucket", "Key": "out/ledger/head.json"},
     )
     a2i_stub.add_response(
@@ -370,7 +402,9 @@ def test_assembly_claims_then_writes_then_records(session: AwsSession, s3_stub: 
     pending = PendingSegment(digest, 1, 1, T0)
     ledger.record([LoopOutcome("loop-b", T0, pending.id)], segment=pending)
     head = {"Bucket": "bucket", "Key": "out/ledger/head.json"}
-    s3_stub.add_response("get_object", {"Body": _body(ledger.to_json()), "ETag": '"l1"'}, head)
+    s3_stub.add_response(
+        "get_object", {"Body": _body(ledger.to_json(SEALER)), "ETag": '"l1"'}, head
+    )
     s3_stub.add_response(
         "put_object",
         {"ETag": '"l2"'},

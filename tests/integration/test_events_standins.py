@@ -161,7 +161,16 @@ def past(seconds: float) -> float:
 
 
 def listings(aws: AwsStandins) -> int:
-    return len(aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops"))
+    """Listing polls: ListHumanLoops since the watermark (an events settle's confirmation
+    lists a bounded window, with CreationTimeBefore)."""
+    calls = aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops")
+    return sum(1 for call in calls if "CreationTimeBefore" not in call.params)
+
+
+def confirmations(aws: AwsStandins) -> int:
+    calls = aws.log.calls("sagemaker-a2i-runtime", "ListHumanLoops")
+    listed = sum(1 for call in calls if "CreationTimeBefore" in call.params)
+    return listed + len(aws.log.calls("sagemaker-a2i-runtime", "DescribeHumanLoop"))
 
 
 def test_two_hundred_loops_with_duplicated_reordered_and_dropped_events(
@@ -285,7 +294,7 @@ KILLED_CONSUMER = textwrap.dedent(
     from retraining_operator.api import IngestStatus, RetrainingPolicySpec
     from retraining_operator.aws.session import AwsSession
     from retraining_operator.workflow.events import EventHub, Subscription
-    from retraining_operator.workflow.ingest import settle_events
+    from support.ingest import settle_events
 
     spec = RetrainingPolicySpec.model_validate_json(sys.argv[1])
     want = int(sys.argv[2])
@@ -297,7 +306,8 @@ KILLED_CONSUMER = textwrap.dedent(
     deadline = time.monotonic() + 30
     while len(hub.take("uid")) < want and time.monotonic() < deadline:
         time.sleep(0.05)
-    result = settle_events(session, spec, hub.take("uid"), previous=IngestStatus())
+    owner = {"policyUid": sys.argv[3], "flowDefinitionArn": spec.human_loops.flow_definition_arn}
+    result = settle_events(session, spec, hub.take("uid"), previous=IngestStatus(), owner=owner)
     print(json.dumps(sorted(result.settled)), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # after the ledger commit, before DeleteMessage
     """
@@ -316,11 +326,11 @@ def test_sigkill_between_ingest_and_delete_then_redelivery_changes_nothing(
         aws.a2i.add_loop(a2i_flow, name)  # Completed: five events in the queue
 
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CONSUMER, json.dumps(spec), "5"],
+        [sys.executable, "-c", KILLED_CONSUMER, json.dumps(spec), "5", REF.uid],
         capture_output=True,
         text=True,
         timeout=90,
-        env=dict(os.environ),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))},
         check=False,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -410,3 +420,52 @@ def test_a_refused_status_write_does_not_lose_what_events_settled(
     status = op.reconcile()  # no event left to settle, and no listing for an hour
     assert status.ingest.ingested_loops == 2
     assert status.ingest.pending_samples == 2
+
+
+def test_a_refused_status_write_never_moves_pending_samples_backwards(
+    aws: AwsStandins, a2i_flow: FlowDefinition, hub: EventHub
+) -> None:
+    """Issue 27: the poll's and the events settle's remembered ingest blocks used to undo each
+    other after a refused status write; one block, ordered by the ledger's revision, now."""
+    url = make_queue(aws, "a2i-events")
+    assert aws.events is not None
+    op = Operator(aws, events_spec(a2i_flow, url), hub)
+    for name in ("polled-1", "polled-2", "polled-3"):
+        aws.a2i.add_loop(a2i_flow, name)  # Completed before the first listing
+    for name in ("event-1", "event-2"):
+        aws.a2i.add_loop(a2i_flow, name, status="InProgress")
+
+    def refused(status: RetrainingPolicyStatus) -> None:
+        raise RuntimeError("the object changed since this pass read it")
+
+    def refused_pass() -> None:
+        view = PolicyView(REF, 1, {}, copy.deepcopy(op.spec), copy.deepcopy(op.status))
+        with pytest.raises(RuntimeError):
+            op.controller.reconcile(view, refused, op.memo)
+
+    refused_pass()  # the listing poll ingests 3; its status write is refused
+    aws.events.route(a2i_flow.arn, url)
+    for name in ("event-1", "event-2"):
+        aws.a2i.complete_loop(name)
+    wait_for(lambda: len(hub.take(REF.uid)) == 2, 20, "two events")
+    refused_pass()  # the events settle ingests 2 more; refused again
+    assert ledger(aws).totals.ingested_loops == 5
+    status = op.reconcile()  # no poll due, no event left: only what the memo kept
+    assert status.ingest.pending_samples == 5
+    assert status.ingest.ingested_loops == 5
+
+
+def test_a_refused_policy_unsubscribes_at_once(
+    aws: AwsStandins, a2i_flow: FlowDefinition, hub: EventHub
+) -> None:
+    """Issue 27: a policy refused at admission kept its subscription (and its unsettled
+    messages) on the operator-wide hub."""
+    url = make_queue(aws, "a2i-events")
+    op = Operator(aws, events_spec(a2i_flow, url), hub)
+    op.reconcile()
+    assert hub.subscribed(REF.uid)
+    op.spec["gate"] = {**op.spec.get("gate", {}), "minimum": -1}  # refused before any AWS call
+    status = op.reconcile()
+    degraded = next(c for c in status.conditions if c.type is ConditionType.DEGRADED)
+    assert degraded.status == "True"
+    assert not hub.subscribed(REF.uid)

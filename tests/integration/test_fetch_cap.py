@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.ingest import poll
 from retraining_standins.a2i import FlowDefinition
 from retraining_standins.stack import AwsStandins
+from support.ingest import poll
 from unit.ingest_policies import flow_arn, ingest_spec
 
 OUT = "s3://rtp-test-bucket/out"

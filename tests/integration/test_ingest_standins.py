@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,16 +25,13 @@ from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.manifest.quarantine import redact_identity
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.dataset import (
-    NothingToTrain,
-    ValidationSource,
-    assemble_run_dataset,
-)
-from retraining_operator.workflow.ingest import PollResult, poll
+from retraining_operator.workflow.dataset import NothingToTrain, ValidationSource
+from retraining_operator.workflow.ingest import PollResult
 from retraining_operator.workflow.ledger_store import LedgerStore
 from retraining_standins.a2i import FlowDefinition
 from retraining_standins.seed import random_a2i_output
 from retraining_standins.stack import AwsStandins
+from support.ingest import access, assemble_run_dataset, poll
 from unit.ingest_policies import VOC, flow_arn, ingest_spec
 
 BUCKET = "rtp-test-bucket"
@@ -410,7 +409,7 @@ def test_missing_replay_manifest_is_a_clear_permanent_error(
 
 def test_ledger_store_detects_a_concurrent_writer(aws: AwsStandins, aws_bucket: str) -> None:
     s3 = S3(AwsSession("us-east-1").s3())
-    first, second = LedgerStore(s3, OUT), LedgerStore(s3, OUT)
+    first, second = LedgerStore(s3, OUT, access()), LedgerStore(s3, OUT, access())
     first.load()
     second.load()
     first.update(lambda ledger: ledger.advance(aws.clock.now(), None))
@@ -512,7 +511,7 @@ import json, resource, sys
 from pathlib import Path
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.session import AwsSession
-from retraining_operator.workflow.ingest import poll
+from support.ingest import poll
 
 def vm_kb(field):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -537,8 +536,10 @@ def _poll_peak_in_child(spec: RetrainingPolicySpec) -> dict[str, Any]:
     import subprocess
     import sys
 
+    tests = str(Path(__file__).resolve().parents[1])
     done = subprocess.run(
         [sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec.to_wire())],
+        env={**os.environ, "PYTHONPATH": tests},
         capture_output=True,
         text=True,
         timeout=300,

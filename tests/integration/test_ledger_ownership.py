@@ -11,10 +11,9 @@ import pytest
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.dataset import assemble_run_dataset
-from retraining_operator.workflow.ingest import poll
 from retraining_standins.a2i import FlowDefinition
 from retraining_standins.stack import AwsStandins
+from support.ingest import KEYRING, assemble_run_dataset, poll
 from unit.ingest_policies import flow_arn, ingest_spec
 
 BUCKET = "rtp-test-bucket"
@@ -47,10 +46,15 @@ def test_the_ledger_records_its_owner_and_refuses_another(
                              owner=thief)  # fmt: skip
     assert claimed.value.reason == "LedgerOwnedElsewhere"
     assert Ledger.from_json(aws.get_object(f"{OUT}/ledger/head.json") or b"").runs == []
-    # A hostile owner field (not strings) is a corrupt ledger, not a traceback.
+    # A hostile owner field (not strings) written by someone else: the seal fails first.
     document = _ledger(aws)
     document["owner"] = {"policyUid": ["x"] * 3}
     aws.put_object(f"{OUT}/ledger/head.json", json.dumps(document))
+    with pytest.raises(NeedsAttention) as tampered:
+        poll(AwsSession("us-east-1"), spec, clock=aws.clock.now, owner=MINE)
+    assert tampered.value.reason == "LedgerTampered"
+    # Even sealed (a bug, or a stolen key), it is a corrupt ledger, not a traceback.
+    _reseal(aws, document)
     with pytest.raises(NeedsAttention) as corrupt:
         poll(AwsSession("us-east-1"), spec, clock=aws.clock.now, owner=MINE)
     assert corrupt.value.reason == "LedgerCorrupt"
@@ -82,8 +86,9 @@ def test_a_forged_pending_segment_is_refused_and_nothing_is_built(
     assert not [c for c in written if "manifests/" in str(c.params)]
 
 
+@pytest.mark.parametrize("sealed", [False, True])
 def test_a_forged_ledger_output_prefix_is_refused_before_any_read(
-    aws: AwsStandins, a2i_flow: FlowDefinition
+    aws: AwsStandins, a2i_flow: FlowDefinition, sealed: bool
 ) -> None:
     spec = ingest_spec(output=OUT, flow=flow_arn("fd-test"))
     aws.a2i.add_loops(a2i_flow, 4)
@@ -96,11 +101,23 @@ def test_a_forged_ledger_output_prefix_is_refused_before_any_read(
     document = _ledger(aws)
     document["outputPrefix"] = "s3://team-a-bucket/a2i"
     aws.put_object(f"{OUT}/ledger/head.json", json.dumps(document))
+    if sealed:  # as if sealed by the operator (the flow definition moved): the guard's turn
+        _reseal(aws, document)
     aws.a2i.add_loops(a2i_flow, 4)
     aws.log.clear()
     with pytest.raises(NeedsAttention) as caught:
         poll(AwsSession("us-east-1"), spec, clock=aws.clock.now, owner=MINE)
-    assert caught.value.reason == "LedgerOutputPrefixForeign"
-    assert "s3://team-a-bucket/a2i" in caught.value.message
+    if sealed:
+        assert caught.value.reason == "LedgerOutputPrefixForeign"
+        assert "s3://team-a-bucket/a2i" in caught.value.message
+    else:
+        assert caught.value.reason == "LedgerTampered"
+        assert not aws.log.calls("sagemaker-a2i-runtime")  # not even a listing
     assert not [c for c in aws.log.calls("s3") if "team-a-bucket" in str(c.params)]
-    assert not aws.log.calls("sagemaker-a2i-runtime")  # not even a listing
+
+
+def _reseal(aws: AwsStandins, document: dict[str, Any]) -> None:
+    """Seal a changed ledger document as the operator would (the test has its key)."""
+    document.pop("mac", None)
+    document["mac"] = KEYRING.for_policy(MINE["policyUid"]).seal_document(document)
+    aws.put_object(f"{OUT}/ledger/head.json", json.dumps(document))

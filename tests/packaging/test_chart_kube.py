@@ -342,8 +342,11 @@ def _lease_name(deployment: dict[str, Any]) -> str:
 
 
 def _lease_grants(deployment: dict[str, Any], *names: str) -> set[tuple[str, str, str]]:
+    """The leader Lease(s), and the ledger key Secret (issue 27: read by name, created once),
+    both in the release namespace only."""
     names = names or (_lease_name(deployment),)
-    return {(LEASES, "", "create")} | {
+    secret = container_env(deployment)["RTP_LEDGER_KEY_SECRET"]
+    return {(LEASES, "", "create"), ("secrets", secret, "get"), ("secrets", "", "create")} | {
         (LEASES, name, verb) for name in names for verb in ("get", "update")
     }
 

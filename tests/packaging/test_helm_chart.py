@@ -75,6 +75,8 @@ EXPECTED_KINDS = {
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
@@ -86,6 +88,8 @@ EXPECTED_KINDS = {
         "Deployment",
         "PodDisruptionBudget",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
@@ -99,6 +103,8 @@ EXPECTED_KINDS = {
         "Role",
         "Role",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "RoleBinding",
@@ -109,6 +115,8 @@ EXPECTED_KINDS = {
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
@@ -119,6 +127,8 @@ EXPECTED_KINDS = {
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "Service",
@@ -286,6 +296,13 @@ def _peering_rules(resource: str, name: str) -> set[Any]:
     }
 
 
+# The ledger key Secret (issue 27): read by name, created on the first start.
+LEDGER_KEY_RULES = {
+    _rule([""], ["secrets"], ["get"], [f"{FULLNAME}-ledger-key"]),
+    _rule([""], ["secrets"], ["create"]),
+}
+
+
 def _lease_rules(*names: str) -> set[Any]:
     """`create` cannot be narrowed by name; get/update only on the operator's own Lease(s)."""
     return {
@@ -297,24 +314,28 @@ def _lease_rules(*names: str) -> set[Any]:
 EXPECTED_RULES: dict[str, dict[tuple[str, str | None], set[Any]]] = {
     "default": {
         ("ClusterRole", None): OPERATOR_RULES,
-        ("Role", NAMESPACE): _lease_rules(FULLNAME),
+        ("Role", NAMESPACE): _lease_rules(FULLNAME) | LEDGER_KEY_RULES,
     },
-    "irsa-monitoring": {("ClusterRole", None): OPERATOR_RULES},
+    "irsa-monitoring": {
+        ("ClusterRole", None): OPERATOR_RULES,
+        ("Role", NAMESPACE): LEDGER_KEY_RULES,
+    },
     "ha-peering": {
         ("ClusterRole", None): OPERATOR_RULES
         | _peering_rules("clusterkopfpeerings", "rtp-peering"),
-        ("Role", NAMESPACE): _lease_rules(FULLNAME),
+        ("Role", NAMESPACE): _lease_rules(FULLNAME) | LEDGER_KEY_RULES,
     },
     "namespaced": {
         **{
             ("Role", ns): OPERATOR_RULES | _peering_rules("kopfpeerings", "a2i-retraining-operator")
             for ns in ("vision", "audio")
         },
-        ("Role", NAMESPACE): _lease_rules("rtp-leader"),
+        ("Role", NAMESPACE): _lease_rules("rtp-leader") | LEDGER_KEY_RULES,
     },
     "sharded": {
         ("ClusterRole", None): OPERATOR_RULES,
-        ("Role", NAMESPACE): _lease_rules(*(f"{FULLNAME}-{n}" for n in range(3))),
+        ("Role", NAMESPACE): _lease_rules(*(f"{FULLNAME}-{n}" for n in range(3)))
+        | LEDGER_KEY_RULES,
     },
 }
 
@@ -323,17 +344,21 @@ def test_rbac_grants_exactly_the_expected_rules(
     rendered: tuple[str, list[dict[str, Any]]],
 ) -> None:
     name, docs = rendered
-    roles = {
-        (doc["kind"], doc["metadata"].get("namespace")): _normalized(doc["rules"])
-        for doc in docs
-        if doc["kind"] in ("Role", "ClusterRole")
-    }
+    roles: dict[tuple[str, str | None], set[Any]] = {}
+    for doc in docs:
+        if doc["kind"] in ("Role", "ClusterRole"):
+            key = (doc["kind"], doc["metadata"].get("namespace"))
+            roles[key] = roles.get(key, set()) | _normalized(doc["rules"])
     assert roles == EXPECTED_RULES[name]
-    # Never namespaces, CRDs, secrets or anything else: kopf finds the CRD by API discovery and
+    # Never namespaces, CRDs, pods or anything else: kopf finds the CRD by API discovery and
     # does not read namespaces when cluster-wide (and the chart takes exact names otherwise).
-    for rules in roles.values():
+    # Secrets: only the ledger key, by name, in the release namespace (and creating it).
+    for (_, namespace), rules in roles.items():
         resources = {res for _, resources, _, _ in rules for res in resources}
-        assert not resources & {"namespaces", "customresourcedefinitions", "secrets", "pods"}
+        assert not resources & {"namespaces", "customresourcedefinitions", "pods"}
+        secrets = {rule for rule in rules if "secrets" in rule[1]}
+        assert secrets <= LEDGER_KEY_RULES
+        assert not secrets or namespace == NAMESPACE
 
 
 def test_rbac_has_no_wildcards_anywhere(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -568,6 +593,9 @@ def test_operator_settings_map_to_environment_variables(
     if env.pop("POD_NAMESPACE", None) is not None:
         assert env.pop("RTP_LEADER_ELECTION") == "true"
         assert env.pop("RTP_LEASE_NAME") in (FULLNAME, "rtp-leader")
+    # The ledger key Secret, in the pod's own namespace (issue 27).
+    assert env.pop("RTP_LEDGER_KEY_SECRET") == f"{FULLNAME}-ledger-key"
+    assert env.pop("RTP_LEDGER_KEY_NAMESPACE") == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env == EXPECTED_ENV[name]
     (container,) = _pod_spec(docs)["containers"]
     assert container.get("args") == (["--verbose"] if name == "ha-peering" else None)
@@ -585,7 +613,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(workload(render(VALUE_SETS[name]))))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 18
+    assert len(rtp_variables) == 20
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 

@@ -30,6 +30,7 @@ from support.kube import KubeCluster
 CHART = REPO_ROOT / "charts" / "a2i-retraining-operator"
 RELEASE = "rtp"
 OPERATOR_NAMESPACE = "rtp-system"
+LEDGER_KEY_SECRET = f"{RELEASE}-a2i-retraining-operator-ledger-key"
 
 
 class OperatorProcess:
@@ -66,7 +67,14 @@ class OperatorProcess:
         return argv
 
     def start(self) -> OperatorProcess:
-        env = {**os.environ, **self.aws_env, "KUBECONFIG": str(self.kubeconfig)}
+        env = {
+            **os.environ,
+            **self.aws_env,
+            "KUBECONFIG": str(self.kubeconfig),
+            # The ledger key Secret where the chart's RBAC lets its ServiceAccount keep it.
+            "RTP_LEDGER_KEY_NAMESPACE": OPERATOR_NAMESPACE,
+            "RTP_LEDGER_KEY_SECRET": LEDGER_KEY_SECRET,
+        }
         self.starts += 1
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
@@ -155,6 +163,8 @@ def operator_factory(
     tmp_path: Path, kube: KubeCluster, aws: AwsStandins
 ) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
+    if kube.kubectl("get", "namespace", OPERATOR_NAMESPACE).returncode != 0:
+        kube.create_namespace(OPERATOR_NAMESPACE)  # where the operator keeps its ledger key
 
     def make(kubeconfig: Path | None = None, **kwargs: Any) -> OperatorProcess:
         proc = OperatorProcess(

@@ -14,6 +14,14 @@ from retraining_operator import metrics, runner
 from retraining_operator.cli import build_parser
 
 
+@pytest.fixture(autouse=True)
+def _ledger_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` refuses to start without its ledger key; these tests have no cluster Secret."""
+    key = tmp_path / "ledger-key"
+    key.write_bytes(b"k" * 32)
+    monkeypatch.setenv("RTP_LEDGER_KEY_FILE", str(key))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -336,6 +336,165 @@ def test_consolidate_matches_one_box_per_worker() -> None:
     assert empty.agreement == 1.0
 
 
+# -- one vote per worker, however many answers carry its id -------------------------------
+
+
+def _as(document: dict[str, Any], ids: list[str | None], times: list[str]) -> dict[str, Any]:
+    """`document` with each answer's workerId (None: no workerId) and submissionTime set."""
+    for answer, worker_id, time in zip(document["humanAnswers"], ids, times, strict=True):
+        answer["submissionTime"] = time
+        if worker_id is None:
+            del answer["workerId"]
+        else:
+            answer["workerId"] = worker_id
+    return document
+
+
+def _at(minute: int) -> str:
+    return f"2026-11-29T10:{minute:02d}:00.000Z"
+
+
+def _seed_line(document: dict[str, Any], index: int) -> str:
+    """The notebook's line for `document` with only its answer `index`."""
+    single = {**document, "humanAnswers": [document["humanAnswers"][index]]}
+    return json.dumps(make_seed_converter(VOC)(copy.deepcopy(single)))
+
+
+def test_three_answers_of_one_worker_do_not_outvote_two_workers() -> None:
+    honest = [[_box("car", 100, 50, 200, 120)], [_box("car", 104, 47, 198, 125)]]
+    forged = [[_box("bus", 400, 300, 80, 60)]] * 3  # one worker id, three answers
+    document = _as(
+        _document([*honest, *forged]),
+        ["honest-1", "honest-2", "forger", "forger", "forger"],
+        [_at(0), _at(1), _at(2), _at(3), _at(4)],
+    )
+    result = Converter(_labels(VOC, minAgreement=0.5)).convert(document)
+    assert isinstance(result, Converted), result
+    assert _annotations(result) == [
+        {"class_id": VOC.index("car"), "width": 199, "top": 49, "height": 123, "left": 102}
+    ]
+    metadata = _metadata(result)
+    assert metadata["objects"] == [{"confidence": 0.67}]  # 2 of 3 distinct workers
+    assert metadata["worker-count"] == 3
+    assert metadata["agreeing-workers"] == 2
+    assert metadata["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert {score.worker: score.agreement for score in result.workers} == {
+        worker_hash("honest-1"): 1.0,
+        worker_hash("honest-2"): 1.0,
+        worker_hash("forger"): 0.0,
+    }
+
+
+def test_a_worker_who_answered_twice_counts_once_with_its_newest_answer() -> None:
+    car, elsewhere = _box("car", 100, 50, 200, 120), _box("car", 400, 300, 80, 60)
+    # w0's newest answer comes first in the output; its older one (drawn elsewhere) last.
+    document = _as(
+        _document([[car], [car], [elsewhere]]),
+        ["w0", "w1", "w0"],
+        [_at(5), _at(1), _at(0)],
+    )
+    result = Converter(_labels(VOC, minAgreement=1.0)).convert(document)
+    assert isinstance(result, Converted), result
+    assert _annotations(result) == [
+        {"class_id": VOC.index("car"), "width": 200, "top": 50, "height": 120, "left": 100}
+    ]
+    metadata = _metadata(result)
+    assert metadata["objects"] == [{"confidence": 1}]
+    assert metadata["worker-count"] == 2
+    assert metadata["agreeing-workers"] == 2
+    assert metadata["creation-date"] == _at(5)
+    assert sorted(score.worker for score in result.workers) == sorted(
+        [worker_hash("w0"), worker_hash("w1")]
+    )
+    # Had w0's newest answer been the one drawn elsewhere, the two workers disagree.
+    document = _as(document, ["w0", "w1", "w0"], [_at(0), _at(1), _at(5)])
+    result = Converter(_labels(VOC, minAgreement=1.0)).convert(document)
+    assert isinstance(result, Quarantined)
+    assert result.reason is QuarantineReason.WORKERS_DISAGREE
+
+
+def test_one_distinct_worker_writes_the_one_answer_line_of_its_newest_answer() -> None:
+    boxes = [[_box("car", 10, 10, 50, 50)], [_box("bus", 300, 300, 50, 50)], [], []]
+    document = _as(_document(boxes), ["w0"] * 4, [_at(1), _at(7), _at(3), _at(7)])
+    result = Converter(_labels(VOC)).convert(document)
+    assert isinstance(result, Converted), result
+    assert result.line == _seed_line(document, 1)  # newest; of equals, the first
+    assert result.workers == ()
+
+
+def test_answers_without_a_worker_id_count_as_one_anonymous_worker() -> None:
+    honest = [[_box("car", 100, 50, 200, 120)], [_box("car", 104, 47, 198, 125)]]
+    anonymous = [[_box("bus", 400, 300, 80, 60)]] * 3
+    document = _as(
+        _document([*honest, *anonymous]),
+        ["honest-1", "honest-2", None, "", None],  # a missing or empty id: anonymous
+        [_at(0), _at(1), _at(2), _at(3), _at(4)],
+    )
+    result = Converter(_labels(VOC, minAgreement=0.5)).convert(document)
+    assert isinstance(result, Converted), result
+    assert [box["class_id"] for box in _annotations(result)] == [VOC.index("car")]
+    metadata = _metadata(result)
+    assert metadata["objects"] == [{"confidence": 0.67}]
+    assert metadata["worker-count"] == 3
+    assert metadata["agreeing-workers"] == 2
+    # The anonymous worker counts, but has no name to score as a reviewer.
+    assert sorted(score.worker for score in result.workers) == sorted(
+        [worker_hash("honest-1"), worker_hash("honest-2")]
+    )
+    # Only anonymous answers: one worker, the one-answer line of the newest.
+    alone = _as(_document(anonymous), [None, "", None], [_at(2), _at(4), _at(3)])
+    result = Converter(_labels(VOC)).convert(alone)
+    assert isinstance(result, Converted), result
+    assert result.line == _seed_line(alone, 1)
+
+
+@pytest.mark.parametrize(("min_agreement", "agreeing"), [(0.5, 3), (0.6, 2)])
+def test_agreeing_workers_counts_those_who_reach_min_agreement(
+    min_agreement: float, agreeing: int
+) -> None:
+    car, bus = _box("car", 10, 10, 50, 50), _box("bus", 300, 300, 50, 50)
+    # The third worker missed the bus: agreement 1/2 with the two kept boxes.
+    document = _document([[car, bus], [car, bus], [car]])
+    result = Converter(_labels(VOC, minAgreement=min_agreement)).convert(document)
+    assert isinstance(result, Converted), result
+    metadata = _metadata(result)
+    assert metadata["objects"] == [{"confidence": 1}, {"confidence": 0.67}]
+    assert metadata["worker-count"] == 3
+    assert metadata["agreeing-workers"] == agreeing
+    assert metadata["agreement"] == pytest.approx(2.5 / 3, abs=1e-4)
+    assert sorted(score.agreement for score in result.workers) == [0.5, 1.0, 1.0]
+
+
+@PROPERTY
+@given(case=jittered_workers(), data=st.data())
+def test_an_older_answer_of_a_worker_never_changes_the_result(
+    case: tuple[list[str], dict[str, Any], dict[str, float]], data: st.DataObject
+) -> None:
+    classes, document, knobs = case
+    converter = Converter(_labels(classes, **knobs))
+    first = converter.convert(document)
+    answers = document["humanAnswers"]
+    worker = data.draw(st.sampled_from(answers))
+    content = data.draw(st.sampled_from(answers))  # its own boxes, or another worker's
+    duplicate = {
+        **copy.deepcopy(content),
+        "workerId": worker["workerId"],
+        "submissionTime": f"2026-11-29T09:{data.draw(st.integers(0, 59)):02d}:00.000Z",
+    }
+    forged = copy.deepcopy(document)
+    forged["humanAnswers"].insert(data.draw(st.integers(0, len(answers))), duplicate)
+    second = converter.convert(forged)
+    assert type(first) is type(second)
+    if isinstance(first, Converted):
+        assert isinstance(second, Converted)
+        assert first.line == second.line
+        assert first.workers == second.workers
+        assert first.dropped == second.dropped
+    else:
+        assert isinstance(second, Quarantined)
+        assert (first.reason, first.detail) == (second.reason, second.detail)
+
+
 # -- provenance ------------------------------------------------------------------------
 
 

@@ -349,3 +349,30 @@ def test_an_invalid_tenant_in_the_index_covers_nothing() -> None:
     )  # fmt: skip
     assert isinstance(verdict, tenancy.Refusal)
     assert verdict.reason == "TenantMissing"
+
+
+def test_a_team_may_consume_only_the_queues_its_tenant_allows() -> None:
+    """Issue 27: a team naming another team's queue would take that team's events (and while
+    the other team's policy is suspended, send them to the dead-letter queue)."""
+    theirs = f"https://sqs.us-east-1.amazonaws.com/{A_ACCOUNT}/team-a-events"
+    ours = f"https://sqs.us-east-1.amazonaws.com/{B_ACCOUNT}/team-b-events"
+    human_loops = policy("team-b", B_ACCOUNT)["humanLoops"]
+
+    def with_queue(url: str) -> dict[str, Any]:
+        return policy(
+            "team-b", B_ACCOUNT, humanLoops={**human_loops, "events": {"sqsQueueUrl": url}}
+        )
+
+    refused = scoped(with_queue(theirs))
+    assert isinstance(refused, tenancy.Refusal)
+    assert "spec.humanLoops.events.sqsQueueUrl" in refused.message
+    assert "allow.sqsQueueUrls" in refused.message
+    # Without an allow-list no queue is allowed (fail closed); with one, that queue is.
+    assert isinstance(scoped(with_queue(ours)), tenancy.Refusal)
+    allowing = tenant(
+        "team-b", B_ACCOUNT,
+        allow={**tenant_body("team-b", B_ACCOUNT)["spec"]["allow"], "sqsQueueUrls": [ours]},
+    )  # fmt: skip
+    admitted = scoped(with_queue(ours), "team-b", tenant("team-a", A_ACCOUNT), allowing)
+    assert isinstance(admitted, tenancy.Admission)
+    assert isinstance(scoped(with_queue(theirs), "team-b", allowing), tenancy.Refusal)

@@ -90,6 +90,11 @@ app.kubernetes.io/part-of: a2i-retraining-operator
 {{- end }}
 
 {{/* The leader Lease's name (RTP_LEASE_NAME); a shard's operator appends -<shard>. */}}
+{{/* The Secret whose key seals the ingest ledgers. */}}
+{{- define "rtp.ledgerKeySecret" -}}
+{{- .Values.ledgerKey.existingSecret | default .Values.ledgerKey.secretName | default (printf "%s-ledger-key" (include "rtp.fullname" .)) }}
+{{- end }}
+
 {{- define "rtp.leaseName" -}}
 {{- default (include "rtp.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}

@@ -51,6 +51,13 @@ spec:
             fieldRef:
               fieldPath: metadata.namespace
         {{- end }}
+        # The ledger key Secret, in the pod's own namespace (docs/tenancy.md, threat model).
+        - name: RTP_LEDGER_KEY_SECRET
+          value: {{ include "rtp.ledgerKeySecret" . | quote }}
+        - name: RTP_LEDGER_KEY_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
         {{- if gt (int .Values.shards) 1 }}
         - name: RTP_SHARDS
           value: {{ .Values.shards | quote }}

@@ -43,9 +43,11 @@ def list_human_loops(
     flow_definition_arn: str,
     *,
     created_after: datetime | None = None,
+    created_before: datetime | None = None,
     page_size: int = PAGE_SIZE,
 ) -> Iterator[list[HumanLoop]]:
-    """Yield the loops of a flow definition page by page (all pages), oldest first.
+    """Yield the loops of a flow definition page by page (all pages), oldest first; both
+    bounds are exclusive, as A2I's.
 
     Raises an `aws.errors.AwsError` subclass when a page cannot be read.
     """
@@ -56,6 +58,8 @@ def list_human_loops(
     }
     if created_after is not None:
         kwargs["CreationTimeAfter"] = _utc(created_after)
+    if created_before is not None:
+        kwargs["CreationTimeBefore"] = _utc(created_before)
     paginator = client.get_paginator("list_human_loops")
     try:
         for page in paginator.paginate(**kwargs):
@@ -73,18 +77,41 @@ def list_human_loops(
         raise map_client_error(error, "ListHumanLoops") from error
 
 
-def describe_output_uri(client: AugmentedAIRuntimeClient, human_loop_name: str) -> str | None:
-    """The loop's `HumanLoopOutput.OutputS3Uri` (None until A2I has written one).
+@dataclass(frozen=True)
+class DescribedLoop:
+    """DescribeHumanLoop: A2I's own record of one loop."""
 
-    Raises `aws.errors.NotFound` for an unknown loop, another `AwsError` otherwise.
-    """
+    loop: HumanLoop
+    output_uri: str | None  # HumanLoopOutput.OutputS3Uri (None until A2I has written one)
+
+
+def describe_human_loop(client: AugmentedAIRuntimeClient, human_loop_name: str) -> DescribedLoop:
+    """A2I's record of one loop. Raises `aws.errors.NotFound` for an unknown loop, another
+    `AwsError` otherwise."""
     try:
         response = client.describe_human_loop(HumanLoopName=human_loop_name)
     except AWS_CALL_ERRORS as error:
         raise map_client_error(error, "DescribeHumanLoop") from error
     output = response.get("HumanLoopOutput") or {}
     uri = output.get("OutputS3Uri")
-    return str(uri) if uri else None
+    return DescribedLoop(
+        loop=HumanLoop(
+            name=response["HumanLoopName"],
+            status=response["HumanLoopStatus"],
+            created=_utc(response["CreationTime"]),
+            flow_definition_arn=response.get("FlowDefinitionArn"),
+            failure_reason=response.get("FailureReason"),
+        ),
+        output_uri=str(uri) if uri else None,
+    )
+
+
+def describe_output_uri(client: AugmentedAIRuntimeClient, human_loop_name: str) -> str | None:
+    """The loop's `HumanLoopOutput.OutputS3Uri` (None until A2I has written one).
+
+    Raises `aws.errors.NotFound` for an unknown loop, another `AwsError` otherwise.
+    """
+    return describe_human_loop(client, human_loop_name).output_uri
 
 
 # -- output key layout ---------------------------------------------------------------------

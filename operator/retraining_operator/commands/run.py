@@ -169,6 +169,25 @@ def register(sub: Subparsers) -> None:
         help="this operator's shard, 0..shards-1 [RTP_SHARD, else the ordinal at the end of "
         "POD_ID as a StatefulSet names its pods]",
     )
+    run.add_argument(
+        "--ledger-key-secret",
+        default=os.environ.get("RTP_LEDGER_KEY_SECRET", "a2i-retraining-operator-ledger-key"),
+        help="the Secret whose key seals every policy's ingest ledger; created with a random "
+        "key when missing (docs/tenancy.md, threat model) [RTP_LEDGER_KEY_SECRET]",
+    )
+    run.add_argument(
+        "--ledger-key-namespace",
+        default=os.environ.get("RTP_LEDGER_KEY_NAMESPACE")
+        or os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the ledger key Secret [RTP_LEDGER_KEY_NAMESPACE, else POD_NAMESPACE]",
+    )
+    run.add_argument(
+        "--ledger-key-file",
+        default=os.environ.get("RTP_LEDGER_KEY_FILE") or None,
+        help="read the ledger key from this file (the raw key, at least 16 bytes) or directory "
+        "(a mounted Secret: `current`, and older keys that still verify) instead of the "
+        "Secret [RTP_LEDGER_KEY_FILE]",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     run.set_defaults(handler=_run)
 

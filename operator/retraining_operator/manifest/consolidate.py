@@ -3,7 +3,12 @@
 A2I flow definitions may ask up to 3 workers per image (`HumanLoopConfig.TaskCount`);
 Ground Truth's bounding-box consolidation (ACS-BoundingBox) matches boxes across
 workers by their Jaccard index (IoU) and averages the matched ones. This module does
-the same, deterministically and independent of the order of the workers:
+the same, deterministically and independent of the order of the workers.
+
+`answers` holds one entry per distinct worker: every entry counts as one worker (shares,
+confidences, `workers`). Ground Truth consolidates per worker, so a caller with several
+answers of one worker passes only one of them (manifest/convert.py keeps each worker's
+newest answer and treats the answers without a workerId as one anonymous worker). The steps:
 
 1. **Match.** Every pair of boxes drawn by two different workers whose IoU reaches
    `iou_threshold` is a candidate. Candidates are taken best IoU first (ties by the
@@ -23,7 +28,8 @@ the same, deterministically and independent of the order of the workers:
 
 Agreement of a worker with the consensus = the kept boxes the worker drew with the
 consensus label / max(boxes the worker drew, boxes kept) (1 when both are 0). The
-image's agreement is the mean over its workers.
+image's agreement is the mean over its workers; `agreeing` counts the workers whose
+agreement reaches `min_agreement`.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ class Box:
 
 @dataclass(frozen=True)
 class WorkerBoxes:
-    """One worker's answer: `worker` is a stable hash of the workerId (None if absent)."""
+    """One worker's boxes (one entry per distinct worker): `worker` is a stable hash of
+    the workerId (None for the anonymous worker, the answers without one)."""
 
     worker: str | None
     boxes: tuple[Box, ...]
@@ -94,6 +101,7 @@ class Consensus:
     workers: int
     agreement: float  # mean agreement of the workers with the consensus, 0..1
     per_worker: tuple[tuple[str | None, float], ...]  # (worker hash, agreement)
+    agreeing: int  # workers whose agreement reaches min_agreement
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,8 @@ def consolidate(
     iou_threshold: float,
     min_agreement: float,
 ) -> Consensus | Disagreement:
-    """The consensus of `answers` (at least one) for an image of the given size."""
+    """The consensus of `answers` (at least one, one per distinct worker) for an image of
+    the given size."""
     workers = len(answers)
     if workers == 0:
         return Disagreement("no worker answered")
@@ -179,6 +188,7 @@ def consolidate(
         workers=workers,
         agreement=agreement,
         per_worker=per_worker,
+        agreeing=sum(1 for _, score in per_worker if score + _EPSILON >= min_agreement),
     )
 
 

@@ -16,10 +16,20 @@ Several worker answers (`labels.consolidation.mode`, or the older `labels.worker
 `First` (default, as the notebook) takes `humanAnswers[0]`; `Latest` takes the answer with
 the newest `submissionTime` (the first of equals). Only the chosen answer is validated and
 used; with `Latest` every answer's `submissionTime` must parse. `Consensus` validates every
-answer and consolidates them (manifest/consolidate.py): averaged boxes, `confidence` = the
-share of workers who drew the box, and two more metadata keys, `worker-count` and
-`agreement`; an image the workers disagree on is quarantined `WorkersDisagree` with each
-worker's boxes. With one answer every mode writes the notebook's line.
+answer and consolidates per *worker*, not per answer, as Ground Truth does: answers are
+grouped by the hashed `workerId`, and of a worker's several answers only the newest by
+`submissionTime` (the first of equals in the output) is used, so one worker counts once
+however many answers carry its id; all the answers without a `workerId` (or with an
+empty one) are one anonymous worker, so leaving the id out cannot add votes. With one
+distinct worker the line is the one-answer line of that worker's answer. With several,
+their answers are consolidated (manifest/consolidate.py): averaged boxes, `confidence` =
+the share of distinct workers who drew the box, and three more metadata keys:
+`worker-count` (distinct workers), `agreement` (their mean agreement with the consensus)
+and `agreeing-workers` (how many of them reach `minAgreement`). An image the workers
+disagree on is quarantined `WorkersDisagree`; its record lists every answer's boxes (by
+hashed worker, in output order, a worker's superseded answers included).
+`Converted.workers` has one score per distinct named worker (the anonymous one has no
+name to score). With one answer every mode writes the notebook's line.
 
 `labels.imageS3Prefixes`, when set, is an allow-list for `inputContent.taskObject`: an
 image elsewhere is quarantined `ForeignImage`.
@@ -46,6 +56,7 @@ from typing import Any
 from retraining_operator.api import ConsolidationMode, LabelsSpec, UnknownLabel
 from retraining_operator.manifest.consolidate import (
     Box,
+    ConsensusBox,
     Disagreement,
     WorkerBoxes,
     consolidate,
@@ -80,7 +91,8 @@ class Converted:
     boxes: int
     dropped: tuple[DroppedBox, ...] = field(default=())
     source: str | None = None  # where the raw output came from (path or s3:// URI)
-    # Consensus with several workers: each worker's agreement with the consensus.
+    # Consensus with several workers: each distinct named worker's agreement with the
+    # consensus (one entry per worker, however many answers carry its id).
     workers: tuple[WorkerScore, ...] = field(default=())
 
 
@@ -104,11 +116,40 @@ class _Answer:
 
 
 def _evidence(answers: Sequence[_Answer]) -> tuple[dict[str, Any], ...]:
-    """Per-worker boxes for a WorkersDisagree record (hashed worker, never identity data)."""
+    """Per-answer boxes for a WorkersDisagree record (hashed worker, never identity data):
+    every answer in output order, a worker's superseded answers included."""
     return tuple(
         {"worker": answer.worker, "boxes": [box.to_json() for box in answer.boxes[:100]]}
         for answer in answers
     )
+
+
+def _one_per_worker(answers: Sequence[_Answer]) -> list[_Answer]:
+    """The answer used for each distinct worker: the newest by submissionTime, the first
+    in the output of equals; in output order, so a worker's older answers change nothing.
+    The answers without a workerId (`worker` None) are one anonymous worker."""
+    chosen: dict[str | None, tuple[int, _Answer]] = {}
+    for index, answer in enumerate(answers):
+        current = chosen.get(answer.worker)
+        if current is None or answer.submitted > current[1].submitted:
+            chosen[answer.worker] = (index, answer)
+    return [answer for _, answer in sorted(chosen.values(), key=lambda entry: entry[0])]
+
+
+def _annotations(
+    boxes: Sequence[Box | ConsensusBox], class_ids: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The notebook's annotation objects (same key order, the values as given)."""
+    return [
+        {
+            "class_id": class_ids[box.label],
+            "width": box.width,
+            "top": box.top,
+            "height": box.height,
+            "left": box.left,
+        }
+        for box in boxes
+    ]
 
 
 def _image_form(image: Mapping[str, Any]) -> tuple[bool, bool]:
@@ -241,16 +282,11 @@ class Converter:
             return self._consensus(answers, loop_name, source_ref)
         index = self._choose_answer(answers)
         parsed = self._parse_answer(answers[index], f"humanAnswers[{index}]")
-        annotations = [
-            {
-                "class_id": self._class_ids[box.label],
-                "width": box.width,
-                "top": box.top,
-                "height": box.height,
-                "left": box.left,
-            }
-            for box in parsed.boxes
-        ]
+        return self._single(parsed, loop_name, source_ref)
+
+    def _single(self, parsed: _Answer, loop_name: str, source_ref: str) -> Converted:
+        """The notebook's line for one answer (confidence 1, no consensus keys)."""
+        annotations = _annotations(parsed.boxes, self._class_ids)
         line = self._line(
             source_ref,
             loop_name,
@@ -379,7 +415,10 @@ class Converter:
 
     def _consensus(self, answers: list[Any], loop_name: str, source_ref: str) -> Converted:
         parsed = [self._parse_answer(a, f"humanAnswers[{i}]") for i, a in enumerate(answers)]
-        sizes = {answer.image_size for answer in parsed}
+        used = _one_per_worker(parsed)  # one answer per distinct worker
+        if len(used) == 1:
+            return self._single(used[0], loop_name, source_ref)
+        sizes = {answer.image_size for answer in used}
         if len(sizes) > 1:
             raise _Reject(
                 QuarantineReason.WORKERS_DISAGREE,
@@ -387,18 +426,18 @@ class Converter:
                 workers=_evidence(parsed),
             )
         ((image_width, image_height),) = sizes
-        drawn = sum(len(answer.boxes) for answer in parsed)
+        drawn = sum(len(answer.boxes) for answer in used)
         if drawn > MAX_CONSENSUS_BOXES:
             # Matching compares every pair of boxes of two workers: bound the work a
             # single (hostile or broken) output can ask for.
             raise _Reject(
                 QuarantineReason.INVALID_FIELD,
-                f"{drawn} boxes across {len(parsed)} answers, more than the "
+                f"{drawn} boxes across {len(used)} workers, more than the "
                 f"{MAX_CONSENSUS_BOXES} Consensus consolidates for one image",
             )
         settings = self.labels.effective_consolidation
         outcome = consolidate(
-            [WorkerBoxes(answer.worker, answer.boxes) for answer in parsed],
+            [WorkerBoxes(answer.worker, answer.boxes) for answer in used],
             image_width=image_width,
             image_height=image_height,
             iou_threshold=settings.iou_threshold,
@@ -408,19 +447,10 @@ class Converter:
             raise _Reject(
                 QuarantineReason.WORKERS_DISAGREE, outcome.detail, workers=_evidence(parsed)
             )
-        annotations = [
-            {
-                "class_id": self._class_ids[box.label],
-                "width": box.width,
-                "top": box.top,
-                "height": box.height,
-                "left": box.left,
-            }
-            for box in outcome.boxes
-        ]
+        annotations = _annotations(outcome.boxes, self._class_ids)
         # The image as the workers reported it (a whole number when any wrote one).
-        image = min((answer.image for answer in parsed), key=_image_form)
-        newest = max(parsed, key=lambda answer: (answer.submitted, answer.submission_time))
+        image = min((answer.image for answer in used), key=_image_form)
+        newest = max(used, key=lambda answer: (answer.submitted, answer.submission_time))
         line = self._line(
             source_ref,
             loop_name,
@@ -428,7 +458,11 @@ class Converter:
             image,
             [{"confidence": box.confidence} for box in outcome.boxes],
             newest.submission_time,
-            {"worker-count": outcome.workers, "agreement": outcome.agreement},
+            {
+                "worker-count": outcome.workers,  # distinct workers
+                "agreement": outcome.agreement,
+                "agreeing-workers": outcome.agreeing,
+            },
         )
         return Converted(
             loop_name=loop_name,
@@ -436,7 +470,7 @@ class Converter:
             line=json.dumps(line),
             submission_time=newest.submission_time,
             boxes=len(annotations),
-            dropped=tuple(d for answer in parsed for d in answer.dropped),
+            dropped=tuple(d for answer in used for d in answer.dropped),
             workers=tuple(
                 WorkerScore(worker, score)
                 for worker, score in outcome.per_worker

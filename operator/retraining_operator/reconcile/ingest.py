@@ -142,6 +142,7 @@ def ingest_status(
         in_progress_loops=in_progress,
         failed_loops=ledger.totals.failed_loops,
         ledger_s3_uri=ledger_uri,
+        ledger_revision=ledger.revision,
     )
 
 

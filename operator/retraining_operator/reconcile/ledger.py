@@ -15,27 +15,38 @@ change, serialise. See docs/dataset.md for the whole state layout and the rules.
   whose output could not be read for a reason waiting does not cure; a poll quarantines
   such a loop at its `MAX_FETCH_ATTEMPTS`th failure, so it cannot hold the watermark
   forever. An entry goes when its loop settles (or falls below the horizon).
-- `reviewers`: worker hash -> (images answered, sum of agreement with the consensus),
-  for `labels.consolidation.mode: Consensus`; at most `MAX_REVIEWERS` (those with the
-  fewest images go first). Hashes only (consolidate.worker_hash), never worker ids.
+- `reviewers`: worker hash -> (images answered, sum of agreement with the consensus, when
+  last seen), for `labels.consolidation.mode: Consensus`; a reviewer not seen for
+  `REVIEWER_INACTIVE` is forgotten, and at most `MAX_REVIEWERS` are kept (the least recently
+  seen go first). Hashes only (consolidate.worker_hash), never worker ids.
 - `runs`: the last `MAX_RUNS` claims: run id -> the segments it consumed (and, once
   written, its manifests). Claiming moves segments out of `pending` in the same write, so
   a segment belongs to one run only; re-claiming the same run id returns the same set.
+- `revision`: +1 on every write. The policy's status records the revision it last saw, so a
+  ledger rolled back to an older (validly sealed) version is noticed.
+- `mac` (and each segment entry's `mac`): the operator's seal (reconcile/provenance.py).
+  Version 1 ledgers, written before sealing, have none; `Ledger.from_json` marks them
+  `sealed=False` and the store decides whether to adopt one (docs/tenancy.md).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-LEDGER_VERSION = 1
+from retraining_operator.reconcile.provenance import Sealer
+
+LEDGER_VERSION = 2
+# Written before the ledger was sealed: readable, adopted only where the store allows it.
+UNSEALED_VERSION = 1
 MAX_RUNS = 50
 SEGMENT_ID_LENGTH = 16
 MAX_FETCH_ATTEMPTS = 3
 MAX_REVIEWERS = 200
+REVIEWER_INACTIVE = timedelta(days=30)
 
 QUARANTINED = "Q"
 FAILED = "F"
@@ -47,6 +58,19 @@ _PRUNE_MARGIN = timedelta(seconds=2)
 
 class LedgerCorrupt(ValueError):
     """The ledger document cannot be read (not JSON, wrong version, wrong shape)."""
+
+
+class LedgerTampered(ValueError):
+    """The ledger is not as this operator sealed it for this policy. `reason` is
+    `PendingSegmentTampered` when a pending (or claimed) segment entry carries no valid seal
+    (a segment someone else listed), else `LedgerTampered`."""
+
+    def __init__(self, reason: str, message: str, claimed_owner: object = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        # The owner the (unverified) document names: another policy's ledger does not verify
+        # with this policy's key, and is better reported as someone else's.
+        self.claimed_owner = claimed_owner
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -77,26 +101,43 @@ class PendingSegment:
     samples: int
     loops: int
     added_at: datetime
+    mac: str | None = field(default=None, compare=False)  # the operator's seal of this entry
 
     @property
     def id(self) -> str:
         return self.sha256[:SEGMENT_ID_LENGTH]
 
+    def sealed(self, sealer: Sealer) -> PendingSegment:
+        return replace(self, mac=sealer.seal_segment(self.sha256, self.samples, self.loops))
+
+    def verified(self, sealer: Sealer) -> bool:
+        return sealer.verify_segment(self.sha256, self.samples, self.loops, self.mac)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "sha256": self.sha256,
             "samples": self.samples,
             "loops": self.loops,
             "addedAt": _iso(self.added_at),
         }
+        if self.mac is not None:
+            document["mac"] = self.mac
+        return document
 
     @classmethod
     def from_json(cls, raw: Any) -> PendingSegment:
         try:
             added = _time(raw["addedAt"], "addedAt")
             assert added is not None
-            return cls(str(raw["sha256"]), int(raw["samples"]), int(raw["loops"]), added)
-        except (KeyError, TypeError, ValueError, AssertionError) as error:
+            mac = raw.get("mac")
+            return cls(
+                str(raw["sha256"]),
+                int(raw["samples"]),
+                int(raw["loops"]),
+                added,
+                mac=mac if isinstance(mac, str) else None,
+            )
+        except (KeyError, TypeError, ValueError, AssertionError, AttributeError) as error:
             raise LedgerCorrupt(f"bad pending segment entry: {error}") from None
 
 
@@ -192,6 +233,12 @@ class Ledger:
     fetch_failures: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Worker hash -> (images, sum of agreement with the consensus).
     reviewers: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Worker hash -> when the reviewer's last image was ingested (ms since the epoch).
+    reviewer_seen: dict[str, int] = field(default_factory=dict)
+    # +1 on every write (see the module docstring).
+    revision: int = 0
+    # False for a version 1 ledger read from S3 (written before sealing).
+    sealed: bool = True
     # The loop index travels as one compact string (`name created code;...`) and is parsed
     # only when a poll needs it: a run claim with 100k loops in the window stays small.
     loops_text: str = field(default="", repr=False)
@@ -247,6 +294,7 @@ class Ledger:
         segment: PendingSegment | None = None,
         dropped_boxes: int = 0,
         reviewers: Iterable[tuple[str, float]] = (),
+        seen_at: datetime | None = None,
     ) -> None:
         """Add one poll batch: the settled loops and (if any samples) their segment.
 
@@ -280,16 +328,38 @@ class Ledger:
         )
         self.totals.samples += samples
         self.totals.dropped_boxes += dropped_boxes
-        self.record_agreement(reviewers)
+        self.record_agreement(reviewers, seen_at)
 
-    def record_agreement(self, scores: Iterable[tuple[str, float]]) -> None:
-        """Add one image's (worker hash, agreement) pairs; keeps MAX_REVIEWERS workers."""
+    def record_agreement(
+        self, scores: Iterable[tuple[str, float]], seen_at: datetime | None = None
+    ) -> None:
+        """Add images' (worker hash, agreement) pairs seen at `seen_at`; forgets reviewers
+        inactive for REVIEWER_INACTIVE and keeps the MAX_REVIEWERS most recently seen."""
+        seen = _ms(seen_at) if seen_at is not None else None
         for worker, agreement in scores:
             images, total = self.reviewers.get(worker, (0, 0.0))
             self.reviewers[worker] = (images + 1, round(total + agreement, 4))
+            if seen is not None:
+                self.reviewer_seen[worker] = max(seen, self.reviewer_seen.get(worker, 0))
+        if seen is not None:
+            cutoff = seen - int(REVIEWER_INACTIVE.total_seconds() * 1000)
+            for worker in [w for w in self.reviewers if self.reviewer_seen.get(w, seen) < cutoff]:
+                self.reviewers.pop(worker)
+                self.reviewer_seen.pop(worker, None)
         if len(self.reviewers) > MAX_REVIEWERS:
-            keep = sorted(self.reviewers.items(), key=lambda item: (-item[1][0], item[0]))
-            self.reviewers = dict(keep[:MAX_REVIEWERS])
+            keep = self.active_reviewers(MAX_REVIEWERS)
+            self.reviewers = {worker: self.reviewers[worker] for worker in keep}
+            self.reviewer_seen = {
+                w: t for w, t in self.reviewer_seen.items() if w in self.reviewers
+            }
+
+    def active_reviewers(self, limit: int) -> list[str]:
+        """The `limit` most recently seen reviewers (then the busiest, then by hash)."""
+        ranked = sorted(
+            self.reviewers,
+            key=lambda w: (-self.reviewer_seen.get(w, 0), -self.reviewers[w][0], w),
+        )
+        return ranked[:limit]
 
     def record_fetch_failure(self, loop_name: str, created: datetime) -> int:
         """Count one more failed attempt to read an unsettled loop's output; returns the count."""
@@ -338,9 +408,23 @@ class Ledger:
 
     # -- wire ----------------------------------------------------------------------------
 
-    def to_json(self) -> bytes:
+    def segments(self) -> Iterable[PendingSegment]:
+        """Every segment entry: pending, and claimed by a run."""
+        yield from self.pending
+        for claim in self.runs:
+            yield from claim.segments
+
+    def seal_segments(self, sealer: Sealer) -> None:
+        """Seal every segment entry with the current key (before a write)."""
+        self.pending = [segment.sealed(sealer) for segment in self.pending]
+        for claim in self.runs:
+            claim.segments = [segment.sealed(sealer) for segment in claim.segments]
+
+    def document(self) -> dict[str, Any]:
+        """The ledger as a JSON document, without its seal."""
         document: dict[str, Any] = {
             "version": LEDGER_VERSION,
+            "revision": self.revision,
             "watermark": _iso(self.watermark),
             "horizon": _iso(self.horizon),
             "outputPrefix": self.output_prefix,
@@ -352,7 +436,7 @@ class Ledger:
         }
         if self.reviewers:
             document["reviewers"] = {
-                worker: [images, total]
+                worker: [images, total, *self._seen(worker)]
                 for worker, (images, total) in sorted(self.reviewers.items())
             }
         if self.fetch_failures:
@@ -360,37 +444,69 @@ class Ledger:
                 name: [created, attempts]
                 for name, (created, attempts) in sorted(self.fetch_failures.items())
             }
+        return document
+
+    def _seen(self, worker: str) -> list[int]:
+        seen = self.reviewer_seen.get(worker)
+        return [] if seen is None else [seen]
+
+    def to_json(self, sealer: Sealer | None = None) -> bytes:
+        """The ledger as stored: sealed when `sealer` is given (the store always gives one)."""
+        if sealer is not None:
+            self.seal_segments(sealer)
+        document = self.document()
+        if sealer is not None:
+            document["mac"] = sealer.seal_document(document)
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> Ledger:
+    def from_json(cls, data: bytes, sealer: Sealer | None = None) -> Ledger:
+        """Parse a stored ledger; with `sealer`, verify its seal first (`LedgerTampered`).
+
+        A version 1 ledger has no seal: it parses with `sealed=False` and the caller
+        decides. Without `sealer` nothing is verified (tools and tests that only read).
+        """
         try:
             raw = json.loads(data)
         except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
             raise LedgerCorrupt(f"the ledger is not JSON: {str(error)[:200]}") from None
         if not isinstance(raw, dict):
             raise LedgerCorrupt("the ledger is not a JSON object")
-        if raw.get("version") != LEDGER_VERSION:
+        version = raw.get("version")
+        if version not in (LEDGER_VERSION, UNSEALED_VERSION) or isinstance(version, bool):
             raise LedgerCorrupt(
-                f"ledger version {raw.get('version')!r} is not {LEDGER_VERSION} "
-                "(written by a newer operator?)"
+                f"ledger version {version!r} is not {LEDGER_VERSION} (written by a newer operator?)"
             )
+        mac = raw.pop("mac", None)
+        if sealer is not None and version == LEDGER_VERSION:
+            try:
+                _verify(raw, mac, sealer)
+            except LedgerTampered as error:
+                error.claimed_owner = raw.get("owner")
+                raise
         loops_text = raw.get("loops", "")
         if not isinstance(loops_text, str):
             raise LedgerCorrupt("ledger field loops must be a string")
         output_prefix = raw.get("outputPrefix")
         try:
-            return cls._from_document(raw, loops_text, output_prefix)
+            ledger = cls._from_document(raw, loops_text, output_prefix)
         except LedgerCorrupt:
             raise
         except (TypeError, ValueError, AttributeError) as error:
             raise LedgerCorrupt(f"the ledger has a field of the wrong type: {error}") from None
+        ledger.sealed = version == LEDGER_VERSION
+        return ledger
 
     @classmethod
     def _from_document(cls, raw: dict[str, Any], loops_text: str, output_prefix: Any) -> Ledger:
+        revision = raw.get("revision", 0)
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+            raise LedgerCorrupt("ledger field revision must be a non-negative integer")
+        reviewers, seen = _reviewers(raw.get("reviewers", {}))
         return cls(
             fetch_failures=_fetch_failures(raw.get("fetchFailures", {})),
-            reviewers=_reviewers(raw.get("reviewers", {})),
+            reviewers=reviewers,
+            reviewer_seen=seen,
             watermark=_time(raw.get("watermark"), "watermark"),
             horizon=_time(raw.get("horizon"), "horizon"),
             output_prefix=output_prefix if isinstance(output_prefix, str) else None,
@@ -399,18 +515,60 @@ class Ledger:
             loops_text=loops_text,
             pending=[PendingSegment.from_json(item) for item in raw.get("pending", [])],
             runs=[RunClaim.from_json(item) for item in raw.get("runs", [])],
+            revision=revision,
         )
 
 
-def _reviewers(raw: Any) -> dict[str, tuple[int, float]]:
+def _verify(raw: dict[str, Any], mac: object, sealer: Sealer) -> None:
+    """The document's seal, or why it fails: a segment entry nobody sealed, or another change."""
+    if sealer.verify_document(raw, mac):
+        return
+    for segment in _raw_segments(raw):
+        tag = segment.get("mac")
+        try:
+            good = sealer.verify_segment(
+                str(segment["sha256"]), int(segment["samples"]), int(segment["loops"]), tag
+            )
+        except (KeyError, TypeError, ValueError):
+            good = False
+        if not good:
+            sha = str(segment.get("sha256", "?"))[:64]
+            raise LedgerTampered(
+                "PendingSegmentTampered",
+                f"the ledger lists segment pending/{sha}.jsonl, which this operator did not "
+                "write for this policy (no valid seal): nothing is trained from this ledger",
+            )
+    raise LedgerTampered(
+        "LedgerTampered",
+        "the ledger's seal does not verify: it was changed by someone other than this "
+        "operator (or sealed for another policy, or with a key this operator does not have)",
+    )
+
+
+def _raw_segments(raw: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    pending = raw.get("pending")
+    runs = raw.get("runs")
+    entries: list[Any] = list(pending) if isinstance(pending, list) else []
+    for claim in runs if isinstance(runs, list) else []:
+        if isinstance(claim, dict) and isinstance(claim.get("segments"), list):
+            entries.extend(claim["segments"])
+    return [entry if isinstance(entry, dict) else {} for entry in entries]
+
+
+def _reviewers(raw: Any) -> tuple[dict[str, tuple[int, float]], dict[str, int]]:
     if not isinstance(raw, dict):
         raise LedgerCorrupt("ledger field reviewers must be an object")
     out: dict[str, tuple[int, float]] = {}
+    seen: dict[str, int] = {}
     for worker, value in raw.items():
-        if not (isinstance(value, list) and len(value) == 2):
-            raise LedgerCorrupt("ledger field reviewers must map a worker to [images, sum]")
+        if not (isinstance(value, list) and len(value) in (2, 3)):
+            raise LedgerCorrupt(
+                "ledger field reviewers must map a worker to [images, sum, last seen]"
+            )
         out[str(worker)] = (int(value[0]), float(value[1]))
-    return out
+        if len(value) == 3:
+            seen[str(worker)] = int(value[2])
+    return out, seen
 
 
 def _owner(raw: Any) -> dict[str, str] | None:

@@ -175,6 +175,9 @@ def scope_problems(spec: RetrainingPolicySpec, tenant: Tenant) -> list[str]:
             "trainingRoleArns")  # fmt: skip
     pattern("spec.humanLoops.flowDefinitionArn", spec.human_loops.flow_definition_arn,
             allow.flow_definition_arns, "flowDefinitionArns")  # fmt: skip
+    events = spec.human_loops.events
+    pattern("spec.humanLoops.events.sqsQueueUrl", events.sqs_queue_url if events else None,
+            allow.sqs_queue_urls, "sqsQueueUrls")  # fmt: skip
     pattern("spec.deployment.endpointName", spec.deployment.endpoint_name, allow.endpoint_names,
             "endpointNames")  # fmt: skip
     pattern("spec.training.image", spec.training.image, allow.images, "images")

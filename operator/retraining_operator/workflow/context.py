@@ -30,9 +30,12 @@ from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.tenancy import s3_readable
 from retraining_operator.reconcile.training_status import TrainingObservation
 from retraining_operator.tenancy_api import Tenant
 from retraining_operator.workflow.events import EventHub
+from retraining_operator.workflow.ingest import FlowPathCache, IngestContext
+from retraining_operator.workflow.ledger_store import LedgerAccess
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,16 @@ Checkpoint = Callable[[RetrainingPolicyStatus], None]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _ingest_order(ingest: IngestStatus) -> tuple[int, datetime]:
+    """Which of two ingest blocks is newer: the ledger only moves forward (its revision),
+    and of two blocks of one revision the later poll is newer."""
+    revision = -1 if ingest.ledger_revision is None else ingest.ledger_revision
+    return revision, ingest.last_poll_time or _NEVER
 
 
 @dataclass(frozen=True)
@@ -87,10 +100,15 @@ class PolicyMemo:
     last_polled: datetime | None = None
     # The last poll stopped at its fetch cap: the next pass polls again at once.
     ingest_backlog: bool = False
-    # The ingest block that poll produced: a pass after a refused status write sees the old
-    # status and (the poll not being due) would otherwise leave the poll's result unwritten
-    # until the next poll, a whole pollInterval later.
+    # The last ingest block any ingest made (poll, events settle, run claim): a pass after a
+    # refused status write sees the old status and would otherwise lose it until the next
+    # poll (a whole pollInterval or backstop later). One block, ordered by the ledger's
+    # revision, so the two ingest paths never restore different blocks.
     last_ingest: IngestStatus | None = None
+    # The flow definition's S3OutputPath, as A2I last described it.
+    flow_paths: FlowPathCache = field(default_factory=FlowPathCache)
+    # Reviewers (worker hashes) with metric series now.
+    reviewer_series: frozenset[str] = frozenset()
     # When the in-flight job or rollout was last described (monotonic seconds).
     last_observed: float | None = None
     # When the serving endpoint was last compared with status.serving (monotonic seconds).
@@ -110,9 +128,6 @@ class PolicyMemo:
     event_hub: EventHub | None = None
     wake: Callable[[], object] | None = None
     events_flowing: bool = False
-    # The ingest status of the last events settle: a refused status write must not lose it
-    # (no listing comes for backstopInterval to recount it).
-    events_ingest: IngestStatus | None = None
     # The phase rtp_phase last reported as 1 (set to 0 when the policy leaves it).
     phase_reported: str | None = None
 
@@ -179,6 +194,28 @@ class PolicyPass:
         }
 
     @property
+    def ledger_access(self) -> LedgerAccess:
+        """How this pass may read and write the policy's ingest ledger (sealed, owned)."""
+        return LedgerAccess.of_policy(
+            self.config.keyring,
+            self.ledger_owner,
+            self.status.ingest,
+            self.spec.dataset.output_s3_uri,
+        )
+
+    def ingest_context(self) -> IngestContext:
+        tenant = self.tenant
+        return IngestContext(
+            session=self.session,
+            spec=self.spec,
+            access=self.ledger_access,
+            clock=self.clock.wall,
+            may_read=None if tenant is None else lambda uri: s3_readable(tenant, uri),
+            flow_paths=self.memo.flow_paths,
+            concurrency=self.config.fetch_concurrency,
+        )
+
+    @property
     def status(self) -> RetrainingPolicyStatus:
         return self.result.status
 
@@ -219,6 +256,18 @@ class PolicyPass:
 
     def due_in(self, seconds: float) -> None:
         self.result.due_in(seconds)
+
+    def remember_ingest(self, ingest: IngestStatus) -> None:
+        """The ingest block an ingest (or a run's claim) produced: into status and memo."""
+        self.status.ingest = ingest
+        self.memo.last_ingest = ingest
+
+    def restore_ingest(self) -> None:
+        """The last ingest block this process made, when the status this pass started from
+        predates it (its write was refused, or the watch lags)."""
+        remembered = self.memo.last_ingest
+        if remembered is not None and _ingest_order(remembered) > _ingest_order(self.status.ingest):
+            self.status.ingest = remembered
 
     def update_run(self, **fields: Any) -> CurrentRun:
         """The current run with `fields` changed (it must exist)."""

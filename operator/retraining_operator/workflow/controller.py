@@ -105,6 +105,9 @@ class Controller:
         result = PassResult(status=RetrainingPolicyStatus.model_validate(dict(view.status)))
         admitted = self._admit(view, result, now)
         if admitted is None:
+            if memo.event_hub is not None:
+                memo.event_hub.unsubscribe(view.ref.uid)  # its messages go back to the queue
+            memo.events_flowing = False
             checkpoint(result.status)
             return result
         spec, tenant = admitted
@@ -114,6 +117,7 @@ class Controller:
             now=now, started_at=self.started_at, result=result, write_status=checkpoint,
             tenant=tenant,
         )  # fmt: skip
+        p.restore_ingest()
         try:
             for stage in STAGES:
                 stage.step(p)

@@ -35,7 +35,12 @@ from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
 from retraining_operator.manifest.split import is_validation, source_ref_of
 from retraining_operator.reconcile.ledger import Ledger, PendingSegment, RunClaim
 from retraining_operator.workflow.ingest import PENDING_PREFIX
-from retraining_operator.workflow.ledger_store import LedgerError, LedgerStore, LedgerUnreadable
+from retraining_operator.workflow.ledger_store import (
+    LedgerAccess,
+    LedgerError,
+    LedgerStore,
+    LedgerUnreadable,
+)
 from retraining_operator.workflow.sinks import S3LineSink
 
 log = logging.getLogger(__name__)
@@ -105,9 +110,9 @@ class AssembledDataset:
     validation_source: ValidationSource
     segments: int
     replay_skipped: int = 0  # replay lines that were not usable object-detection lines
-    # What is still pending once this run holds its claim (samples, oldest), read from the
-    # ledger as it stands after the claim; None when not known (rebuilt from JSON only).
-    pending_after: tuple[int, datetime | None] | None = field(default=None, compare=False)
+    # What is still pending once this run holds its claim (samples, oldest, the ledger's
+    # revision), read from the ledger as it stands after the claim; None when not known.
+    pending_after: tuple[int, datetime | None, int] | None = field(default=None, compare=False)
 
     @property
     def num_training_samples(self) -> int:
@@ -143,7 +148,7 @@ def assemble_run_dataset(
     *,
     clock: Callable[[], datetime] | None = None,
     part_size: int = DEFAULT_PART_SIZE,
-    owner: dict[str, str] | None = None,
+    access: LedgerAccess,
 ) -> AssembledDataset:
     """Claim every pending sample for `run_id` and write its manifests (idempotent).
 
@@ -158,7 +163,7 @@ def assemble_run_dataset(
     """
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
-    store = LedgerStore(s3, spec.dataset.output_s3_uri, owner=owner)
+    store = LedgerStore(s3, spec.dataset.output_s3_uri, access)
     try:
         store.load()
         claim = _claim(store, run_id, now)
@@ -203,8 +208,8 @@ def assemble_run_dataset(
     return dataset
 
 
-def _pending(store: LedgerStore) -> tuple[int, datetime | None]:
-    return store.ledger.pending_samples, store.ledger.oldest_pending
+def _pending(store: LedgerStore) -> tuple[int, datetime | None, int]:
+    return store.ledger.pending_samples, store.ledger.oldest_pending, store.ledger.revision
 
 
 def _dataset_error(message: str, error: AwsError | LedgerError) -> DatasetError:
@@ -275,7 +280,16 @@ def _build(
     # number of new training lines up front).
     reviews = NewestReviews(attribute)
     for line in _segment_lines(s3, output, claim.segments):
-        reviews.add(line)
+        try:
+            reviews.add(line)
+        except (ValueError, RecursionError) as error:
+            # Sealed segments hold only lines ingest wrote: this one was not.
+            raise DatasetFailed(
+                "PendingSegmentTampered",
+                f"a pending segment of run {claim.run_id} holds a line that is not a manifest "
+                f"line ({str(error)[:120]}): it was not written by this operator. Nothing was "
+                "trained from it",
+            ) from error
     images = reviews.newest.keys()
     held_out = {ref for ref in images if goes_to_validation(ref)}
     in_fixed_validation = (

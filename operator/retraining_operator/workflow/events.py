@@ -14,12 +14,22 @@
 A message is deleted only after its loop is durably in the ledger of every policy it was
 routed to. An unparseable message, or one no policy here subscribes to, is counted, logged
 once per kind, and left alone: the queue's redrive policy moves it to the DLQ after
-maxReceiveCount receives. A loop that could not be settled is forgotten, so its message
-comes back after the visibility timeout (and the backstop poll lists the loop anyway).
+maxReceiveCount receives. A loop a policy could not settle leaves its inbox and its message
+is not deleted (other policies keep theirs), so it comes back after the visibility timeout
+(and the backstop poll lists the loop anyway).
 
-Memory is bounded: the consumer stops receiving while `max_in_flight` messages wait for
-their policies (the rest stay in the queue), and an inbox keeps the parsed event and the
-receipt handle, never the body.
+Policies are isolated from each other (issue 27). A policy's inbox holds at most
+`max_in_flight_per_policy` events. `max_in_flight` bounds the inboxes together, but only for
+what a policy holds beyond its guaranteed share (`max_in_flight` / subscribed policies, at
+most `max_in_flight_per_policy`): a policy under its share always has room, so however many
+policies are stuck (refused, or their settle keeps failing), the others' events still get
+through, and memory stays under about twice `max_in_flight` entries. A queue's consumer asks
+SQS only for as many messages as the policies on that queue have room for, and waits only
+while none of them has room; it never looks at other queues. A message for policies whose
+inboxes are all full is not tracked (counted as `overflowed`, logged once per policy): SQS
+gives it back after the visibility timeout, the redrive policy moves it to the DLQ after
+maxReceiveCount, and the policy, `backlogged`, lists its loops at pollInterval meanwhile. An
+inbox keeps the parsed event and the receipt handle, never the body.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from retraining_operator.api import RetrainingPolicySpec, parse_duration
@@ -41,6 +51,7 @@ from retraining_operator.reconcile.events import LoopEvent, Rejected, parse_mess
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 2000
+DEFAULT_MAX_IN_FLIGHT_PER_POLICY = 500
 # After a failed receive the consumer waits this long, doubling up to the cap.
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # A queue is "unreachable" after this many receives in a row failed.
@@ -69,13 +80,16 @@ class QueueHealth:
     deleted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
     unrouted: int = 0  # well-formed, but for a flow definition no policy here consumes
+    overflowed: int = 0  # for policies whose inboxes were all full: not tracked, comes back
 
 
 @dataclass
 class _InFlight:
-    message: sqs.Message
+    message: sqs.Message  # without its body
     event: LoopEvent
     waiting: set[str]  # policy uids that have not settled it yet
+    # Policies that could not settle it: it must come back to them, so it is never deleted.
+    retry: set[str] = field(default_factory=set)
 
 
 class _Consumer:
@@ -94,7 +108,8 @@ class _Consumer:
     def run(self) -> None:
         probed = False
         while not self.stopping.is_set():
-            if not self.hub.wait_for_room(self.stopping):
+            room = self.hub.wait_for_room(self.queue_url, self.stopping)
+            if not room:
                 break
             session = self.hub.session_for(self.queue_url)
             if session is None:
@@ -107,6 +122,7 @@ class _Consumer:
                 messages = sqs.receive(
                     session.sqs(),
                     self.queue_url,
+                    max_messages=room,
                     wait_seconds=self.hub.wait_seconds,
                     visibility_timeout=self.hub.visibility_timeout,
                 )
@@ -163,11 +179,13 @@ class EventHub:
         self,
         *,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight_per_policy: int = DEFAULT_MAX_IN_FLIGHT_PER_POLICY,
         wait_seconds: int = sqs.LONG_POLL_SECONDS,
         visibility_timeout: int | None = None,
         retry_scale: float = 1.0,
     ) -> None:
         self.max_in_flight = max_in_flight
+        self.max_in_flight_per_policy = max_in_flight_per_policy
         self.wait_seconds = wait_seconds
         self.visibility_timeout = visibility_timeout
         self.retry_scale = retry_scale
@@ -176,6 +194,9 @@ class EventHub:
         self._consumers: dict[str, _Consumer] = {}
         # queue URL -> message id -> what waits for it
         self._in_flight: dict[str, dict[str, _InFlight]] = {}
+        # policy uid -> how many messages wait for it (its inbox), and their sum
+        self._held: Counter[str] = Counter()
+        self._held_total = 0
         self._logged: set[tuple[str, str]] = set()
         self.peak_in_flight = 0
         self._stopped = False
@@ -199,19 +220,32 @@ class EventHub:
                 self._consumers[sub.queue_url] = consumer
                 self._in_flight.setdefault(sub.queue_url, {})
                 consumer.thread.start()
+            self._lock.notify_all()  # a consumer whose policies were all full has room now
 
     def unsubscribe(self, uid: str) -> None:
+        """Idempotent and cheap when not subscribed (a refused or suspended policy calls it
+        on every pass). Messages nobody else waits for are made visible at once (at most
+        MAX_RELEASE; the rest after their visibility timeout); a message another policy
+        waits for stays for it, and is deleted when that policy settles it."""
         with self._lock:
             old = self._subs.pop(uid, None)
             if old is None:
                 return
             released = self._forget(uid, old.queue_url)
+            self._held_total -= self._held.pop(uid, 0)  # 0: _forget dropped them all
+            self._logged.discard((old.queue_url, _full_kind(uid)))
             self._stop_if_unused(old.queue_url)
         self._release(old.session, old.queue_url, released)
 
     def subscribed(self, uid: str) -> bool:
         with self._lock:
             return uid in self._subs
+
+    def backlogged(self, uid: str) -> bool:
+        """The policy's inbox is full: events for it are not all getting through (they wait
+        in the queue, or are missed), so it should list its loops at pollInterval."""
+        with self._lock:
+            return uid in self._subs and self._free(uid) == 0
 
     def health(self, queue_url: str) -> QueueHealth:
         with self._lock:
@@ -229,8 +263,9 @@ class EventHub:
 
     def done(self, uid: str, settled: Iterable[str], unsettled: Iterable[str] = ()) -> int:
         """The policy settled these loops (durably, in its ledger): delete the messages no
-        other policy waits for. Messages of `unsettled` loops are forgotten (SQS redelivers
-        them after the visibility timeout). Returns how many messages were deleted."""
+        other policy waits for. Messages of `unsettled` loops leave this policy's inbox and
+        are never deleted: SQS redelivers them after the visibility timeout, while other
+        policies keep them. Returns how many messages were deleted."""
         settled, unsettled = set(settled), set(unsettled)
         with self._lock:
             sub = self._subs.get(uid)
@@ -242,12 +277,11 @@ class EventHub:
                 if uid not in item.waiting:
                     continue
                 if item.event.name in unsettled:
-                    del table[message_id]
-                elif item.event.name in settled:
-                    item.waiting.discard(uid)
-                    if not item.waiting:
-                        ready.append(item.message)
-                        del table[message_id]
+                    item.retry.add(uid)
+                elif item.event.name not in settled:
+                    continue
+                if self._unwait(table, message_id, item, uid) and not item.retry:
+                    ready.append(item.message)
             self._lock.notify_all()
             session, url = sub.session, sub.queue_url
         if not ready:
@@ -275,51 +309,26 @@ class EventHub:
                     return sub.session
             return None
 
-    def wait_for_room(self, stopping: threading.Event) -> bool:
-        """Block while `max_in_flight` messages wait for policies; False when stopping."""
+    def wait_for_room(self, queue_url: str, stopping: threading.Event) -> int:
+        """Block while no policy on this queue has room in its inbox (other queues' policies
+        do not matter); then how many messages to receive (1..10). 0 when stopping."""
         with self._lock:
-            while not stopping.is_set() and self._count_in_flight() >= self.max_in_flight:
+            while not stopping.is_set():
+                room = self._room_on(queue_url)
+                if room > 0:
+                    return min(room, sqs.MAX_BATCH)
                 self._lock.wait(timeout=1.0)
-            return not stopping.is_set()
+            return 0
 
     def route(self, queue_url: str, messages: Iterable[sqs.Message]) -> None:
         woken: list[Callable[[], object]] = []
         with self._lock:
             consumer = self._consumers.get(queue_url)
+            health = consumer.health if consumer is not None else QueueHealth()
             table = self._in_flight.setdefault(queue_url, {})
             for message in messages:
-                if consumer is not None:
-                    consumer.health.received += 1
-                parsed = parse_message(message.body)
-                if isinstance(parsed, Rejected):
-                    self._reject(queue_url, consumer, message, parsed)
-                    continue
-                targets = [
-                    sub
-                    for sub in self._subs.values()
-                    if sub.queue_url == queue_url
-                    and sub.flow_definition_arn == parsed.flow_definition_arn
-                ]
-                if not targets:
-                    if consumer is not None:
-                        consumer.health.unrouted += 1
-                    self._log_once(
-                        queue_url,
-                        "Unrouted",
-                        f"an A2I event for {parsed.flow_definition_arn}, which no policy of "
-                        "this operator consumes from this queue, is left for the redrive policy",
-                    )
-                    continue
-                existing = table.get(message.message_id)
-                if existing is not None:
-                    # Received again (the visibility timeout passed): only the newest
-                    # receipt handle deletes it.
-                    existing.message = message
-                    continue
-                table[message.message_id] = _InFlight(
-                    message, parsed, waiting={sub.uid for sub in targets}
-                )
-                woken.extend(sub.wake for sub in targets)
+                health.received += 1
+                woken.extend(self._route_one(queue_url, health, table, message))
             self.peak_in_flight = max(self.peak_in_flight, self._count_in_flight())
         _wake_all({id(w): w for w in woken}.values())
 
@@ -334,14 +343,101 @@ class EventHub:
             self._stopped = True
             consumers = list(self._consumers.values())
             self._consumers.clear()
+            for consumer in consumers:
+                consumer.stopping.set()
             self._lock.notify_all()
-        for consumer in consumers:
-            consumer.stopping.set()
         deadline = time.monotonic() + timeout
         for consumer in consumers:
             consumer.thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- internals (under the lock) ----------------------------------------------------
+
+    def _route_one(
+        self,
+        queue_url: str,
+        health: QueueHealth,
+        table: dict[str, _InFlight],
+        message: sqs.Message,
+    ) -> list[Callable[[], object]]:
+        """Track one received message for the policies that have room; returns their wakes."""
+        parsed = parse_message(message.body)
+        if isinstance(parsed, Rejected):
+            self._reject(queue_url, health, message, parsed)
+            return []
+        targets = [
+            sub.uid
+            for sub in self._subs.values()
+            if sub.queue_url == queue_url and sub.flow_definition_arn == parsed.flow_definition_arn
+        ]
+        if not targets:
+            health.unrouted += 1
+            self._log_once(
+                queue_url,
+                "Unrouted",
+                f"an A2I event for {parsed.flow_definition_arn}, which no policy of "
+                "this operator consumes from this queue, is left for the redrive policy",
+            )
+            return []
+        slim = replace(message, body="")  # an inbox never keeps the body
+        item = table.get(message.message_id)
+        if item is not None:
+            # Received again (the visibility timeout passed): only the newest receipt handle
+            # deletes it, and the policies that could not settle it get it again.
+            item.message = slim
+            targets = [uid for uid in targets if uid in item.retry]
+        else:
+            item = _InFlight(slim, parsed, waiting=set())
+        roomy = [uid for uid in targets if self._free(uid) > 0]
+        for uid in targets:
+            if uid not in roomy:
+                self._log_full(queue_url, uid)
+        if not roomy and message.message_id not in table:
+            health.overflowed += 1  # nobody holds it: SQS gives it back
+            return []
+        table[message.message_id] = item
+        for uid in roomy:
+            item.retry.discard(uid)
+            item.waiting.add(uid)
+            self._held[uid] += 1
+            self._held_total += 1
+        return [self._subs[uid].wake for uid in roomy]
+
+    def _share(self) -> int:
+        """The inbox every subscribed policy may fill whatever the others hold."""
+        share = self.max_in_flight // max(1, len(self._subs))
+        return max(1, min(self.max_in_flight_per_policy, share))
+
+    def _free(self, uid: str) -> int:
+        """How many more messages the policy's inbox takes now: up to its share always, up
+        to max_in_flight_per_policy while the inboxes together hold under max_in_flight."""
+        held = self._held[uid]
+        free = self._share() - held
+        pool = self.max_in_flight - self._held_total
+        if pool > 0:
+            free = max(free, min(self.max_in_flight_per_policy - held, pool))
+        return max(0, free)
+
+    def _room_on(self, queue_url: str) -> int:
+        subs = [sub.uid for sub in self._subs.values() if sub.queue_url == queue_url]
+        if not subs:
+            return 1  # about to stop: the consumer finds no session and ends
+        return sum(self._free(uid) for uid in subs)
+
+    def _unwait(
+        self, table: dict[str, _InFlight], message_id: str, item: _InFlight, uid: str
+    ) -> bool:
+        """The policy no longer waits for the message; True when nobody does (it is gone
+        from the table: the caller deletes or releases it)."""
+        if uid in item.waiting:
+            item.waiting.discard(uid)
+            self._held[uid] -= 1
+            self._held_total -= 1
+            if self._held[uid] <= 0:
+                del self._held[uid]
+        if item.waiting:
+            return False
+        table.pop(message_id, None)
+        return True
 
     def _count_in_flight(self) -> int:
         return sum(len(table) for table in self._in_flight.values())
@@ -351,10 +447,9 @@ class EventHub:
         table = self._in_flight.get(queue_url, {})
         released = []
         for message_id, item in list(table.items()):
-            item.waiting.discard(uid)
-            if not item.waiting:
-                del table[message_id]  # not settled by anyone: SQS redelivers it
-                released.append(item.message)
+            item.retry.discard(uid)
+            if uid in item.waiting and self._unwait(table, message_id, item, uid):
+                released.append(item.message)  # not settled by anyone: SQS redelivers it
         self._lock.notify_all()
         return released
 
@@ -375,17 +470,20 @@ class EventHub:
         consumer = self._consumers.pop(queue_url, None)
         if consumer is not None:
             consumer.stopping.set()
-        self._in_flight.pop(queue_url, None)
+        table = self._in_flight.pop(queue_url, {})
+        for message_id, item in list(table.items()):
+            for uid in list(item.waiting):
+                self._unwait(table, message_id, item, uid)
+        self._lock.notify_all()
 
     def _reject(
         self,
         queue_url: str,
-        consumer: _Consumer | None,
+        health: QueueHealth,
         message: sqs.Message,
         rejected: Rejected,
     ) -> None:
-        if consumer is not None:
-            consumer.health.rejected[rejected.reason] += 1
+        health.rejected[rejected.reason] += 1
         self._log_once(
             queue_url,
             rejected.reason,
@@ -393,11 +491,24 @@ class EventHub:
             f"use ({rejected.reason}: {rejected.detail}); left for the redrive policy (DLQ)",
         )
 
+    def _log_full(self, queue_url: str, uid: str) -> None:
+        self._log_once(
+            queue_url,
+            _full_kind(uid),
+            f"the inbox of policy {uid} is full ({self._held[uid]} events it has not settled): "
+            "its further events are not tracked (they come back after the visibility timeout, "
+            "and go to the DLQ after maxReceiveCount); its listing at pollInterval finds them",
+        )
+
     def _log_once(self, queue_url: str, kind: str, text: str) -> None:
         if (queue_url, kind) in self._logged:
             return
         self._logged.add((queue_url, kind))
         log.warning("queue %s: %s", queue_url, text)
+
+
+def _full_kind(uid: str) -> str:
+    return f"InboxFull/{uid}"
 
 
 def _wake_all(wakes: Iterable[Callable[[], object]]) -> None:

@@ -1,20 +1,22 @@
 """Settle the loops that A2I status-change events named (spec.humanLoops.events).
 
 The operator's consumer (`workflow/events.py`) receives the policy's events and wakes its
-daemon; this stage subscribes the policy, settles what arrived through the ledger
-(`ingest.settle_events`), lets the consumer delete the messages of settled loops, and says in
-the `EventsFlowing` condition whether the listing poll may slow down to backstopInterval.
+daemon; this stage subscribes the policy, settles what arrived through the ingest kernel
+(`ingest.settle_events`: each loop confirmed by A2I before anything is recorded), lets the
+consumer delete the messages of settled loops, and says in the `EventsFlowing` condition
+whether the listing poll may slow down to backstopInterval.
 """
 
 from __future__ import annotations
 
 from retraining_operator import metrics
-from retraining_operator.api import ConditionType, IngestStatus
+from retraining_operator.api import ConditionType
 from retraining_operator.errors import RetryLater
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.events import queue_problem
 from retraining_operator.workflow import events, ingest
 from retraining_operator.workflow.context import PolicyPass
+from retraining_operator.workflow.ingest_report import report_ingest
 
 RETRY_SECONDS = 5.0
 
@@ -52,73 +54,61 @@ def step(p: PolicyPass) -> None:
         )
     )
     _settle(p, hub)
-    health = hub.health(spec.sqs_queue_url)
-    p.memo.events_flowing = health.reachable is True
-    if health.reachable is True:
+    _report_health(p, hub, spec.sqs_queue_url, spec.backstop_interval)
+
+
+def _report_health(p: PolicyPass, hub: events.EventHub, url: str, backstop: str) -> None:
+    health = hub.health(url)
+    backlogged = hub.backlogged(p.ref.uid)
+    p.memo.events_flowing = health.reachable is True and not backlogged
+    if health.reachable is True and backlogged:
+        _condition(
+            p,
+            False,
+            "Backlogged",
+            f"more events for this policy wait than it may hold at once; the rest return to "
+            f"{url} (and its dead-letter queue after maxReceiveCount); polling every {_poll(p)} "
+            "until it catches up",
+        )
+    elif health.reachable is True:
         _condition(
             p,
             True,
             "Consuming",
-            f"A2I events arrive on {spec.sqs_queue_url}; human loops are listed every "
-            f"{spec.backstop_interval} to catch what events miss",
+            f"A2I events arrive on {url}; human loops are listed every {backstop} to catch "
+            "what events miss",
         )
     elif health.reachable is None:
-        _condition(
-            p, False, "Connecting", f"connecting to {spec.sqs_queue_url}; polling every {_poll(p)}"
-        )
+        _condition(p, False, "Connecting", f"connecting to {url}; polling every {_poll(p)}")
     else:
         _condition(
             p,
             False,
             "QueueUnreachable",
-            f"{spec.sqs_queue_url} cannot be read ({health.error}); polling every {_poll(p)} "
-            "until it can",
+            f"{url} cannot be read ({health.error}); polling every {_poll(p)} until it can",
         )
 
 
 def _settle(p: PolicyPass, hub: events.EventHub) -> None:
-    remembered = p.memo.events_ingest
-    if remembered is not None and _settled_total(remembered) > _settled_total(p.status.ingest):
-        # The status this pass started from predates our last settle (its write was refused
-        # or the watch lags): the ledger's totals only grow, so the larger one is newer.
-        p.status.ingest = remembered
     arrived = hub.take(p.ref.uid)
     if not arrived:
         return
     try:
-        settled = ingest.settle_events(
-            p.session,
-            p.spec,
-            arrived,
-            previous=p.status.ingest,
-            clock=p.clock.wall,
-            concurrency=p.config.fetch_concurrency,
-        )
+        settled = ingest.settle_events(p.ingest_context(), arrived, previous=p.status.ingest)
     except RetryLater as error:
+        hub.done(p.ref.uid, (), {event.name for event in arrived})
         p.event("Warning", "EventsNotSettled", f"{error} (retrying)")
         p.due_in(RETRY_SECONDS)
         return
+    except Exception:
+        # The messages come back after their visibility timeout; the seam reports the error.
+        hub.done(p.ref.uid, (), {event.name for event in arrived})
+        raise
     hub.done(p.ref.uid, settled.settled, settled.unsettled)
-    polled = settled.result
-    p.status.ingest = p.memo.events_ingest = polled.status
-    metrics.LOOPS_INGESTED.labels(*p.labels).inc(polled.new_samples)
-    metrics.PENDING_SAMPLES.labels(*p.labels).set(polled.status.pending_samples)
-    for reason, count in polled.quarantined_by_reason.items():
-        metrics.LOOPS_QUARANTINED.labels(*p.labels, reason).inc(count)
-    if polled.new_samples:
-        p.event(
-            "Normal",
-            "SamplesIngested",
-            f"{polled.new_samples} new samples from A2I events "
-            f"({polled.status.pending_samples} pending)",
-        )
-    message = polled.event_message()
-    if message:
-        p.event("Warning", "SamplesQuarantined", message)
-
-
-def _settled_total(ingest: IngestStatus) -> int:
-    return ingest.ingested_loops + ingest.failed_loops
+    p.remember_ingest(settled.result.status)
+    for reason, count in settled.dropped.items():
+        metrics.EVENTS_DROPPED.labels(*p.labels, reason).inc(count)
+    report_ingest(p, settled.result, "A2I events")
 
 
 def _condition(p: PolicyPass, ok: bool, reason: str, message: str) -> None:

@@ -14,7 +14,7 @@ def step(p: PolicyPass) -> None:
         return
     try:
         built = dataset.assemble_run_dataset(
-            p.session, p.spec, run.id, clock=p.clock.wall, owner=p.ledger_owner
+            p.session, p.spec, run.id, clock=p.clock.wall, access=p.ledger_access
         )
     except dataset.WaitingForValidationData as error:
         # The run does not start: its samples stay pending until more arrive (start
@@ -74,13 +74,14 @@ def _count_claimed(p: PolicyPass, built: dataset.AssembledDataset) -> None:
     may be a whole pollInterval or backstop away)."""
     if built.pending_after is None:
         return
-    samples, oldest = built.pending_after
-    ingest = p.status.ingest.model_copy(
-        update={"pending_samples": samples, "oldest_pending_time": oldest}
+    samples, oldest, revision = built.pending_after
+    # Remembered too: what the poll and events stages remember must not bring the old count back.
+    p.remember_ingest(
+        p.status.ingest.model_copy(
+            update={
+                "pending_samples": samples,
+                "oldest_pending_time": oldest,
+                "ledger_revision": revision,
+            }
+        )
     )
-    p.status.ingest = ingest
-    # What the poll and events stages remember must not bring the old count back.
-    if p.memo.last_ingest is not None:
-        p.memo.last_ingest = ingest
-    if p.memo.events_ingest is not None:
-        p.memo.events_ingest = ingest
