@@ -200,7 +200,7 @@ def raw_get_rate(bucket: str, keys: list[str]) -> float:
 
 
 def bench_throughput(standins: Standins, loops: int, rounds: int) -> dict[str, Any]:
-    from retraining_operator.workflow.ingest import poll
+    from support.ingest import poll
     from retraining_standins.faults import FaultRule
 
     control = standins.control
@@ -266,7 +266,7 @@ def bench_throughput(standins: Standins, loops: int, rounds: int) -> dict[str, A
 
 
 def bench_idle(standins: Standins, historical: int) -> dict[str, Any]:
-    from retraining_operator.workflow.ingest import poll
+    from support.ingest import poll
 
     control = standins.control
     control.reset()
@@ -347,7 +347,11 @@ def _prepare_assembly(samples: int, bucket: str, prefix: str) -> tuple[str, str]
             flush()
     if batch:
         flush()
-    s3.put(S3Location.parse(f"{output}/ledger/head.json"), ledger.to_json())
+    from support.ingest import KEYRING
+
+    # Sealed as the operator would (support.ingest's key: RTP_PROCESS_LEDGER_KEY, shared
+    # with the child that assembles the run).
+    s3.put(S3Location.parse(f"{output}/ledger/head.json"), ledger.to_json(KEYRING.for_policy("")))
     replay_uri = f"s3://{bucket}/{prefix}-voc/train.manifest"
     lines = []
     for i in range(20_000):
@@ -380,7 +384,7 @@ def assemble_child(output: str, replay: str, run_id: str) -> None:
     measured from the moment imports are done and the S3 client exists (the operator has
     both long before a run).
     """
-    from retraining_operator.workflow.dataset import assemble_run_dataset
+    from support.ingest import assemble_run_dataset
 
     spec = _spec(
         f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:flow-definition/fd",
@@ -654,6 +658,8 @@ def _idle_calls(
 
 
 def main() -> int:
+    # One ledger key for this benchmark and the children it starts (support/ingest.py).
+    os.environ.setdefault("RTP_PROCESS_LEDGER_KEY", os.urandom(32).hex())
     if len(sys.argv) > 1 and sys.argv[1] == "_assemble":
         assemble_child(*sys.argv[2:5])
         return 0

@@ -46,7 +46,7 @@ def _session(budget: Any) -> Any:
 
 
 def small_poll(budget: Any, spec: Any, max_fetches: int | None) -> float:
-    from retraining_operator.workflow.ingest import poll
+    from support.ingest import poll
 
     session = _session(budget)
     start = time.perf_counter()
@@ -57,7 +57,7 @@ def small_poll(budget: Any, spec: Any, max_fetches: int | None) -> float:
 
 def run(rate: float, big_loops: int, max_fetches: int, rounds: int) -> dict[str, Any]:
     from retraining_operator.aws.session import CallBudget
-    from retraining_operator.workflow.ingest import poll
+    from support.ingest import poll
 
     standins = bench_ingest.Standins()
     try:

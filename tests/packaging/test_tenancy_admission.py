@@ -138,6 +138,11 @@ def test_each_team_may_apply_its_own_policy(
         ("spec.training.resources.instanceType", "ml.p4d.24xlarge"),
         ("spec.training", "instances"),
         ("spec.gate.minimum", -1),
+        # Issue 27: another team's queue would take its events.
+        (
+            "spec.humanLoops.events.sqsQueueUrl",
+            f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT_A}/team-a-events",
+        ),
     ],
 )
 def test_out_of_scope_fields_are_refused_by_name(

@@ -7,7 +7,7 @@
                                             flowDefinitionArn to the subscribed policies'
       <------------------------- wake()     inboxes
       take(uid) -> events
-      settle them (workflow/ingest.py settle_events: the ledger, exactly once)
+      settle them (workflow/ingest/settle.py: confirmed by A2I, the ledger, exactly once)
       done(uid, settled names) ---------> DeleteMessageBatch once every policy the message
                                           was routed to has settled its loop
 
