@@ -200,8 +200,8 @@ def raw_get_rate(bucket: str, keys: list[str]) -> float:
 
 
 def bench_throughput(standins: Standins, loops: int, rounds: int) -> dict[str, Any]:
-    from support.ingest import poll
     from retraining_standins.faults import FaultRule
+    from support.ingest import poll
 
     control = standins.control
     control.reset()
