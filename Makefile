@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lint typecheck test demo envtest clean lock dashboard
+.PHONY: setup lint typecheck test demo envtest clean lock dashboard admission
 
 $(VENV)/.installed: pyproject.toml $(STANDINS)/pyproject.toml
 	python3 -m venv $(VENV)
@@ -64,3 +64,9 @@ clean:
 # (tests/support/grafana_dashboard.py; tests/packaging/test_dashboard.py checks it is current).
 dashboard: setup
 	$(PY) tests/support/grafana_dashboard.py
+
+# The chart's generated admission rules (templates/_governance.tpl) from the governance table
+# (operator/retraining_operator/reconcile/governance.py; tests/packaging/test_tenancy_admission.py
+# checks it is current).
+admission: setup
+	$(PY) -c 'from retraining_operator.reconcile.governance import render_template; import sys; sys.stdout.write(render_template())' > charts/a2i-retraining-operator/templates/_governance.tpl

@@ -1,12 +1,12 @@
-"""Fair-share benchmark (not a test): two tenants share one operator's AWS call budget.
+"""Fair-share benchmark (not a test): a quiet namespace beside 1, 3 and 10 busy ones.
 
-Tenant "big" has a backlog of 5,000 completed loops, tenant "small" has 10. The small
-tenant's poll is timed alone, then while the big tenant's poll runs, with the operator's
-budget shared as the operator shares it in Scoped mode (a bucket per namespace at half the
-budget, under the operator-wide one; at most `--max-fetches` reads per poll) and, for
-comparison, with one shared bucket only (the behaviour before; the same fetch cap, so only
-the buckets differ). The stand-ins run in their
-own process, every call crosses a real socket.
+Every namespace spends the operator's one AWS call budget (`--rate`, 20/s by default) through
+its own share (`CallBudget.share(namespace)`, as the operator does). Each busy namespace reads
+a backlog (a poll of up to `--busy-fetches` completed loops, 16 fetch threads); the quiet
+namespace polls 10 new loops, as a policy of a quiet team would. Its poll is timed alone, then
+beside N busy namespaces (after they have been backlogged for `--warmup` seconds). The target
+(issue 28): the quiet poll takes at most 2x its solo time whatever N. The stand-ins run in
+their own process; every call crosses a real socket, with `--latency` added to each.
 
     .venv/bin/python bench/tenancy.py            # prints the figures as JSON
 """
@@ -35,6 +35,7 @@ bench_ingest = importlib.util.module_from_spec(_spec_ingest)
 _spec_ingest.loader.exec_module(bench_ingest)
 
 REGION = bench_ingest.REGION
+QUIET_LOOPS = 10
 
 
 def _session(budget: Any) -> Any:
@@ -45,71 +46,93 @@ def _session(budget: Any) -> Any:
     return session
 
 
-def small_poll(budget: Any, spec: Any, max_fetches: int | None) -> float:
+def _poll(budget: Any, spec: Any, max_fetches: int | None) -> float:
     from support.ingest import poll
 
     session = _session(budget)
     start = time.perf_counter()
     result = poll(session, spec, concurrency=16, max_fetches=max_fetches)
-    assert result.new_samples + result.listed >= 10, result
+    assert result.new_samples + result.listed > 0, result
     return time.perf_counter() - start
 
 
-def run(rate: float, big_loops: int, max_fetches: int, rounds: int) -> dict[str, Any]:
+def _quiet(budget: Any, quiet_arn: str, tag: str) -> float:
+    spec = bench_ingest._spec(quiet_arn, f"s3://bench-quiet/{tag}")  # a fresh ledger each time
+    return _poll(budget.share("quiet"), spec, None)
+
+
+def _beside(
+    rate: float, busy: int, arns: tuple[str, str], fetches: int, warmup: float, tag: str
+) -> float:
     from retraining_operator.aws.session import CallBudget
-    from support.ingest import poll
+
+    busy_arn, quiet_arn = arns
+    budget = CallBudget(rate)
+    threads = [
+        threading.Thread(
+            target=_poll,
+            args=(
+                budget.share(f"busy-{n}"),
+                bench_ingest._spec(busy_arn, f"s3://bench-busy/{tag}-{n}"),
+                fetches,
+            ),
+            daemon=True,
+        )
+        for n in range(busy)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(warmup)  # the busy ones are backlogged, their credit spent
+    seconds = _quiet(budget, quiet_arn, f"{tag}-quiet")
+    for thread in threads:
+        thread.join()
+    return seconds
+
+
+def run(rate: float, busy_counts: list[int], fetches: int, warmup: float) -> dict[str, Any]:
+    from retraining_operator.aws.session import CallBudget
+    from retraining_standins.faults import FaultRule
 
     standins = bench_ingest.Standins()
     try:
         control = standins.control
         control.reset()
-        big_arn = bench_ingest._setup_flow("bench-big", "fd-big")
-        small_arn = bench_ingest._setup_flow("bench-small", "fd-small")
-        print(f"seeding {big_loops} + 10 loops ...", file=sys.stderr, flush=True)
-        control.add_loops("fd-big", big_loops, interval=1)
-        control.add_loops("fd-small", 10, interval=1)
-        figures: dict[str, Any] = {"budget_per_s": rate, "big_loops": big_loops,
-                                   "max_fetches_per_poll": max_fetches}  # fmt: skip
-        for mode in ("shared-only", "per-namespace"):
-            solo: list[float] = []
-            loaded: list[float] = []
-            for round_ in range(rounds):
-                budget = CallBudget(rate)
-                share = mode == "per-namespace"
-                big_budget = budget.share("big", rate / 2) if share else budget
-                small_budget = budget.share("small", rate / 2) if share else budget
-                small_spec = bench_ingest._spec(small_arn, f"s3://bench-small/{mode}-{round_}-solo")
-                solo.append(small_poll(small_budget, small_spec, max_fetches))
-                big_spec = bench_ingest._spec(big_arn, f"s3://bench-big/{mode}-{round_}")
-                big = threading.Thread(
-                    target=poll,
-                    args=(_session(big_budget), big_spec),
-                    kwargs={"concurrency": 16, "max_fetches": max_fetches},
-                )
-                big.start()
-                time.sleep(2.0)  # the big backlog is being read
-                small_spec = bench_ingest._spec(small_arn, f"s3://bench-small/{mode}-{round_}")
-                loaded.append(small_poll(small_budget, small_spec, max_fetches))
-                big.join()
-            figures[mode] = {
-                "small_solo_s": round(statistics.median(solo), 2),
-                "small_with_big_s": round(statistics.median(loaded), 2),
-                "ratio": round(statistics.median(loaded) / statistics.median(solo), 2),
+        busy_arn = bench_ingest._setup_flow("bench-busy", "fd-busy")
+        quiet_arn = bench_ingest._setup_flow("bench-quiet", "fd-quiet")
+        print(f"seeding {fetches} + {QUIET_LOOPS} loops ...", file=sys.stderr, flush=True)
+        control.add_loops("fd-busy", fetches, interval=1)
+        control.add_loops("fd-quiet", QUIET_LOOPS, interval=1)
+        control.set_faults([FaultRule(service="*", operation="*", latency=bench_ingest.LATENCY)])
+        figures: dict[str, Any] = {
+            "budget_per_s": rate,
+            "latency_ms": bench_ingest.LATENCY * 1000,
+            "quiet_loops": QUIET_LOOPS,
+            "busy_fetches_each": fetches,
+        }
+        solo = [_quiet(CallBudget(rate), quiet_arn, f"solo-{i}") for i in range(3)]
+        figures["quiet_solo_s"] = round(statistics.median(solo), 3)
+        for busy in busy_counts:
+            loaded = _beside(rate, busy, (busy_arn, quiet_arn), fetches, warmup, f"b{busy}")
+            figures[f"busy_{busy}"] = {
+                "quiet_s": round(loaded, 3),
+                "ratio": round(loaded / figures["quiet_solo_s"], 2),
             }
-            print(mode, figures[mode], file=sys.stderr, flush=True)
+            print(busy, figures[f"busy_{busy}"], file=sys.stderr, flush=True)
         return figures
     finally:
         standins.stop()
 
 
 def main() -> int:
+    os.environ.setdefault("RTP_PROCESS_LEDGER_KEY", os.urandom(32).hex())
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--big-loops", type=int, default=5000)
-    parser.add_argument("--max-fetches", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--busy", default="1,3,10", help="busy namespace counts to try")
+    parser.add_argument("--busy-fetches", type=int, default=200)
+    parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
-    print(json.dumps(run(args.rate, args.big_loops, args.max_fetches, args.rounds), indent=2))
+    counts = [int(n) for n in args.busy.split(",")]
+    print(json.dumps(run(args.rate, counts, args.busy_fetches, args.warmup), indent=2))
     return 0
 
 

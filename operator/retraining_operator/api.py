@@ -577,6 +577,8 @@ class ConditionType(StrEnum):
     POLLS_STARVED = "PollsStarved"
     # Event-driven ingest (spec.humanLoops.events): True while the queue is consumed.
     EVENTS_FLOWING = "EventsFlowing"
+    # Scoped mode: True while a run waits for its tenant's quota; absent until it first does.
+    QUOTA_EXCEEDED = "QuotaExceeded"
 
 
 class Condition(_Status):
@@ -644,6 +646,8 @@ class CurrentRun(_Status):
     stage: RunStage
     trigger: str | None = None
     started_at: Timestamp
+    # Instance-hours counted against the tenant's quota (reconcile/quota.py).
+    instance_hours: float | None = None
     manifest_s3_uri: str | None = Field(default=None, alias="manifestS3Uri")
     validation_manifest_s3_uri: str | None = Field(default=None, alias="validationManifestS3Uri")
     base_model_data_url: str | None = None
@@ -688,6 +692,7 @@ class HistoryEntry(_Status):
     finished_at: Timestamp | None = None
     reason: str | None = None
     train_as_validation: bool | None = None
+    instance_hours: float | None = None
 
 
 class ServingStatus(_Status):

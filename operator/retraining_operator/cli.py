@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "retraining_operator.commands.manifest",
     "retraining_operator.commands.status",
     "retraining_operator.commands.iam_policy",
+    "retraining_operator.commands.tenant",
 )
 
 

@@ -45,8 +45,9 @@ class OperatorConfig:
     # Sharding: this operator serves the policies of shard `shard` out of `shards`.
     shards: int = 1
     shard: int = 0
-    # Upper bound per namespace, under the one above, so one namespace's backlog cannot
-    # starve another's. 0 = automatic: half the budget in Scoped mode, none in Single mode.
+    # An optional hard cap per namespace, under the one above (0: none). Without it the budget
+    # is still shared fairly between namespaces (aws/budget.py): a quiet namespace is served
+    # at the next token however many are busy.
     namespace_calls_per_second: float = 0.0
     # The most loop outputs one poll reads; the rest wait for the next poll, which comes at
     # once (a long backlog is read in slices, each pass giving the worker thread back).
@@ -56,6 +57,9 @@ class OperatorConfig:
     # Single: one team, the operator's identity; Scoped: every policy acts for exactly one
     # RetrainingTenant, as its role (docs/tenancy.md).
     tenancy_mode: TenancyMode = TenancyMode.SINGLE
+    # Single mode: whether the adopt-endpoint annotation may take over an endpoint another
+    # policy rolled (Scoped mode: the tenant's adoptEndpoints decides).
+    allow_endpoint_adoption: bool = False
     # The keys that seal every policy's ingest ledger (docs/tenancy.md, threat model).
     ledger_keyring: Keyring | None = None
 
@@ -70,9 +74,6 @@ class OperatorConfig:
 
 
 def namespace_call_rate(config: OperatorConfig) -> float:
-    """The per-namespace AWS call rate (0: none beyond the operator-wide budget)."""
-    if config.namespace_calls_per_second > 0:
-        return config.namespace_calls_per_second
-    if config.tenancy_mode is TenancyMode.SCOPED and config.aws_calls_per_second > 0:
-        return config.aws_calls_per_second / 2
-    return 0.0
+    """The per-namespace hard cap on AWS calls per second (0: none; fair sharing of the
+    operator-wide budget applies either way)."""
+    return max(0.0, config.namespace_calls_per_second)

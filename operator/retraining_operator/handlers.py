@@ -41,6 +41,7 @@ from retraining_operator.tenancy_api import TENANT_PLURAL, TenancyMode
 from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
 from retraining_operator.workflow.controller import Controller
 from retraining_operator.workflow.events import EventHub
+from retraining_operator.workflow.quota import UsageIndex
 from retraining_operator.workflow.tenancy import TenantIndex
 
 FINALIZER = f"{API_GROUP}/finalizer"
@@ -58,6 +59,8 @@ class OperatorState:
     executor: ThreadPoolExecutor | None = None
     # Scoped mode: the RetrainingTenants, from kopf's index (passes wait until it is loaded).
     tenants: TenantIndex = field(default_factory=lambda: TenantIndex(kube.namespace_labels))
+    # Scoped mode: every policy's runs that count against a tenant quota, from kopf's index.
+    usage: UsageIndex = field(default_factory=UsageIndex)
     events: EventHub | None = None  # the SQS consumers of event-driven ingest
     # AWS clients, one set per identity, shared by the policies that act as it.
     clients: ClientPool = field(default_factory=ClientPool)
@@ -111,10 +114,18 @@ def configure(config: OperatorConfig) -> None:
         logging.getLogger("kopf.objects").addFilter(_quiet_slim)
         if config.tenancy_mode is TenancyMode.SCOPED:
             kopf.index(API_GROUP, API_VERSION, TENANT_PLURAL, id=TENANT_INDEX)(index_tenant)
+            kopf.index(*RESOURCE, id=USAGE_INDEX)(index_usage)
         _state.registered = True
 
 
 TENANT_INDEX = "retraining_tenants"
+USAGE_INDEX = "retraining_usage"
+
+
+def index_usage(namespace: str | None, uid: str, status: Any, **_: Any) -> Any:
+    """Scoped mode: the policy's runs that count against its tenant's quota (every policy,
+    whichever shard serves it: quotas are per tenant)."""
+    return UsageIndex.entry(namespace or "", uid, dict(status))
 
 
 def index_tenant(body: Any, name: str, logger: kopf.Logger, **_: Any) -> Any:
@@ -218,7 +229,11 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     _state.budget = CallBudget(config.aws_calls_per_second)
     metrics.watch_client_pool(_state.clients)
     _state.controller = Controller(
-        config, _session, tenants=_state.tenants, tenant_sessions=_tenant_session
+        config,
+        _session,
+        tenants=_state.tenants,
+        tenant_sessions=_tenant_session,
+        usage=_state.usage if config.tenancy_mode is TenancyMode.SCOPED else None,
     )
     _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"
@@ -251,6 +266,7 @@ async def policy_daemon(
     loop = asyncio.get_running_loop()
     policy = _policy(memo)
     _state.tenants.attach(_.get(TENANT_INDEX))
+    _state.usage.attach(_.get(USAGE_INDEX))
     executor = _state.running()[1]
     tick = _state.config.tick_seconds
     # The SQS consumer wakes the daemon from its thread when an event for the policy arrives.

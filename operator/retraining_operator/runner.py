@@ -78,6 +78,7 @@ def run_operator(args: argparse.Namespace) -> int:
         namespace_calls_per_second=args.namespace_calls_per_second,
         max_fetches_per_poll=args.max_fetches_per_poll,
         ledger_keyring=keyring,
+        allow_endpoint_adoption=args.allow_endpoint_adoption,
     )
     handlers.configure(config)
     # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.

@@ -69,18 +69,37 @@ class S3Allow(_Model):
 
 
 class TenantAllow(_Model):
+    """Allow-lists (the rows of reconcile/governance.py): empty allows nothing."""
+
     training_role_arns: Patterns = []
     flow_definition_arns: Patterns = []
     sqs_queue_urls: Patterns = []
     endpoint_names: Patterns = []
+    model_package_groups: Patterns = []
     images: Patterns = []
     instance_types: Patterns = []
     alarm_names: Patterns = []
+    subnets: Patterns = []
+    security_group_ids: Patterns = []
+    kms_keys: Patterns = []
+    disable_network_isolation: bool = False
     s3: S3Allow = S3Allow()
+
+
+class TenantQuota(_Model):
+    """What all the tenant's policies together may run (reconcile/quota.py)."""
+
+    concurrent_jobs: Annotated[int, Field(ge=0, le=1000)] = 2
+    instance_hours: Annotated[int, Field(ge=0, le=10_000_000)] = 96
+    window: Annotated[
+        str, Field(pattern=r"^([0-9]+h)?([0-9]+m)?$", min_length=2, max_length=16)
+    ] = "24h"
 
 
 class TenantLimits(_Model):
     max_instance_hours: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_serving_instances: Annotated[int, Field(ge=1, le=100)] | None = None
+    max_parallel_jobs: Annotated[int, Field(ge=1, le=100)] | None = None
     gate_minimum_floor: Annotated[float, Field(ge=0)] | None = None
 
 
@@ -96,6 +115,7 @@ class RetrainingTenantSpec(_Model):
     aws: TenantAws
     allow: TenantAllow = TenantAllow()
     limits: TenantLimits = TenantLimits()
+    quota: TenantQuota = TenantQuota()
     expected_bucket_owner: Annotated[str, Field(pattern=ACCOUNT_PATTERN)] | None = None
     adopt_endpoints: bool = False
 

@@ -108,3 +108,93 @@ def test_hostile_policy_refused_by_the_operator_with_zero_aws_calls(
         operator.stop()
         for body in tenants:
             kube.kubectl("delete", "retrainingtenant", body["metadata"]["name"], "--wait=false")
+
+
+def test_the_default_install_refuses_a_namespace_without_tenant_and_serves_one_with(
+    kube: KubeCluster,
+    rtp_crd: Any,
+    kube_namespace: str,
+    aws: AwsStandins,
+    world: DemoWorld,
+    operator_factory: Any,
+    tmp_path: Any,
+) -> None:
+    """Issue 28: with the chart's *default* values (Scoped, its admission policy, its RBAC),
+    team B's hostile policy (team A's flow, bucket and endpoint, from namespace team-b) gets no
+    AWS call and a Degraded condition naming why; team A's policy, whose tenant an admin made
+    with one command (`retraining-operator tenant`), trains beside it as its tenant's role.
+    Before, the default install was Single mode: team B trained as team A."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from support.operator import render_chart
+
+    docs = render_chart()  # the default values
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RTP_TENANCY_MODE"] == "Scoped"
+    kube.apply_crd(REPO_ROOT / "crds" / "retrainingtenants.yaml")
+    team_a, team_b = kube_namespace, kube.create_namespace(f"{kube_namespace[:50]}-b")
+    policy_a = demo_policy(world, min_new_samples=10)
+    policy_a["metadata"]["namespace"] = team_a
+    policy_file = tmp_path / "team-a.yaml"
+    policy_file.write_text(yaml.safe_dump(policy_a))
+    role = f"arn:aws:iam::{ACCOUNT}:role/team-a-operator"
+    printed = subprocess.run(
+        [sys.executable, "-m", "retraining_operator", "tenant", f"a-{secrets.token_hex(3)}",
+         "-n", team_a, "--role-arn", role, "--from-policy", str(policy_file),
+         "--a2i-output", f"s3://{world.bucket}/a2i-results"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    first_tenant = yaml.safe_load(printed)
+    kube.apply(first_tenant, check=True)
+    admission = [d for d in docs if d["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert len(admission) == 2  # on by default
+    for obj in admission:
+        kube.apply(obj, check=True)
+    sa_namespace, sa = chart_rbac(kube)  # the default values' RBAC
+    kubeconfig = kube.service_account_kubeconfig(sa_namespace, sa, create=False)
+    aws.log.clear()
+    operator: OperatorProcess = operator_factory(
+        kubeconfig, namespaces=(team_a, team_b), extra_args=("--tenancy-mode=Scoped",)
+    ).start()
+    try:
+        hostile = demo_policy(world, min_new_samples=10)
+        hostile["metadata"]["namespace"] = team_b
+        kube.apply(hostile, check=True)  # no tenant covers team-b: admission leaves it to us
+        kube.apply(policy_a, check=True)
+
+        def condition(namespace: str, kind: str) -> dict[str, Any]:
+            obj = kube.kubectl_json("get", "rtp", "pascal-detector", namespace=namespace)
+            found = {c["type"]: c for c in (obj.get("status") or {}).get("conditions", [])}
+            return found.get(kind) or {}
+
+        wait_for(
+            lambda: condition(team_b, "Degraded").get("status") == "True",
+            timeout=60, what="team B Degraded", on_timeout=operator.log,
+        )  # fmt: skip
+        degraded = condition(team_b, "Degraded")
+        assert degraded["reason"] == "TenantMissing"
+        assert team_b in degraded["message"]
+
+        def run_a() -> dict[str, Any]:
+            obj = kube.kubectl_json("get", "rtp", "pascal-detector", namespace=team_a)
+            return dict((obj.get("status") or {}).get("currentRun") or {})
+
+        wait_for(
+            lambda: run_a().get("trainingJobName"),
+            timeout=120, what="team A training", on_timeout=operator.log,
+        )  # fmt: skip
+        assert condition(team_a, "Degraded").get("status") != "True"
+        roles = {c.params["RoleArn"] for c in aws.log.calls("sts", "AssumeRole")}
+        assert roles == {role}  # every AWS session was team A's tenant's
+        assert aws.log.calls()[0].operation == "AssumeRole"
+        assert condition(team_b, "Degraded").get("reason") == "TenantMissing"
+    finally:
+        operator.stop()
+        kube.kubectl("delete", "retrainingtenant", first_tenant["metadata"]["name"], "--wait=false")
+        for obj in admission:
+            kube.kubectl("delete", obj["kind"], obj["metadata"]["name"], "--wait=false")

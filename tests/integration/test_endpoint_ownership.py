@@ -106,20 +106,36 @@ def test_second_policy_on_one_endpoint_is_refused_and_drift_is_seen(
     assert world.endpoint_config_name in first.condition("Drifted")["message"]
 
 
-def test_adopting_needs_the_annotation(aws: AwsStandins, world: DemoWorld) -> None:
-    """An endpoint tagged as another policy's is taken over only with the adopt annotation."""
+@pytest.mark.parametrize("admin_allows", [False, True])
+def test_adopting_needs_the_annotation_and_the_admin(
+    aws: AwsStandins, world: DemoWorld, admin_allows: bool
+) -> None:
+    """An endpoint tagged as another policy's is taken over only with the adopt annotation,
+    and only where an admin allowed adoption (issue 28: here Single mode's
+    --allow-endpoint-adoption; the annotation alone took it over before)."""
     aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
     sm = boto3.client("sagemaker", region_name="us-east-1")
     arn = sm.describe_endpoint(EndpointName=world.endpoint_name)["EndpointArn"]
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": TAG_ENDPOINT_OWNER, "Value": "uid-gone"}])
     c = Controller(
-        OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0),
+        OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
+                       allow_endpoint_adoption=admin_allows),
         lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
         clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
     )  # fmt: skip
     policy = Policy(aws, c, PolicyRef("team-a", "detector", "uid-new"), policy_spec(world))
     until(aws, [policy], lambda: owned_elsewhere(policy))
     policy.annotations[ADOPT_ENDPOINT_ANNOTATION] = "true"
+    if not admin_allows:
+        for _ in range(20):
+            aws.clock.advance(60)
+            policy.tick()
+        assert owned_elsewhere(policy)
+        assert "--allow-endpoint-adoption" in policy.condition("Degraded")["message"]
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags[TAG_ENDPOINT_OWNER] == "uid-gone"
+        assert not aws.log.calls("sagemaker", "UpdateEndpoint")
+        return
     until(aws, [policy], lambda: (policy.status.get("serving") or {}).get("runId") is not None)
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
     assert tags[TAG_ENDPOINT_OWNER] == "uid-new"

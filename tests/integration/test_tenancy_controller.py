@@ -132,3 +132,51 @@ def test_events_carry_the_aws_code_and_the_log_the_message(
     # (The flow ARN the policy itself names may appear; AWS's words may not.)
     assert not [text for text in texts if "assumed-role" in text or "authorized" in text], texts
     assert secret in caplog.text
+
+
+def test_scoped_mode_checks_the_flow_output_before_the_first_read_of_a_new_ledger(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    """Issue 28: the flow definition's S3OutputPath was checked against the tenant's readable
+    prefixes only once the ledger had recorded it: the first poll of a new ledger read all 12
+    of another team's outputs (and changing dataset.outputS3Uri repeated it)."""
+    reader = Tenant.from_body({
+        "metadata": {"name": "team-a", "uid": "tenant-team-a"},
+        "spec": {
+            "namespaces": ["team-a"],
+            "aws": {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/team-a-operator"},
+            "allow": {
+                "trainingRoleArns": [world.role_arn],
+                "flowDefinitionArns": [world.flow_definition_arn],
+                "endpointNames": [world.endpoint_name],
+                "instanceTypes": ["ml.*"],
+                # its own dataset prefix, the demo's manifests; not the flow's a2i-results/
+                "s3": {"read": [f"s3://{world.bucket}/voc/"],
+                       "write": [f"s3://{world.bucket}/team-a/"]},
+            },
+        },
+    })  # fmt: skip
+    c = Controller(
+        OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
+                       tenancy_mode=TenancyMode.SCOPED),
+        lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+        clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
+        tenants=StaticTenants([reader]),
+    )  # fmt: skip
+    spec = policy_spec(world)
+    spec["dataset"]["outputS3Uri"] = f"s3://{world.bucket}/team-a/dataset"
+    spec["dataset"]["validation"] = {
+        "manifestS3Uri": f"s3://{world.bucket}/voc/validation.manifest"
+    }
+    spec["dataset"]["replay"] = {"manifestS3Uri": f"s3://{world.bucket}/voc/train.manifest"}
+    spec["training"]["outputS3Uri"] = f"s3://{world.bucket}/team-a/models"
+    aws.log.clear()
+    status: dict[str, Any] = {}
+    tick(c, TEAM_A, spec, status)
+    condition = degraded(status)
+    assert condition["status"] == "True", condition
+    assert condition["reason"] == "OutOfScope"
+    assert "S3OutputPath" in condition["message"]
+    outputs = [c for c in aws.log.calls("s3", "GetObject") if "output.json" in str(c.params)]
+    assert outputs == []  # not one of the 12 reviewed outputs was read
+    assert status["ingest"].get("pendingSamples", 0) == 0

@@ -28,7 +28,7 @@ PROMETHEUS_PEER = {
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
 }
 NARROW_NETWORK_POLICY: dict[str, Any] = {
-    "ingress": {"from": [PROMETHEUS_PEER]},
+    "ingress": {"from": [PROMETHEUS_PEER], "metricsFrom": [PROMETHEUS_PEER]},
     "egress": {
         "dns": {
             "to": [
@@ -73,6 +73,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "namespaced": {
+        # Single mode: the namespaces it trusts are named (issue 28).
+        "tenancy": {"mode": "Single"},
         "watchNamespaces": ["vision", "audio"],
         "leaderElection": {"enabled": True, "leaseName": "rtp-leader"},
         "replicaCount": 3,

@@ -141,6 +141,18 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("failed", policy(phase="Failed"), "Degraded", "failed"),
     (
+        "waiting-for-quota",
+        policy(
+            phase="Collecting",
+            conditions=[
+                READY,
+                cond("QuotaExceeded", "True", "QuotaExceeded", "concurrentJobs is 2"),
+            ],
+        ),
+        "Progressing",
+        "concurrentJobs is 2",
+    ),
+    (
         "failed-with-ready-message",
         policy(phase="Failed", conditions=[cond("Ready", "False", "Invalid", "roleArn denied")]),
         "Degraded",
@@ -250,6 +262,7 @@ def test_every_phase_of_the_crd_is_covered() -> None:
     )
     # Informational, health follows the others: Drifted (the endpoint changed out of band),
     # PollsStarved (polls later than pollInterval x 1.1), EventsFlowing (event ingest).
+    # QuotaExceeded (a run waits for its tenant's quota) is Progressing.
     assert conditions == {
         "Ready",
         "Progressing",
@@ -257,6 +270,7 @@ def test_every_phase_of_the_crd_is_covered() -> None:
         "Drifted",
         "PollsStarved",
         "EventsFlowing",
+        "QuotaExceeded",
     }
 
 

@@ -168,7 +168,8 @@ def test_deployment_and_its_pod_are_admitted_at_restricted(
     name: str, kube: KubeCluster, restricted_namespace: str
 ) -> None:
     values = json.loads(json.dumps(VALUE_SETS[name]))
-    values.pop("watchNamespaces", None)  # only the pod matters here
+    if values.pop("watchNamespaces", None):  # only the pod matters here
+        values.setdefault("tenancy", {})["single"] = {"trustAllNamespaces": True}
     deployment = workload(render(values, namespace=restricted_namespace))
     admitted = _apply(kube, [deployment], "--dry-run=server")
     assert admitted.returncode == 0, admitted.stderr
@@ -187,7 +188,8 @@ def test_whole_chart_with_its_network_policy_is_admitted_at_restricted(
     Lease Role, the sharded StatefulSet with its headless Service), in an `enforce=restricted`
     namespace: the API server admits it all (server-side dry-run) without a warning."""
     values = json.loads(json.dumps(VALUE_SETS[name]))
-    values.pop("watchNamespaces", None)  # Roles in other namespaces are not the point here
+    if values.pop("watchNamespaces", None):  # Roles in other namespaces are not the point
+        values.setdefault("tenancy", {})["single"] = {"trustAllNamespaces": True}
     docs = render(values, namespace=restricted_namespace, release=f"r{name[:8]}")
     policies = by_kind(docs, "NetworkPolicy")
     assert len(policies) == (0 if name == "ha-peering" else 1)
@@ -269,6 +271,13 @@ def _sa(namespace: str, docs: list[dict[str, Any]]) -> str:
     return f"system:serviceaccount:{namespace}:{one(docs, 'ServiceAccount')['metadata']['name']}"
 
 
+# Scoped mode (the chart's default, issue 28): tenants read, namespace labels for selectors.
+TENANT_GRANTS = {
+    ("retrainingtenants.retraining.hitl.dev", "", "get"),
+    ("retrainingtenants.retraining.hitl.dev", "", "list"),
+    ("retrainingtenants.retraining.hitl.dev", "", "watch"),
+    ("namespaces", "", "get"),
+}
 OPERATOR_GRANTS = {
     (RTP, "", "get"),
     (RTP, "", "list"),
@@ -308,7 +317,7 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(
     with installed_rbac(kube, docs):
         granted = _can_i_list(kube, user, other) - baseline
         peering = values["peering"]["name"]
-        assert granted == OPERATOR_GRANTS | {
+        assert granted == OPERATOR_GRANTS | TENANT_GRANTS | {
             ("clusterkopfpeerings.kopf.dev", "", "list"),
             ("clusterkopfpeerings.kopf.dev", "", "watch"),
             ("clusterkopfpeerings.kopf.dev", peering, "get"),
@@ -379,7 +388,9 @@ def test_sharded_rbac_names_one_lease_per_shard(
     shards = [f"{lease}-{n}" for n in range(3)]
     baseline = _can_i_list(kube, f"system:serviceaccount:{kube_namespace}:nobody", kube_namespace)
     with installed_rbac(kube, docs):
-        granted = _can_i_list(kube, user, kube_namespace) - baseline - OPERATOR_GRANTS
+        granted = (
+            _can_i_list(kube, user, kube_namespace) - baseline - OPERATOR_GRANTS - TENANT_GRANTS
+        )
         assert granted == _lease_grants(sts, *shards)
         _assert_lease_access(kube, user, kube_namespace, shards)
         assert kube.can_i("list", RTP, as_user=user, namespace=kube_namespace)

@@ -67,9 +67,12 @@ def test_helm_lint_strict_passes(name: str) -> None:
     assert "[WARNING]" not in result.stdout, result.stdout
 
 
+# Scoped mode is the default (issue 28): the tenants' ClusterRole and the admission policy.
 EXPECTED_KINDS = {
     "default": [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
@@ -80,10 +83,14 @@ EXPECTED_KINDS = {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ],
     "ha-peering": [
         "ClusterKopfPeering",
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
@@ -93,6 +100,8 @@ EXPECTED_KINDS = {
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ],
     "namespaced": [
         "Deployment",
@@ -112,6 +121,8 @@ EXPECTED_KINDS = {
     ],
     "irsa-monitoring": [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
@@ -120,9 +131,13 @@ EXPECTED_KINDS = {
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ],
     "sharded": [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "NetworkPolicy",
         "PodDisruptionBudget",
@@ -134,6 +149,8 @@ EXPECTED_KINDS = {
         "Service",
         "ServiceAccount",
         "StatefulSet",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ],
 }
 
@@ -145,7 +162,13 @@ def test_template_renders_the_expected_objects(rendered: tuple[str, list[dict[st
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == "rtp"
         assert labels["app.kubernetes.io/version"] == PYPROJECT_VERSION
-        cluster_scoped = doc["kind"] in {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
+        cluster_scoped = doc["kind"] in {
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterKopfPeering",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        }
         assert ("namespace" in doc["metadata"]) is not cluster_scoped, doc["metadata"]
 
 
@@ -296,6 +319,11 @@ def _peering_rules(resource: str, name: str) -> set[Any]:
     }
 
 
+# Scoped mode (the default, issue 28): tenants read, namespace labels for selectors.
+TENANT_RULES = {
+    _rule([RTP_GROUP], ["retrainingtenants"], ["get", "list", "watch"]),
+    _rule([""], ["namespaces"], ["get"]),
+}
 # The ledger key Secret (issue 27): read by name, created on the first start.
 LEDGER_KEY_RULES = {
     _rule([""], ["secrets"], ["get"], [f"{FULLNAME}-ledger-key"]),
@@ -313,15 +341,16 @@ def _lease_rules(*names: str) -> set[Any]:
 
 EXPECTED_RULES: dict[str, dict[tuple[str, str | None], set[Any]]] = {
     "default": {
-        ("ClusterRole", None): OPERATOR_RULES,
+        ("ClusterRole", None): OPERATOR_RULES | TENANT_RULES,
         ("Role", NAMESPACE): _lease_rules(FULLNAME) | LEDGER_KEY_RULES,
     },
     "irsa-monitoring": {
-        ("ClusterRole", None): OPERATOR_RULES,
+        ("ClusterRole", None): OPERATOR_RULES | TENANT_RULES,
         ("Role", NAMESPACE): LEDGER_KEY_RULES,
     },
     "ha-peering": {
         ("ClusterRole", None): OPERATOR_RULES
+        | TENANT_RULES
         | _peering_rules("clusterkopfpeerings", "rtp-peering"),
         ("Role", NAMESPACE): _lease_rules(FULLNAME) | LEDGER_KEY_RULES,
     },
@@ -333,7 +362,7 @@ EXPECTED_RULES: dict[str, dict[tuple[str, str | None], set[Any]]] = {
         ("Role", NAMESPACE): _lease_rules("rtp-leader") | LEDGER_KEY_RULES,
     },
     "sharded": {
-        ("ClusterRole", None): OPERATOR_RULES,
+        ("ClusterRole", None): OPERATOR_RULES | TENANT_RULES,
         ("Role", NAMESPACE): _lease_rules(*(f"{FULLNAME}-{n}" for n in range(3)))
         | LEDGER_KEY_RULES,
     },
@@ -355,7 +384,8 @@ def test_rbac_grants_exactly_the_expected_rules(
     # Secrets: only the ledger key, by name, in the release namespace (and creating it).
     for (_, namespace), rules in roles.items():
         resources = {res for _, resources, _, _ in rules for res in resources}
-        assert not resources & {"namespaces", "customresourcedefinitions", "pods"}
+        assert not resources & {"customresourcedefinitions", "pods"}
+        assert "namespaces" not in resources or rules >= TENANT_RULES  # get, for selectors
         secrets = {rule for rule in rules if "secrets" in rule[1]}
         assert secrets <= LEDGER_KEY_RULES
         assert not secrets or namespace == NAMESPACE
@@ -399,6 +429,8 @@ def test_rbac_can_be_left_to_the_cluster_admin() -> None:
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
     missing = template_text({"serviceAccount": {"create": False}}, check=False)
@@ -552,7 +584,8 @@ EXPECTED_ENV: dict[str, dict[str, Any]] = {
         "RTP_FETCH_CONCURRENCY": "16",
         "RTP_NAMESPACE_CALLS_PER_SECOND": "0",
         "RTP_MAX_FETCHES_PER_POLL": "1000",
-        "RTP_TENANCY_MODE": "Single",
+        "RTP_TENANCY_MODE": "Scoped",
+        "RTP_ALLOW_ENDPOINT_ADOPTION": "false",
         "RTP_ALLOWED_ROLE_PATTERNS": "",
     },
 }
@@ -563,6 +596,7 @@ EXPECTED_ENV["ha-peering"] = EXPECTED_ENV["default"] | {
     "RTP_METRICS_BIND_ADDRESS": "::",
 }
 EXPECTED_ENV["namespaced"] = EXPECTED_ENV["default"] | {
+    "RTP_TENANCY_MODE": "Single",
     "RTP_WATCH_NAMESPACES": "vision,audio",
     "RTP_PEERING": "a2i-retraining-operator",
     "RTP_LIVENESS": "",
@@ -613,7 +647,7 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
     for name in SETS:
         chart_variables |= set(container_env(workload(render(VALUE_SETS[name]))))
     rtp_variables = {v for v in chart_variables if v.startswith("RTP_")}
-    assert len(rtp_variables) == 20
+    assert len(rtp_variables) == 21
     missing = sorted(v for v in rtp_variables if v not in run_help)
     assert not missing, f"the chart sets {missing}, which `run --help` does not mention"
 
@@ -737,7 +771,7 @@ def test_notes_render_for_every_value_set(tmp_path: Path) -> None:
 
 
 def test_single_mode_ships_no_tenancy_objects() -> None:
-    docs = render({})
+    docs = render({"tenancy": {"mode": "Single"}, "watchNamespaces": ["vision"]})
     assert container_env(one(docs, "Deployment"))["RTP_TENANCY_MODE"] == "Single"
     assert not by_kind(docs, "ValidatingAdmissionPolicy")
     assert not [d for d in by_kind(docs, "ClusterRole") if "tenants" in d["metadata"]["name"]]
@@ -764,3 +798,38 @@ def test_scoped_mode_reads_tenants_and_never_writes_them() -> None:
     assert binding["spec"]["validationActions"] == ["Deny"]
     policy = one(docs, "ValidatingAdmissionPolicy")
     assert policy["spec"]["paramKind"]["kind"] == "RetrainingTenant"
+
+
+def test_the_default_install_is_scoped_and_single_mode_names_what_it_trusts() -> None:
+    """Issue 28: a default install is safe on a shared cluster. Scoped mode by default; Single
+    mode (the operator's identity for every policy it watches) only with the namespaces it
+    trusts named, or trustAllNamespaces; adoption off unless the values allow it."""
+    default = render({})
+    env = container_env(one(default, "Deployment"))
+    assert env["RTP_TENANCY_MODE"] == "Scoped"
+    assert env["RTP_ALLOW_ENDPOINT_ADOPTION"] == "false"
+    assert one(default, "ValidatingAdmissionPolicyBinding")["spec"]["validationActions"] == ["Deny"]
+    refused = template_text({"tenancy": {"mode": "Single"}}, check=False)
+    assert refused.returncode != 0
+    assert "watchNamespaces" in refused.stderr
+    assert "trustAllNamespaces" in refused.stderr
+    trusting = render(
+        {
+            "tenancy": {
+                "mode": "Single",
+                "single": {"trustAllNamespaces": True, "adoptEndpoints": True},
+            }
+        }
+    )
+    env = container_env(one(trusting, "Deployment"))
+    assert (env["RTP_TENANCY_MODE"], env["RTP_ALLOW_ENDPOINT_ADOPTION"]) == ("Single", "true")
+    assert not by_kind(trusting, "ValidatingAdmissionPolicy")
+
+
+def test_only_the_monitoring_namespace_may_scrape_metrics_by_default() -> None:
+    policy = one(render({}), "NetworkPolicy")
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    assert by_port["metrics"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert by_port["health"] == [{"namespaceSelector": {}}]

@@ -38,16 +38,18 @@ def test_default_policy_selects_the_operator_pod_and_both_directions() -> None:
 
 def test_ingress_opens_only_the_metrics_and_health_ports() -> None:
     docs = render({})
-    (rule,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
-    assert rule["ports"] == [
-        {"port": "metrics", "protocol": "TCP"},
-        {"port": "health", "protocol": "TCP"},
-    ]
+    metrics, health = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert health["ports"] == [{"port": "health", "protocol": "TCP"}]
     # The named ports are the container's, so the policy follows a port change.
     named = {p["name"]: p["containerPort"] for p in _container(docs)["ports"]}
     assert set(named) == {"metrics", "health"}
-    # Default peers: every pod in the cluster (no ipBlock: nothing from outside).
-    assert rule["from"] == [{"namespaceSelector": {}}]
+    # /metrics names every tenant's policies: only the monitoring namespace by default (issue
+    # 28); health: every pod in the cluster (no ipBlock: nothing from outside).
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert health["from"] == [{"namespaceSelector": {}}]
 
 
 def test_ingress_follows_what_is_served() -> None:
@@ -75,8 +77,8 @@ def test_default_egress_is_dns_api_server_and_https_only() -> None:
 
 def test_narrowed_policy_uses_the_given_peers_and_cidrs() -> None:
     spec = one(render(VALUE_SETS["irsa-monitoring"]), "NetworkPolicy")["spec"]
-    (ingress,) = spec["ingress"]
-    assert ingress["from"] == [PROMETHEUS_PEER]
+    for ingress in spec["ingress"]:
+        assert ingress["from"] == [PROMETHEUS_PEER]
     dns, api, https, proxy = spec["egress"]
     egress_values = NARROW_NETWORK_POLICY["egress"]
     assert dns == {"ports": DNS_PORTS, "to": egress_values["dns"]["to"]}

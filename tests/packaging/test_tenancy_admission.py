@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,16 @@ import pytest
 import yaml
 from helmkit import by_kind, render
 
+from retraining_operator.api import RetrainingPolicySpec
+from retraining_operator.reconcile import governance, tenancy
+from retraining_operator.tenancy_api import Tenant
 from support.envtest import REPO_ROOT
 from support.kube import KubeCluster, eventually
 
 pytestmark = pytest.mark.kube
 
 TENANT_CRD = REPO_ROOT / "crds" / "retrainingtenants.yaml"
+CHART = REPO_ROOT / "charts" / "a2i-retraining-operator"
 ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"
 
 
@@ -36,6 +40,11 @@ def tenant(name: str, namespace: str, account: str, team: str) -> dict[str, Any]
                 "flowDefinitionArns": [f"arn:aws:sagemaker:*:{account}:flow-definition/{team}-*"],
                 "endpointNames": [f"{team}-*"],
                 "instanceTypes": ["ml.m5.*", "ml.p3.2xlarge"],
+                "sqsQueueUrls": [f"https://sqs.us-east-1.amazonaws.com/{account}/{team}-*"],
+                "modelPackageGroups": [f"{team}-*"],
+                "subnets": [f"subnet-0{team[-1]}*"],
+                "securityGroupIds": [f"sg-0{team[-1]}*"],
+                "kmsKeys": [f"arn:aws:kms:*:{account}:key/*"],
                 "s3": {"read": [f"s3://{team}-data/"], "write": [f"s3://{team}-data/loop/"]},
             },
             "limits": {"maxInstanceHours": 200},
@@ -186,6 +195,92 @@ def test_hostile_policy_is_refused_with_the_field(
     message = eventually(refused, timeout=30, what="hostile policy refused")
     assert "spec.humanLoops.flowDefinitionArn" in message
     assert kube.kubectl("get", "rtp", "hostile", "-n", team_b).returncode != 0
+
+
+# One foreign value per row of the governance table: the policy is team B's own but for that.
+A_QUEUE = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT_A}/team-a-events"
+A_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT_A}:key/0a0a0a0a"
+B_VPC = {"subnets": ["subnet-0b1"], "securityGroupIds": ["sg-0b1"]}
+FOREIGN: dict[str, Callable[[dict[str, Any]], None]] = {
+    "spec.training.roleArn": lambda s: s["training"].update(
+        roleArn=f"arn:aws:iam::{ACCOUNT_A}:role/team-a-sagemaker-admin"),
+    "spec.humanLoops.flowDefinitionArn": lambda s: s["humanLoops"].update(
+        flowDefinitionArn=f"arn:aws:sagemaker:us-east-1:{ACCOUNT_A}:flow-definition/team-a-review"),
+    "spec.humanLoops.events.sqsQueueUrl": lambda s: s["humanLoops"].update(
+        events={"sqsQueueUrl": A_QUEUE}),
+    "spec.deployment.endpointName": lambda s: s["deployment"].update(
+        endpointName="team-a-detector"),
+    "spec.registry.modelPackageGroupName": lambda s: s.update(
+        registry={"modelPackageGroupName": "team-a-models"}),
+    "spec.training.image": lambda s: (s["training"].pop("algorithm"), s["training"].update(
+        image="999999999999.dkr.ecr.us-east-1.amazonaws.com/evil:latest")),
+    "spec.training.resources.instanceType": lambda s: s["training"]["resources"].update(
+        instanceType="ml.p4d.24xlarge"),
+    "spec.deployment.instanceType": lambda s: s["deployment"].update(
+        instanceType="ml.p4d.24xlarge"),
+    "spec.deployment.autoRollbackAlarms[]": lambda s: s["deployment"].update(
+        autoRollbackAlarms=["team-a-5xx"]),
+    "spec.training.vpcConfig.subnets[]": lambda s: s["training"].update(
+        vpcConfig={**B_VPC, "subnets": ["subnet-0a1"]}),
+    "spec.training.vpcConfig.securityGroupIds[]": lambda s: s["training"].update(
+        vpcConfig={**B_VPC, "securityGroupIds": ["sg-0a1"]}),
+    "spec.training.outputKmsKeyId": lambda s: s["training"].update(outputKmsKeyId=A_KEY),
+    "spec.training.volumeKmsKeyId": lambda s: s["training"].update(volumeKmsKeyId=A_KEY),
+    "spec.training.enableNetworkIsolation": lambda s: s["training"].update(
+        enableNetworkIsolation=False),
+    "spec.dataset.outputS3Uri": lambda s: s["dataset"].update(outputS3Uri="s3://team-b-data/voc"),
+    "spec.training.outputS3Uri": lambda s: s["training"].update(
+        outputS3Uri="s3://team-a-data/models"),
+    "spec.training.spot.checkpointS3Uri": lambda s: s["training"].update(
+        spot={"enabled": True, "maxWait": "120h", "checkpointS3Uri": "s3://team-a-data/ckpt"}),
+    "spec.dataset.validation.manifestS3Uri": lambda s: s["dataset"]["validation"].update(
+        manifestS3Uri="s3://team-a-data/voc/validation.manifest"),
+    "spec.dataset.replay.manifestS3Uri": lambda s: s["dataset"]["replay"].update(
+        manifestS3Uri="s3://team-a-data/voc/train.manifest"),
+    "spec.training.baseModel.s3Uri": lambda s: s["training"].update(
+        baseModel={"s3Uri": "s3://team-a-data/model.tar.gz"}),
+    "spec.deployment.initialInstanceCount": lambda s: s["deployment"].update(
+        initialInstanceCount=100),
+    "spec.training (instance-hours)": lambda s: s["training"]["resources"].update(
+        instanceCount=100),
+    "spec.training.tuning.maxParallelJobs": lambda s: s["training"].update(
+        maxRuntime="10h",
+        tuning={"maxJobs": 4, "maxParallelJobs": 3,
+                "ranges": {"learning_rate": {"min": 0.00001, "max": 0.001}}}),
+}  # fmt: skip
+
+
+def test_every_governed_field_has_a_foreign_value_here() -> None:
+    assert set(FOREIGN) == {row.path for row in governance.TABLE}
+
+
+def test_the_generated_admission_rules_are_current() -> None:
+    generated = governance.render_template()
+    assert (CHART / "templates" / "_governance.tpl").read_text() == generated, (
+        "run `make admission`: the chart's rules must come from the governance table"
+    )
+
+
+@pytest.mark.parametrize("row", governance.TABLE, ids=lambda row: row.path)
+def test_admission_and_the_operator_refuse_the_same_field(
+    kube: KubeCluster, scoped_admission: tuple[str, str], row: governance.Row
+) -> None:
+    """Row by row, on the real kube-apiserver: the ValidatingAdmissionPolicy and the operator's
+    own check (`tenancy.scope_problems`) refuse exactly this field, for the same policy."""
+    _, team_b = scoped_admission
+    tenant_b = Tenant.from_body(tenant("team-b", team_b, ACCOUNT_B, "team-b"))
+    body = policy(team_b, ACCOUNT_B, "team-b")
+    assert not tenancy.scope_problems(RetrainingPolicySpec.model_validate(body["spec"]), tenant_b)
+    body["metadata"]["name"] = "governed"
+    FOREIGN[row.path](body["spec"])
+    operator_says = tenancy.scope_problems(
+        RetrainingPolicySpec.model_validate(body["spec"]), tenant_b
+    )
+    assert len(operator_says) == 1, operator_says
+    assert operator_says[0].startswith(row.path), operator_says
+    message = eventually(lambda: refusal(kube, body), timeout=30, what=f"{row.path} refused")
+    assert "ValidatingAdmissionPolicy" in message
+    assert row.path in message, message
 
 
 def test_the_tenant_api_is_explained(kube: KubeCluster, rtp_crd: dict[str, Any]) -> None:

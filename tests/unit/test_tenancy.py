@@ -4,6 +4,8 @@ and the verdict on hostile policies in both modes (reconcile/tenancy.py)."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +268,7 @@ def test_tuning_counts_every_job_in_the_instance_hour_cap() -> None:
     assert tenancy.instance_hours(spec_of(body)) == 2 * 12 * 4
     verdict = scoped(body)
     assert isinstance(verdict, tenancy.Refusal)
-    assert "96 instance-hours" in verdict.message
+    assert "instance-hours) is 96, more than limits.maxInstanceHours" in verdict.message
 
 
 # ------------------------------------------------------------------ Single verdicts
@@ -376,3 +378,31 @@ def test_a_team_may_consume_only_the_queues_its_tenant_allows() -> None:
     admitted = scoped(with_queue(ours), "team-b", tenant("team-a", A_ACCOUNT), allowing)
     assert isinstance(admitted, tenancy.Admission)
     assert isinstance(scoped(with_queue(theirs), "team-b", allowing), tenancy.Refusal)
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_the_first_tenant_command_admits_its_policy_and_nothing_else(example: Path) -> None:
+    """`retraining-operator tenant` (issue 28: Scoped is the chart's default, so an admin needs
+    a first tenant in one command): the printed tenant admits exactly the policy."""
+    out = subprocess.run(
+        [sys.executable, "-m", "retraining_operator", "tenant", "first", "-n", "vision",
+         "--role-arn", "arn:aws:iam::111122223333:role/vision-tenant",
+         "--from-policy", str(example)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    body = yaml.safe_load(out)
+    first = Tenant.from_body({**body, "metadata": {"name": "first", "uid": "u"}})
+    policy = yaml.safe_load(example.read_text())
+    policy["spec"]["aws"].pop("roleArn", None)  # the tenant's role is assumed instead
+    spec = spec_of(policy["spec"])
+    assert tenancy.scope_problems(spec, first) == []
+    assert tenancy.admit(spec, mode=TenancyMode.SCOPED, namespace="vision", tenants=[first]).tenant
+    other = spec_of(
+        {
+            **policy["spec"],
+            "deployment": {**policy["spec"]["deployment"], "endpointName": "someone-elses"},
+        }
+    )
+    assert tenancy.scope_problems(other, first)

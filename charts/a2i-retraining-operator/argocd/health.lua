@@ -65,6 +65,14 @@ if degraded ~= nil and degraded.status == "True" then
   return hs
 end
 
+-- A run is due but waits for its tenant's quota (Scoped mode): it starts when quota frees.
+local quota = condition(status, "QuotaExceeded")
+if quota ~= nil and quota.status == "True" and phase ~= "Failed" then
+  hs.status = "Progressing"
+  hs.message = message_of(quota, "A run waits for its tenant's quota")
+  return hs
+end
+
 if phase == "Failed" then
   hs.status = "Degraded"
   hs.message = message_of(ready, "The policy failed")

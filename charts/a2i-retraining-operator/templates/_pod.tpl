@@ -94,6 +94,8 @@ spec:
           value: {{ .Values.operator.maxFetchesPerPoll | quote }}
         - name: RTP_TENANCY_MODE
           value: {{ .Values.tenancy.mode | quote }}
+        - name: RTP_ALLOW_ENDPOINT_ADOPTION
+          value: {{ and (eq .Values.tenancy.mode "Single") .Values.tenancy.single.adoptEndpoints | quote }}
         - name: RTP_ALLOWED_ROLE_PATTERNS
           value: {{ join "," .Values.operator.allowedRolePatterns | quote }}
         {{- with .Values.extraEnv }}

@@ -17,9 +17,7 @@ import hashlib
 import os
 import re
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -32,7 +30,10 @@ from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 
 from retraining_operator import fencing
+from retraining_operator.aws.budget import CallBudget
 from retraining_operator.aws.errors import is_throttle_code
+
+__all__ = ["CallBudget"]
 
 if TYPE_CHECKING:
     from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
@@ -79,80 +80,6 @@ def botocore_session() -> BotocoreSession:
             _loaders.append(_SharedLoader(extra_search_paths=extra))
         core.register_component("data_loader", _loaders[0])
     return core
-
-
-class CallBudget:
-    """A token bucket shared by every client: at most `rate` HTTP sends per second.
-
-    Hooked on botocore's `before-send`, so retries spend tokens too: a throttled
-    operator slows down instead of hammering AWS (or the stand-ins) in a hot loop.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.burst
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-        self.waited_seconds = 0.0
-        self._shares: dict[str, CallBudget] = {}
-
-    def share(self, key: str, rate: float) -> CallBudget:
-        """A bucket of its own for `key` (a namespace), spent before this shared one: one
-        namespace's backlog takes at most `rate` calls per second of the operator's budget,
-        so another namespace's calls still find tokens. `rate <= 0`: this budget itself."""
-        if rate <= 0:
-            return self
-        with self._lock:
-            found = self._shares.get(key)
-            if found is None or found.rate != rate:
-                found = _ShareOf(self, rate, clock=self._clock, sleep=self._sleep)
-                self._shares[key] = found
-            return found
-
-    def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                # Tolerance: float sums of waits land a hair under one token.
-                if self._tokens >= 1 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                wait = (1 - self._tokens) / self.rate
-            self.waited_seconds += wait
-            self._sleep(wait)
-
-
-class _ShareOf(CallBudget):
-    """One namespace's bucket under the operator-wide budget (`CallBudget.share`)."""
-
-    def __init__(
-        self,
-        parent: CallBudget,
-        rate: float,
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], None],
-    ) -> None:
-        super().__init__(rate, clock=clock, sleep=sleep)
-        self.parent = parent
-
-    def acquire(self) -> None:
-        super().acquire()
-        self.parent.acquire()
 
 
 class CallObserver(Protocol):

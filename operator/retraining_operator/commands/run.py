@@ -105,8 +105,8 @@ def register(sub: Subparsers) -> None:
         "--namespace-calls-per-second",
         type=float,
         default=float(os.environ.get("RTP_NAMESPACE_CALLS_PER_SECOND", "0")),
-        help="budget of AWS calls per second for one namespace, under the operator-wide one; "
-        "0 = half the operator-wide budget in Scoped mode, none in Single mode "
+        help="a hard cap of AWS calls per second for one namespace, under the operator-wide "
+        "budget (which is shared fairly between namespaces either way); 0 = none "
         "[RTP_NAMESPACE_CALLS_PER_SECOND]",
     )
     run.add_argument(
@@ -124,6 +124,15 @@ def register(sub: Subparsers) -> None:
         "--allowed-role-pattern; Scoped: each namespace must belong to one RetrainingTenant, "
         "whose role the operator assumes and whose allow-lists bound every policy "
         "(docs/tenancy.md) [RTP_TENANCY_MODE]",
+    )
+    run.add_argument(
+        "--allow-endpoint-adoption",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("RTP_ALLOW_ENDPOINT_ADOPTION", "false").lower()
+        in ("1", "true", "yes"),
+        help="Single mode: let the annotation retraining.hitl.dev/adopt-endpoint take over an "
+        "endpoint another policy rolled (Scoped mode: the tenant's adoptEndpoints decides); "
+        "default: no [RTP_ALLOW_ENDPOINT_ADOPTION]",
     )
     run.add_argument(
         "--leader-election",

@@ -22,42 +22,17 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from retraining_operator.api import API_GROUP, RetrainingPolicySpec, parse_duration
+__all__ = ["glob_match", "instance_hours", "s3_within"]
+
+from retraining_operator.api import API_GROUP, RetrainingPolicySpec
+from retraining_operator.reconcile import governance
+from retraining_operator.reconcile.governance import glob_match, instance_hours, s3_within
 from retraining_operator.tenancy_api import ADOPT_ENDPOINT_ANNOTATION, TenancyMode, Tenant
 
 GATE_MINIMUM_FLOOR = 0.0
 
 # The endpoint tag naming the policy (UID) that owns an endpoint: set on the first roll.
 TAG_ENDPOINT_OWNER = f"{API_GROUP}/endpoint-owner"
-
-
-def glob_match(pattern: str, value: str) -> bool:
-    """`*` matches any run of characters (also `/` and `:`); everything else matches itself
-    (the CEL admission rules use the same semantics)."""
-    parts = pattern.split("*")
-    if len(parts) == 1:
-        return value == pattern
-    if not value.startswith(parts[0]) or not value.endswith(parts[-1]):
-        return False
-    if len(value) < len(parts[0]) + len(parts[-1]):
-        return False
-    position = len(parts[0])
-    end = len(value) - len(parts[-1])
-    for middle in parts[1:-1]:
-        found = value.find(middle, position, end)
-        if found < 0:
-            return False
-        position = found + len(middle)
-    return True
-
-
-def _folder(uri: str) -> str:
-    return uri if uri.endswith("/") else uri + "/"
-
-
-def s3_within(uri: str, prefix: str) -> bool:
-    """Is `uri` the folder `prefix` or under it? (s3://b/p covers s3://b/p/x, not s3://b/px)"""
-    return _folder(uri).startswith(_folder(prefix))
 
 
 @dataclass(frozen=True)
@@ -158,75 +133,19 @@ def _gate_problem(spec: RetrainingPolicySpec, floor: float | None) -> str | None
 
 
 def scope_problems(spec: RetrainingPolicySpec, tenant: Tenant) -> list[str]:
-    """Every field of `spec` outside `tenant`'s allow-lists, named (empty: all within)."""
-    allow = tenant.spec.allow
+    """Every field of `spec` outside `tenant`'s allow-lists and limits, named (empty: all
+    within): the governance table (reconcile/governance.py), the tenant's role, the gate."""
     problems: list[str] = []
-
-    def pattern(field: str, value: str | None, patterns: Sequence[str], key: str) -> None:
-        if value is not None and not any(glob_match(p, value) for p in patterns):
-            problems.append(f"{field} {value} is not in allow.{key}")
-
     if spec.aws.role_arn is not None and spec.aws.role_arn != tenant.spec.aws.role_arn:
         problems.append(
             f"spec.aws.roleArn {spec.aws.role_arn} is not the tenant's role (leave it unset: "
             "the operator assumes the tenant's role)"
         )
-    pattern("spec.training.roleArn", spec.training.role_arn, allow.training_role_arns,
-            "trainingRoleArns")  # fmt: skip
-    pattern("spec.humanLoops.flowDefinitionArn", spec.human_loops.flow_definition_arn,
-            allow.flow_definition_arns, "flowDefinitionArns")  # fmt: skip
-    events = spec.human_loops.events
-    pattern("spec.humanLoops.events.sqsQueueUrl", events.sqs_queue_url if events else None,
-            allow.sqs_queue_urls, "sqsQueueUrls")  # fmt: skip
-    pattern("spec.deployment.endpointName", spec.deployment.endpoint_name, allow.endpoint_names,
-            "endpointNames")  # fmt: skip
-    pattern("spec.training.image", spec.training.image, allow.images, "images")
-    pattern("spec.training.resources.instanceType", spec.training.resources.instance_type,
-            allow.instance_types, "instanceTypes")  # fmt: skip
-    pattern("spec.deployment.instanceType", spec.deployment.instance_type, allow.instance_types,
-            "instanceTypes")  # fmt: skip
-    for index, alarm in enumerate(spec.deployment.auto_rollback_alarms):
-        pattern(f"spec.deployment.autoRollbackAlarms[{index}]", alarm, allow.alarm_names,
-                "alarmNames")  # fmt: skip
-
-    writable = allow.s3.write
-    readable = [*allow.s3.read, *allow.s3.write]
-    dataset, training = spec.dataset, spec.training
-    for field, uri, prefixes, key in (
-        ("spec.dataset.outputS3Uri", dataset.output_s3_uri, writable, "s3.write"),
-        ("spec.training.outputS3Uri", training.output_s3_uri, writable, "s3.write"),
-        ("spec.training.spot.checkpointS3Uri", training.spot.checkpoint_s3_uri, writable,
-         "s3.write"),
-        ("spec.dataset.validation.manifestS3Uri", dataset.validation.manifest_s3_uri, readable,
-         "s3.read"),
-        ("spec.dataset.replay.manifestS3Uri",
-         dataset.replay.manifest_s3_uri if dataset.replay else None, readable, "s3.read"),
-        ("spec.training.baseModel.s3Uri", training.base_model.s3_uri, readable, "s3.read"),
-    ):  # fmt: skip
-        if uri is not None and not any(s3_within(uri, prefix) for prefix in prefixes):
-            problems.append(f"{field} {uri} is not under allow.{key}")
-
-    cap = tenant.spec.limits.max_instance_hours
-    if cap is not None:
-        hours = instance_hours(spec)
-        if hours > cap:
-            problems.append(
-                f"spec.training reserves {hours:g} instance-hours (instanceCount x maxRuntime"
-                f"{' x tuning.maxJobs' if training.tuning else ''}); limits.maxInstanceHours "
-                f"is {cap}"
-            )
+    problems += governance.problems(spec, tenant)
     gate = _gate_problem(spec, tenant.spec.limits.gate_minimum_floor)
     if gate:
         problems.append(gate)
     return problems
-
-
-def instance_hours(spec: RetrainingPolicySpec) -> float:
-    """The most instance-hours one run of `spec` may reserve."""
-    training = spec.training
-    hours = parse_duration(training.max_runtime).total_seconds() / 3600
-    jobs = training.tuning.max_jobs if training.tuning is not None else 1
-    return training.resources.instance_count * hours * jobs
 
 
 def s3_readable(tenant: Tenant | None, s3_uri: str) -> bool:
@@ -238,11 +157,15 @@ def s3_readable(tenant: Tenant | None, s3_uri: str) -> bool:
     return any(s3_within(s3_uri, prefix) for prefix in [*allow.read, *allow.write])
 
 
-def adopt_requested(annotations: Mapping[str, str], tenant: Tenant | None) -> bool:
-    """The policy asks to take over an endpoint another policy rolled, and may: Single mode
-    needs only the annotation, Scoped mode also the tenant's `adoptEndpoints`."""
+def adopt_requested(
+    annotations: Mapping[str, str], tenant: Tenant | None, *, single_mode_allows: bool = False
+) -> bool:
+    """The policy asks to take over an endpoint another policy rolled, and may. Adoption is an
+    admin's decision: the annotation alone never suffices; Scoped mode also needs the tenant's
+    `adoptEndpoints`, Single mode the install's `--allow-endpoint-adoption`."""
     asked = annotations.get(ADOPT_ENDPOINT_ANNOTATION, "").strip().lower() == "true"
-    return asked and (tenant is None or tenant.spec.adopt_endpoints)
+    allowed = single_mode_allows if tenant is None else tenant.spec.adopt_endpoints
+    return asked and allowed
 
 
 def endpoint_owner_problem(
@@ -256,5 +179,6 @@ def endpoint_owner_problem(
         f"endpoint {endpoint} is owned by another RetrainingPolicy (uid {owner}, tag "
         f"{TAG_ENDPOINT_OWNER}); two policies must not roll one endpoint. Use another "
         f'endpoint, or set the annotation {ADOPT_ENDPOINT_ANNOTATION}: "true" to take it '
-        "over (in Scoped mode the tenant must allow adoptEndpoints)"
+        "over, which an admin must allow (Scoped mode: the tenant's adoptEndpoints; Single "
+        "mode: the install's --allow-endpoint-adoption)"
     )

@@ -78,6 +78,9 @@ class TrainingObservation:
     model_data_url: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     base_model_s3_uri: str | None = None  # the `model` channel the job was created with
+    # Instance-hours billed (a training job's BillableTimeInSeconds x InstanceCount; None for
+    # a tuning job or before AWS says).
+    billed_instance_hours: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -184,7 +187,16 @@ def observe_training_job(describe: Mapping[str, Any]) -> TrainingObservation:
         model_data_url=str(artifacts) if artifacts and state is JobState.COMPLETED else None,
         final_metrics=final_metrics(describe.get("FinalMetricDataList")),
         base_model_s3_uri=_model_channel_uri(describe.get("InputDataConfig")),
+        billed_instance_hours=_billed_hours(describe),
     )
+
+
+def _billed_hours(describe: Mapping[str, Any]) -> float | None:
+    seconds = describe.get("BillableTimeInSeconds")
+    count = (describe.get("ResourceConfig") or {}).get("InstanceCount", 1)
+    if not isinstance(seconds, int | float) or not isinstance(count, int):
+        return None
+    return round(seconds * count / 3600, 4)
 
 
 def best_training_job_name(describe_tuning: Mapping[str, Any]) -> str | None:

@@ -36,6 +36,7 @@ from retraining_operator.tenancy_api import Tenant
 from retraining_operator.workflow.events import EventHub
 from retraining_operator.workflow.ingest import FlowPathCache, IngestContext
 from retraining_operator.workflow.ledger_store import LedgerAccess
+from retraining_operator.workflow.quota import QuotaBook
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class PolicyPass:
     # Scoped mode: the RetrainingTenant this policy acts for (its allow-lists apply to what
     # the pass finds at run time too, e.g. a flow definition's output path).
     tenant: Tenant | None = None
+    # The operator's tenant quotas (Scoped mode; a run reserves its share when it starts).
+    quota: QuotaBook | None = None
 
     # -- what the pass works on ---------------------------------------------------------
 
@@ -289,6 +292,12 @@ class PolicyPass:
         ):
             # allowTrainAsValidation: the gate scored the model on its own training data.
             entry = entry.model_copy(update={"train_as_validation": True})
+        if run is not None and entry.instance_hours is None:
+            # What the run counts against its tenant's quota, for the rest of the window.
+            update: dict[str, Any] = {"instance_hours": run.instance_hours}
+            if entry.started_at is None:
+                update["started_at"] = run.started_at
+            entry = entry.model_copy(update=update)
         status.history = st.push_history(status.history, entry)
         status.current_run = None
         metrics.RUNS.labels(*self.labels, entry.outcome.value).inc()

@@ -45,6 +45,7 @@ from retraining_operator.workflow.context import (
     PolicyPass,
     PolicyView,
 )
+from retraining_operator.workflow.quota import PassUsage, QuotaBook, UsageSource
 from retraining_operator.workflow.sessions import (
     SessionFactory,
     TenantSessionFactory,
@@ -87,10 +88,17 @@ class Controller:
         started_at: datetime | None = None,
         tenants: TenantDirectory | None = None,
         tenant_sessions: TenantSessionFactory = tenant_session,
+        usage: UsageSource | None = None,
     ) -> None:
         self.config = config
         self.sessions = sessions
         self.tenants = tenants if tenants is not None else StaticTenants()
+        # Tenant quotas: the policies' runs from kopf's index in the operator, else from what
+        # this controller's own passes saw.
+        self._pass_usage = PassUsage() if usage is None else None
+        self.quota = QuotaBook(
+            usage or self._pass_usage or PassUsage(), self.tenants.namespace_labels
+        )
         self.tenant_sessions = tenant_sessions
         self.clock = Clock(wall=clock, monotonic=monotonic)
         self.started_at = started_at or clock()
@@ -115,7 +123,7 @@ class Controller:
             config=self.config, view=view, spec=spec,
             session=self._session(view.ref, spec, memo, tenant), memo=memo, clock=self.clock,
             now=now, started_at=self.started_at, result=result, write_status=checkpoint,
-            tenant=tenant,
+            tenant=tenant, quota=self.quota,
         )  # fmt: skip
         p.restore_ingest()
         try:
@@ -134,6 +142,8 @@ class Controller:
         p.report_throttling()
         p.finish()
         checkpoint(result.status)
+        if self._pass_usage is not None:
+            self._pass_usage.record(view.ref.namespace, view.ref.uid, result.status)
         if result.status.current_run is not None:
             result.due_in(self.config.observe_seconds)
         if p.degraded is not None:

@@ -21,6 +21,8 @@ def step(p: PolicyPass) -> None:
         p.now,
         history=p.status.history,
         poll=observe_interval(p),
-        adopt=adopt_requested(p.view.annotations, p.tenant),
+        adopt=adopt_requested(
+            p.view.annotations, p.tenant, single_mode_allows=p.config.allow_endpoint_adoption
+        ),
     )
     apply_rollout(p, progress)

@@ -25,7 +25,9 @@ def step(p: PolicyPass) -> None:
             run=run,
             now=p.now,
             poll=observe_interval(p),
-            adopt=adopt_requested(p.view.annotations, p.tenant),
+            adopt=adopt_requested(
+                p.view.annotations, p.tenant, single_mode_allows=p.config.allow_endpoint_adoption
+            ),
         )
     except UnknownRollbackTarget as error:
         p.result.clear_annotations.append(ROLLBACK_TO_ANNOTATION)

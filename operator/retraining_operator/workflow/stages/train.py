@@ -42,6 +42,8 @@ def step(p: PolicyPass) -> None:
             + (f"; {seen.spot_interruption}" if seen.spot_interruption else ""),
         )
         return
+    if seen.billed_instance_hours is not None:  # the quota counts what was billed from now on
+        run = p.update_run(instance_hours=seen.billed_instance_hours)
     if not seen.succeeded:
         entry = failure_history_entry(run, seen, finished_at=p.now)
         p.end_run(entry)
