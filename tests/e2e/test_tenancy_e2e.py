@@ -44,6 +44,9 @@ def tenant(name: str, namespace: str, world: DemoWorld, *, owner: bool) -> dict[
                 "instanceTypes": ["ml.*"],
                 "s3": {"read": [f"s3://{bucket}/"], "write": [f"s3://{bucket}/"]},
             },
+            # The demo's run reserves 100 instance-hours (the default limit is 48).
+            "limits": {"maxInstanceHours": 200},
+            "quota": {"instanceHours": 400},
         },
     }
 

@@ -62,6 +62,7 @@ class Team:
 
     def tick(self) -> None:
         for i, ref in enumerate(self.refs):
+
             def checkpoint(new: RetrainingPolicyStatus, i: int = i) -> None:
                 self.status[i] = new.to_wire()
 
@@ -72,9 +73,7 @@ class Team:
         self.most_in_flight = max(self.most_in_flight, self.in_flight())
 
     def in_flight(self) -> int:
-        return sum(
-            1 for s in self.status if (s.get("currentRun") or {}).get("stage") in IN_FLIGHT
-        )
+        return sum(1 for s in self.status if (s.get("currentRun") or {}).get("stage") in IN_FLIGHT)
 
     def waiting(self) -> list[dict[str, Any]]:
         found = []

@@ -20,6 +20,8 @@ def _ledger_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     key = tmp_path / "ledger-key"
     key.write_bytes(b"k" * 32)
     monkeypatch.setenv("RTP_LEDGER_KEY_FILE", str(key))
+    # The default metrics port (9090) may be taken by another process on the machine.
+    monkeypatch.setenv("RTP_METRICS_PORT", str(_free_port()))
 
 
 def _free_port() -> int:

@@ -3,8 +3,8 @@
 Each event claims a loop name and a creation time. The claims are sorted by creation time and
 grouped into windows of at most `WINDOW` each; a window with a few claims is listed once
 (`ListHumanLoops` of the policy's flow definition, `CreationTimeAfter/Before` around it: one
-page confirms up to 100 loops), a window with one or two claims is cheaper to describe
-(`DescribeHumanLoop`, one call per loop, as a listing page would be). A listing stops after a
+page confirms up to 100 loops), a window with one claim is described instead
+(`DescribeHumanLoop`, one call, as a listing page would be). A listing stops after a
 few pages more than its claims need; names it could not place are described (at most
 `MAX_DESCRIBES` per settle), and what is left is undecided (the message comes back later).
 
@@ -28,7 +28,7 @@ from retraining_operator.reconcile.events import LoopEvent
 WINDOW = timedelta(minutes=10)
 # The listing bounds are exclusive, and an event's time may be rounded: a little margin.
 MARGIN = timedelta(seconds=1)
-DESCRIBE_AT_MOST = 2  # claims in a window that are described rather than listed
+DESCRIBE_AT_MOST = 1  # claims in a window that are described rather than listed
 MAX_DESCRIBES = 20  # per settle; the rest wait for redelivery
 
 
