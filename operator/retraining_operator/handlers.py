@@ -65,6 +65,9 @@ class OperatorState:
     # AWS clients, one set per identity, shared by the policies that act as it.
     clients: ClientPool = field(default_factory=ClientPool)
     observer: metrics.MetricsObserver = field(default_factory=metrics.MetricsObserver)
+    # Called when kopf begins to stop (the runner's stop: kopf's own stop flag is set, so no
+    # kopf task waits on it for kopf's 5 s grace of hung tasks).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def running(self) -> tuple[Controller, ThreadPoolExecutor]:
         if self.controller is None or self.executor is None:
@@ -277,12 +280,15 @@ async def policy_daemon(
         try:
             # kopf posts Events through context variables: carry them into the thread.
             context = contextvars.copy_context()
-            delay = await loop.run_in_executor(
+            running = loop.run_in_executor(
                 executor,
                 functools.partial(
                     context.run, reconcile, body, meta, spec, status, uid, name, namespace, policy
                 ),
             )
+            if not await _finished_before_stop(running, stopped):
+                break  # stopping: the pass is abandoned, not awaited (idempotent by run id)
+            delay = running.result()
         except kube.StatusWriteFailed as error:
             logger.warning("status not written (%s); retrying", error)
             delay = min(5.0, tick)
@@ -364,10 +370,36 @@ def _shared(value: Any) -> Any:
 
 @kopf.on.cleanup()
 def cleanup(**_: Any) -> None:
-    """The operator stops: the SQS consumers stop receiving (in-flight messages are
-    redelivered after their visibility timeout; the ledger makes that harmless)."""
+    """The operator stops: no pass starts any more, and the SQS consumers stop receiving
+    (in-flight messages are redelivered after their visibility timeout; the ledger makes that
+    harmless). Passes already running are not awaited (the process exits; each step is
+    idempotent by run id)."""
+    if _state.executor is not None:
+        _state.executor.shutdown(wait=False, cancel_futures=True)
     if _state.events is not None:
         _state.events.stop()
+    for stop in _state.on_stop:
+        stop()
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """`callback()` runs when kopf begins to stop (the runner releases kopf's stop flag)."""
+    _state.on_stop.append(callback)
+
+
+async def _finished_before_stop(running: asyncio.Future[Any], stopped: kopf.DaemonStopped) -> bool:
+    """Wait for a pass, or for kopf to stop the daemon, whichever comes first: a pass in the
+    middle of an AWS call must not hold the operator's shutdown (issue 29: stop in seconds)."""
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        done, _ = await asyncio.wait({running, halted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halted.cancel()
+    if running in done:
+        return True
+    # Its outcome is no longer anyone's business; retrieve it so asyncio does not complain.
+    running.add_done_callback(lambda future: future.cancelled() or future.exception())
+    return False
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:

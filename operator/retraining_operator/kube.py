@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -129,16 +129,28 @@ def patch_status(
     )
 
 
-def clear_annotations(namespace: str, name: str, keys: list[str]) -> None:
-    """Remove annotations the operator has acted on (retrain-now, rollback-to)."""
-    body = {"metadata": {"annotations": dict.fromkeys(keys)}}
-    try:
-        _custom_objects().patch_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, PLURAL, name, body
-        )
-    except client.ApiException as error:
-        if error.status != 404:  # gone meanwhile: nothing to clear
-            raise StatusWriteFailed(f"annotations not cleared: HTTP {error.status}") from error
+def clear_annotations(namespace: str, name: str, seen: Sequence[tuple[str, str]]) -> list[str]:
+    """Remove annotations the operator has acted on (retrain-now, rollback-to, approve), each
+    only if it still has the value the pass acted on: a JSON patch `test` then `remove`, so a
+    person who changed it meanwhile (rollback-to A -> B) keeps the new instruction. Fenced like
+    every other write. Returns the keys it removed."""
+    fencing.check(f"annotation clear on {namespace}/{name}")
+    api = _custom_objects()
+    cleared = []
+    for key, value in seen:
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        body = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+        try:
+            api.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, body,
+                _content_type="application/json-patch+json",
+            )  # fmt: skip
+        except client.ApiException as error:
+            if error.status in (404, 409, 422):  # gone, or changed since: keep the new one
+                continue
+            raise StatusWriteFailed(f"annotation {key} not cleared: HTTP {error.status}") from error
+        cleared.append(key)
+    return cleared
 
 
 _NAMESPACE_LABELS_TTL = 30.0

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import http.server
 import json
 import logging
+import os
+import signal
+import sys
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from retraining_operator.config import OperatorConfig
 from retraining_operator.leader import LeaderElector, LeaseTiming
@@ -47,12 +51,10 @@ def configure_logging(log_format: str, verbose: bool) -> None:
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    import kopf
-
-    from retraining_operator import fencing, handlers, heap, metrics
+    """Run until told to stop (SIGTERM, SIGINT) or the Lease is lost; 0 on a clean stop."""
+    from retraining_operator import handlers, metrics
 
     configure_logging(args.log_format, args.verbose)
-    namespaces = list(args.namespace or [])
     try:
         keyring = ledger_keyring(args)
     except Exception as error:  # without its key the operator cannot trust any ledger: stop
@@ -61,8 +63,29 @@ def run_operator(args: argparse.Namespace) -> int:
             args.ledger_key_secret, error,
         )  # fmt: skip
         return 1
-    config = OperatorConfig(
-        namespaces=tuple(namespaces),
+    config = _config(args, keyring)
+    handlers.configure(config)
+    # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.
+    metrics.serve(config.metrics_port, config.metrics_bind_address)
+    lifecycle = _Lifecycle(args)
+    handlers.on_stop(lifecycle.stop_all)
+    return lifecycle.run()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process now: a pass still in a worker thread (an AWS call in flight) is
+    abandoned, not awaited. Every step is idempotent by run id, and a leader has released
+    its Lease only after fencing itself (no write follows the hand-over)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _config(args: argparse.Namespace, keyring: Keyring) -> OperatorConfig:
+    return OperatorConfig(
+        namespaces=tuple(args.namespace or ()),
         peering=args.peering,
         metrics_port=args.metrics_port,
         metrics_bind_address=args.metrics_bind_address,
@@ -80,39 +103,100 @@ def run_operator(args: argparse.Namespace) -> int:
         ledger_keyring=keyring,
         allow_endpoint_adoption=args.allow_endpoint_adoption,
     )
-    handlers.configure(config)
-    # Served by the standby too: its liveness and its `rtp_leader 0` are worth scraping.
-    metrics.serve(config.metrics_port, config.metrics_bind_address)
-    stop = threading.Event()
-    elector = _elector(args) if args.leader_election else None
-    if elector is not None:
-        fencing.install(elector.holds)
-        with _standby_liveness(args.liveness):
-            if not elector.acquire(stop):
-                return 0
-        elector.keep(stop, on_lost=stop.set)
-    metrics.LEADER.set(1)
-    try:
+
+
+class _Lifecycle:
+    """Standby, leading, stopping. A stop comes from SIGTERM/SIGINT (kopf's own handlers while
+    kopf runs, ours while standing by) or from a lost Lease.
+
+    kopf runs on a loop of ours and waits on an asyncio future of that loop: a threading.Event
+    (or a concurrent future) as kopf's stop flag is waited for in a thread of asyncio's default
+    executor, which never returns after a SIGTERM, and closing the loop then waits for that
+    thread forever (the operator stayed up after "Operator is stopping": issue 29). The loop is
+    not closed afterwards: the process exits (`exit_now`)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stop = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.kopf_stop: asyncio.Future[None] = self.loop.create_future()
+        self.elector = _elector(args) if args.leader_election else None
+        self.lost = False
+
+    def stop_all(self) -> None:
+        self.stop.set()
+
+        def release_kopf() -> None:
+            if not self.kopf_stop.done():
+                self.kopf_stop.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to stop
+            self.loop.call_soon_threadsafe(release_kopf)
+
+    def run(self) -> int:
+        from retraining_operator import fencing, metrics
+
+        elector = self.elector
+        if elector is not None:
+            fencing.install(elector.holds)
+            with _standby_liveness(self.args.liveness), _signals_stop(self.stop_all):
+                if not elector.acquire(self.stop):
+                    return 0  # told to stop while standing by
+            elector.keep(self.stop, on_lost=self._lost)
+        metrics.LEADER.set(1)
+        try:
+            self._kopf()
+        finally:
+            metrics.LEADER.set(0)
+            self.stop_all()
+            if elector is not None:
+                elector.release()  # fences this process first: no write after the hand-over
+        if self.lost:
+            # A lost lease ends the process (as controller-runtime's manager does): the pod
+            # restarts as a standby, with nothing of the old leadership left in memory.
+            logging.getLogger(__name__).error("leadership lost: exiting")
+            return 1
+        return 0
+
+    def _lost(self) -> None:
+        self.lost = True
+        self.stop_all()
+
+    def _kopf(self) -> None:
+        import kopf
+
+        from retraining_operator import heap
+
+        namespaces = list(self.args.namespace or [])
+        asyncio.set_event_loop(self.loop)
         with heap.trimmed():
             kopf.run(
-                standalone=args.peering is None,
-                peering_name=args.peering,
+                loop=self.loop,
+                standalone=self.args.peering is None,
+                peering_name=self.args.peering,
                 namespaces=namespaces,
                 clusterwide=not namespaces,
-                liveness_endpoint=args.liveness or None,
-                stop_flag=stop,
+                liveness_endpoint=self.args.liveness or None,
+                stop_flag=self.kopf_stop,
             )
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: Callable[[], None]) -> Iterator[None]:
+    """While standing by (before kopf installs its own), SIGTERM and SIGINT stop the process
+    cleanly (exit 0) instead of killing it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in handled}
+    for sig in handled:
+        signal.signal(sig, lambda *_: stop())
+    try:
+        yield
     finally:
-        metrics.LEADER.set(0)
-        if elector is not None:
-            lost = stop.is_set() and not elector.holds()
-            elector.release()
-    if elector is not None and lost:
-        # A lost lease ends the process (as controller-runtime's manager does): the pod
-        # restarts as a standby, with nothing of the old leadership left in memory.
-        logging.getLogger(__name__).error("leadership lost: exiting")
-        return 1
-    return 0
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def ledger_keyring(args: argparse.Namespace) -> Keyring:

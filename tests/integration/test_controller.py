@@ -89,8 +89,9 @@ class Harness:
         )
         result = self.controller.reconcile(view, self.checkpoint)
         self.events += [(e.type, e.reason, e.message) for e in result.events]
-        for key in result.clear_annotations:
-            self.annotations.pop(key, None)
+        for key, value in result.clear_annotations:  # as kube.clear_annotations: if unchanged
+            if self.annotations.get(key) == value:
+                self.annotations.pop(key)
         return RetrainingPolicyStatus.model_validate(self.status)
 
     def until(

@@ -27,12 +27,38 @@ from retraining_operator.workflow.rollout import (
     RolloutProgress,
     advance_rollout,
     cleanup,
-    rollback_to,
+    start_rollback,
 )
 from retraining_standins.stack import AwsStandins
 from unit.rollout_policies import IMAGE, POLICY, spec
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def rollback_to(
+    session: Any,
+    policy: Any,
+    policy_spec: Any,
+    *,
+    target: str,
+    history: Any,
+    run: CurrentRun | None,
+    now: Any,
+    image: str | None = None,
+    poll: Any = None,
+) -> RolloutProgress:
+    """What the rollback and deploy stages do in one pass: start the run (first call), then
+    advance it like any rollout."""
+    if run is None:
+        started = start_rollback(session, policy_spec, target=target, history=history, now=now)
+        if started.done:
+            return started
+        run = started.run
+    extra = {"poll": poll} if poll is not None else {}
+    return advance_rollout(
+        session, policy, policy_spec, run, now, history=history, image=image, **extra
+    )
+
 
 ENDPOINT = "od-endpoint"
 ALARM = "od-endpoint-5xx"

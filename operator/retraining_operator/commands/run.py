@@ -217,6 +217,6 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
         print("lease timings need 0 < retry period < renew deadline < duration", file=sys.stderr)
         return 2
-    from retraining_operator.runner import run_operator
+    from retraining_operator.runner import exit_now, run_operator
 
-    return run_operator(args)
+    exit_now(run_operator(args))

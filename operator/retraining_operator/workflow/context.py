@@ -143,7 +143,9 @@ class PolicyMemo:
 class PassResult:
     status: RetrainingPolicyStatus
     events: list[Event] = field(default_factory=list)
-    clear_annotations: list[str] = field(default_factory=list)
+    # (key, value) of annotations whose action is done: removed after the pass's status is
+    # written, and only if they still have that value (kube.clear_annotations).
+    clear_annotations: list[tuple[str, str]] = field(default_factory=list)
     spec_error: str | None = None
     # Seconds until something is due (a poll, an observation, maxWait): when to pass again.
     requeue_after: float | None = None
@@ -259,6 +261,14 @@ class PolicyPass:
 
     def due_in(self, seconds: float) -> None:
         self.result.due_in(seconds)
+
+    def done_with_annotation(self, key: str, value: str | None = None) -> None:
+        """The instruction in annotation `key` is carried out (or refused, with an Event):
+        clear it after this pass's status is durable, if it still says what it said (`value`,
+        by default what this pass read)."""
+        seen = value if value is not None else self.view.annotations.get(key)
+        if seen is not None and (key, seen) not in self.result.clear_annotations:
+            self.result.clear_annotations.append((key, seen))
 
     def remember_ingest(self, ingest: IngestStatus) -> None:
         """The ingest block an ingest (or a run's claim) produced: into status and memo."""

@@ -72,7 +72,7 @@ __all__ = ["Controller", "Event", "PassResult", "PolicyMemo", "PolicyView"]
 log = logging.getLogger(__name__)
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, deploy, rollback, drift)
+STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, rollback, deploy, drift)
 
 
 class Controller:

@@ -100,7 +100,7 @@ __all__ = [
     "UnknownRollbackTarget",
     "advance_rollout",
     "cleanup",
-    "rollback_to",
+    "start_rollback",
 ]
 
 
@@ -177,52 +177,38 @@ def advance_rollout(
         return _progress(p, f"endpoint refused the change while busy, waiting: {busy.message}")
 
 
-def rollback_to(
+def start_rollback(
     session: AwsSession,
-    policy: PolicyRef,
     spec: RetrainingPolicySpec,
     *,
     target: str,
     history: Sequence[HistoryEntry],
-    run: CurrentRun | None,
     now: datetime,
-    image: str | None = None,
-    poll: timedelta = DEFAULT_POLL,
-    adopt: bool = False,
 ) -> RolloutProgress:
-    """Serve `target` (a run id, model name or Model Package ARN/version from `history`)
-    again.
+    """A deploy-only run (`rb<timestamp>`) that serves `target` (a run id, model name or Model
+    Package ARN/version from `history`) again, with the policy's strategy and guardrails.
 
-    First call with `run=None`: resolves the target (`UnknownRollbackTarget` when the
-    history has no such model) and starts a deploy-only run (`rb<timestamp>`) that puts
-    the history's Model back with the policy's strategy and guardrails. Keep the returned
-    `progress.run` as the current run and pass it back on later calls, until `done`; then
-    clear the annotation. A target that already serves finishes at once.
+    Raises `UnknownRollbackTarget` when the history has no such model. Keep `progress.run` as
+    the current run (Deploying): the deploy stage advances it like any rollout, whatever the
+    annotation says afterwards. A target that already serves finishes at once (`done`).
     """
     if spec.deployment.strategy is Strategy.NONE:
         raise RolloutError("deployment.strategy is None: the operator deploys nothing to roll back")
-    if run is None:
-        entry = resolve_rollback_target(history, target)
-        run = rollback_run(entry, target=target, now=now)
-        try:
-            found = serving(session, spec)
-        except NotServing:
-            found = None  # no endpoint (or config) yet: the rollout creates it
-        # Only a settled endpoint counts: while busy it may still move away from the model.
-        if (
-            found is not None
-            and not found.endpoint.busy
-            and found.variant.model_name == run.model_name
-        ):
-            return _finished(
-                run.model_copy(update={"endpoint_config_name": found.config_name}),
-                RolloutResult.SERVING,
-                f"{run.model_name} already serves on {spec.deployment.endpoint_name}",
-                now,
-            )
-    return advance_rollout(
-        session, policy, spec, run, now, history=history, image=image, poll=poll, adopt=adopt
-    )
+    entry = resolve_rollback_target(history, target)
+    run = rollback_run(entry, target=target, now=now)
+    try:
+        found = serving(session, spec)
+    except NotServing:
+        found = None  # no endpoint (or config) yet: the rollout creates it
+    # Only a settled endpoint counts: while busy it may still move away from the model.
+    if found is not None and not found.endpoint.busy and found.variant.model_name == run.model_name:
+        return _finished(
+            run.model_copy(update={"endpoint_config_name": found.config_name}),
+            RolloutResult.SERVING,
+            f"{run.model_name} already serves on {spec.deployment.endpoint_name}",
+            now,
+        )
+    return RolloutProgress(run=run, message=run.message or "rolling back")
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,14 +39,16 @@ def step(p: PolicyPass) -> None:
     if arn is None:
         raise RuntimeError(f"run {run.id} awaits approval without a model package")
     if wanted is not None:
-        p.result.clear_annotations.append(APPROVE_ANNOTATION)
         if wanted.strip() != run.id:
-            _ignore(p, wanted, f"run {run.id} awaits approval", clear=False)
+            _ignore(p, wanted, f"run {run.id} awaits approval")
         else:
             registry.set_approval(
                 p.session, arn, ApprovalStatus.APPROVED, f"approved by the {APPROVE_ANNOTATION} "
                 f"annotation on {p.ref.namespace}/{p.ref.name}",
             )  # fmt: skip
+            # Cleared only now: a failed UpdateModelPackage (a 503, a leadership change)
+            # keeps the person's approval for the next pass.
+            p.done_with_annotation(APPROVE_ANNOTATION, wanted)
             p.event("Normal", "ApprovalRequested", f"run {run.id}: set {arn} Approved")
     elif not p.observe_due():
         return
@@ -98,8 +100,7 @@ def _end(p: PolicyPass, outcome: Outcome, reason: str) -> None:
     p.checkpoint()
 
 
-def _ignore(p: PolicyPass, wanted: str, why: str, *, clear: bool = True) -> None:
-    if clear:
-        p.result.clear_annotations.append(APPROVE_ANNOTATION)
+def _ignore(p: PolicyPass, wanted: str, why: str) -> None:
+    p.done_with_annotation(APPROVE_ANNOTATION, wanted)
     shown = wanted if len(wanted) <= MAX_SHOWN else wanted[:MAX_SHOWN] + "..."
     p.event("Warning", "ApprovalIgnored", f"{APPROVE_ANNOTATION}={shown!r}: {why}")

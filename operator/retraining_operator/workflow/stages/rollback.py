@@ -1,41 +1,35 @@
-"""The rollback-to annotation: a deploy-only run back to a model from history."""
+"""The rollback-to annotation starts a deploy-only run back to a model from history.
+
+It only starts the run (not while suspended, not while another run is in flight); the deploy
+stage advances it to the end, like any rollout, whatever the annotation says afterwards, and
+clears the annotation then (if it still names that target).
+"""
 
 from __future__ import annotations
 
 from retraining_operator.api import ROLLBACK_TO_ANNOTATION
 from retraining_operator.reconcile.rollout import UnknownRollbackTarget
-from retraining_operator.reconcile.tenancy import adopt_requested
 from retraining_operator.workflow import rollout
 from retraining_operator.workflow.context import PolicyPass
-from retraining_operator.workflow.outcome import apply_rollout, observe_interval
+from retraining_operator.workflow.outcome import apply_rollout
 
 
 def step(p: PolicyPass) -> None:
     target = p.view.annotations.get(ROLLBACK_TO_ANNOTATION)
-    run = p.run
-    if p.spec.suspend or not target or (run is not None and not p.is_rollback_run):
+    if p.spec.suspend or not target or p.run is not None:
         return
     try:
-        progress = rollout.rollback_to(
-            p.session,
-            p.ref,
-            p.spec,
-            target=target,
-            history=p.status.history,
-            run=run,
-            now=p.now,
-            poll=observe_interval(p),
-            adopt=adopt_requested(
-                p.view.annotations, p.tenant, single_mode_allows=p.config.allow_endpoint_adoption
-            ),
+        progress = rollout.start_rollback(
+            p.session, p.spec, target=target, history=p.status.history, now=p.now
         )
     except UnknownRollbackTarget as error:
-        p.result.clear_annotations.append(ROLLBACK_TO_ANNOTATION)
+        p.done_with_annotation(ROLLBACK_TO_ANNOTATION, target)  # refused, with an Event
         p.event("Warning", "RollbackRefused", str(error))
         return
-    if run is None:
-        p.status.current_run = progress.run
-        p.checkpoint()
-    apply_rollout(p, progress)
+    p.status.current_run = progress.run
+    p.set_phase()
+    p.checkpoint()  # the run id is durable before anything is made under it
+    p.event("Normal", "RollbackStarted", f"run {progress.run.id}: {progress.message}")
     if progress.done:
-        p.result.clear_annotations.append(ROLLBACK_TO_ANNOTATION)
+        apply_rollout(p, progress)
+        p.done_with_annotation(ROLLBACK_TO_ANNOTATION, target)

@@ -28,7 +28,7 @@ def step(p: PolicyPass) -> None:
     )
     if not decision.train:
         if forced:
-            p.result.clear_annotations.append(RETRAIN_NOW_ANNOTATION)
+            p.done_with_annotation(RETRAIN_NOW_ANNOTATION)  # refused, with an Event
             p.event("Warning", "RetrainNowIgnored", decision.message)
         if decision.due_in is not None:
             p.due_in(decision.due_in.total_seconds())
@@ -39,8 +39,6 @@ def step(p: PolicyPass) -> None:
     hours = instance_hours(p.spec)
     if not _within_quota(p, run_id, hours):
         return  # waits (a retrain-now annotation stays until the run starts)
-    if forced:
-        p.result.clear_annotations.append(RETRAIN_NOW_ANNOTATION)
     status.validation_wait = None  # pending samples changed: count the holdout again
     status.current_run = CurrentRun(
         id=run_id,
@@ -52,6 +50,8 @@ def step(p: PolicyPass) -> None:
     )
     p.set_phase()
     p.checkpoint()  # the run id must be durable before anything is written under it
+    if forced:
+        p.done_with_annotation(RETRAIN_NOW_ANNOTATION)  # the run is started, durably
     p.event("Normal", "RunStarted", f"run {run_id}: {decision.message}")
 
 
