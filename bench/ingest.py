@@ -476,9 +476,9 @@ class _Daemon:
         from datetime import timedelta
 
         from retraining_operator.config import OperatorConfig
+        from retraining_operator.policy_pass.context import PolicyMemo
+        from retraining_operator.policy_pass.controller import Controller
         from retraining_operator.reconcile.naming import PolicyRef
-        from retraining_operator.workflow.context import PolicyMemo
-        from retraining_operator.workflow.controller import Controller
 
         self.spec = spec
         self.ref = PolicyRef(namespace="bench", name=uid, uid=uid)
@@ -496,7 +496,7 @@ class _Daemon:
         self.changed = threading.Condition()
 
     def reconcile(self) -> float:
-        from retraining_operator.workflow.controller import PolicyView
+        from retraining_operator.policy_pass.controller import PolicyView
 
         view = PolicyView(self.ref, 1, {}, dict(self.spec), dict(self.status))
         result = self.controller.reconcile(view, self._checkpoint, self.memo)
@@ -526,7 +526,7 @@ def _events_latency(aws: Any, flow_arn: str, url: str, loops: int) -> dict[str, 
     """Real time: the consumer thread long-polls moto's SQS and wakes the daemon thread."""
     import threading
 
-    from retraining_operator.workflow.events import EventHub
+    from retraining_operator.runtime.event_hub import EventHub
 
     hub = EventHub()
     daemon = _Daemon(aws, _policy(aws, flow_arn, "s3://bench-events/ev", url), hub, "ev")
@@ -611,7 +611,7 @@ def _idle_calls(
     `seconds` of real long polling, per hour."""
     from datetime import timedelta
 
-    from retraining_operator.workflow.events import EventHub
+    from retraining_operator.runtime.event_hub import EventHub
 
     hours = 24
 

@@ -34,15 +34,15 @@ from retraining_operator.aws.session import (
 )
 from retraining_operator.config import OperatorConfig, namespace_call_rate
 from retraining_operator.errors import NeedsAttention, RetryLater
+from retraining_operator.policy_pass.context import Event, PolicyMemo, PolicyView
+from retraining_operator.policy_pass.controller import Controller
+from retraining_operator.policy_pass.quota import UsageIndex
+from retraining_operator.policy_pass.tenancy import TenantIndex
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.sharding import shard_of
 from retraining_operator.reconcile.status import merge_patch_body
+from retraining_operator.runtime.event_hub import EventHub
 from retraining_operator.tenancy_api import TENANT_PLURAL, TenancyMode
-from retraining_operator.workflow.context import Event, PolicyMemo, PolicyView
-from retraining_operator.workflow.controller import Controller
-from retraining_operator.workflow.events import EventHub
-from retraining_operator.workflow.quota import UsageIndex
-from retraining_operator.workflow.tenancy import TenantIndex
 
 FINALIZER = f"{API_GROUP}/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)

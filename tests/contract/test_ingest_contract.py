@@ -25,9 +25,9 @@ from retraining_operator.aws import a2i
 from retraining_operator.aws.errors import NotFound, Throttled
 from retraining_operator.aws.s3 import S3, S3Location, WriteConflict
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.flows.sinks import S3LineSink
 from retraining_operator.manifest.convert import Converter
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.sinks import S3LineSink
 from support.ingest import KEYRING, assemble_run_dataset, poll
 from unit.ingest_policies import VOC, flow_arn, ingest_spec
 

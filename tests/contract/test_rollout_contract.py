@@ -25,6 +25,7 @@ from botocore.validate import ParamValidator
 from retraining_operator.aws import cloudwatch
 from retraining_operator.aws import endpoints as gateway
 from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, Throttled
+from retraining_operator.flows.rollout import advance_rollout
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.plan import plan_rollout
 from retraining_operator.reconcile.rollout.requests import RolloutNames, update_endpoint_request
@@ -33,7 +34,6 @@ from retraining_operator.reconcile.rollout.variant_shift.configs import (
     drop_variant_request,
     shift_config_request,
 )
-from retraining_operator.workflow.rollout import advance_rollout
 from unit.rollout_policies import (
     IMAGE,
     MODEL_DATA,

@@ -28,14 +28,7 @@ from retraining_operator.aws.errors import (
 )
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention
-from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.training_request import (
-    TrainingData,
-    training_job_request,
-    tuning_job_request,
-)
-from retraining_operator.reconcile.training_status import JobKind, JobRef
-from retraining_operator.workflow.training import (
+from retraining_operator.flows.training import (
     BaseModelUnavailable,
     ensure_training,
     observe_training,
@@ -43,6 +36,13 @@ from retraining_operator.workflow.training import (
     stop_training,
     training_image_uri,
 )
+from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.training_request import (
+    TrainingData,
+    training_job_request,
+    tuning_job_request,
+)
+from retraining_operator.reconcile.training_status import JobKind, JobRef
 from unit.training_policies import DATA, IMAGE, POLICY, RUN_ID, TUNING, spec
 
 MODEL = botocore.session.get_session().get_service_model("sagemaker")

@@ -24,10 +24,10 @@ from integration.test_rollout import (
     scene,
 )
 from retraining_operator.errors import NeedsAttention
+from retraining_operator.flows.rollout import advance_rollout
 from retraining_operator.reconcile.rollout.autoscaled import REASON as TYPE_CHANGE_REASON
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.requests import RolloutNames
-from retraining_operator.workflow.rollout import advance_rollout
 from retraining_standins.stack import AwsStandins
 from unit.rollout_policies import IMAGE, POLICY, spec
 

@@ -16,8 +16,8 @@ import pytest
 from retraining_operator.api import RETRAIN_NOW_ANNOTATION, RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.workflow.controller import Controller, PolicyView
 from retraining_standins.demo import DemoWorld, seed_demo
 from retraining_standins.seed import VOC_CLASSES
 from retraining_standins.stack import AwsStandins

@@ -16,9 +16,9 @@ import pytest
 
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass import context
+from retraining_operator.policy_pass.controller import Controller, PassResult, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.workflow import context
-from retraining_operator.workflow.controller import Controller, PassResult, PolicyView
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
 from retraining_standins.stack import AwsStandins

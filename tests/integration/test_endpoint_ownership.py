@@ -16,10 +16,10 @@ from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.tenancy import TAG_ENDPOINT_OWNER
 from retraining_operator.tenancy_api import ADOPT_ENDPOINT_ANNOTATION
-from retraining_operator.workflow.controller import Controller, PolicyView
 from retraining_standins.demo import DemoWorld, seed_demo
 from retraining_standins.stack import AwsStandins
 

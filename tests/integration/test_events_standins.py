@@ -27,11 +27,11 @@ import pytest
 from retraining_operator.api import ConditionType, RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.context import PolicyMemo
+from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.ledger import Ledger
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.workflow.context import PolicyMemo
-from retraining_operator.workflow.controller import Controller, PolicyView
-from retraining_operator.workflow.events import EventHub
+from retraining_operator.runtime.event_hub import EventHub
 from retraining_standins.a2i import FlowDefinition
 from retraining_standins.stack import AwsStandins
 from unit.ingest_policies import ACCOUNT, ingest_spec
@@ -295,7 +295,7 @@ KILLED_CONSUMER = textwrap.dedent(
     import json, os, signal, sys, time
     from retraining_operator.api import IngestStatus, RetrainingPolicySpec
     from retraining_operator.aws.session import AwsSession
-    from retraining_operator.workflow.events import EventHub, Subscription
+    from retraining_operator.runtime.event_hub import EventHub, Subscription
     from support.ingest import settle_events
 
     spec = RetrainingPolicySpec.model_validate_json(sys.argv[1])

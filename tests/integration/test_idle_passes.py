@@ -20,10 +20,10 @@ from retraining_operator import handlers, kube
 from retraining_operator.api import RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.context import PassResult
+from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.status import LAST_POLL_TIME_REFRESH, quiet_ingest_status
-from retraining_operator.workflow.context import PassResult
-from retraining_operator.workflow.controller import Controller, PolicyView
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
 from retraining_standins.stack import AwsStandins

@@ -23,11 +23,11 @@ from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
+from retraining_operator.flows.dataset import NothingToTrain, ValidationSource
+from retraining_operator.flows.ingest import PollResult
+from retraining_operator.flows.ledger_store import LedgerStore
 from retraining_operator.manifest.quarantine import redact_identity
 from retraining_operator.reconcile.ledger import Ledger
-from retraining_operator.workflow.dataset import NothingToTrain, ValidationSource
-from retraining_operator.workflow.ingest import PollResult
-from retraining_operator.workflow.ledger_store import LedgerStore
 from retraining_standins.a2i import FlowDefinition
 from retraining_standins.seed import random_a2i_output
 from retraining_standins.stack import AwsStandins
@@ -206,7 +206,7 @@ def test_unreadable_output_is_retried_next_poll_and_holds_the_watermark(
 def test_listing_failure_fails_the_poll_without_changing_state(
     aws: AwsStandins, a2i_flow: FlowDefinition
 ) -> None:
-    from retraining_operator.workflow.ingest import IngestRetry
+    from retraining_operator.flows.ingest import IngestRetry
 
     aws.a2i.add_loops(a2i_flow, 3)
     aws.faults.throttle("sagemaker-a2i-runtime", "ListHumanLoops")

@@ -11,9 +11,9 @@ import pytest
 
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.flows.dataset import ValidationSource, WaitingForValidationData
+from retraining_operator.flows.ingest import PollResult
 from retraining_operator.manifest.split import is_validation
-from retraining_operator.workflow.dataset import ValidationSource, WaitingForValidationData
-from retraining_operator.workflow.ingest import PollResult
 from retraining_standins.stack import AwsStandins
 from support.ingest import assemble_run_dataset, poll
 from unit.ingest_policies import flow_arn, ingest_spec
@@ -227,7 +227,7 @@ def test_reviewer_agreement_reaches_status_and_metrics_by_hash_only(
 ) -> None:
     from integration.test_controller import Harness, policy_spec
     from retraining_operator import metrics
-    from retraining_operator.workflow.ingest.kernel import REVIEWER_SERIES
+    from retraining_operator.flows.ingest.kernel import REVIEWER_SERIES
     from retraining_standins.demo import seed_demo
 
     world = seed_demo(aws, 0)

@@ -19,11 +19,11 @@ from retraining_operator.api import ConditionType, RetrainingPolicyStatus, RunSt
 from retraining_operator.aws.images import ImageLookupError
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.flows import training
+from retraining_operator.policy_pass.controller import Controller, PassResult, PolicyView
+from retraining_operator.policy_pass.stages import start
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_request import TrainingSpecError
-from retraining_operator.workflow import training
-from retraining_operator.workflow.controller import Controller, PassResult, PolicyView
-from retraining_operator.workflow.stages import start
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
 from retraining_standins.stack import AwsStandins

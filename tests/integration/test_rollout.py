@@ -18,17 +18,17 @@ import pytest
 
 from retraining_operator.api import CurrentRun, HistoryEntry, RetrainingPolicySpec, RunStage
 from retraining_operator.aws.session import AwsSession
-from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
-from retraining_operator.reconcile.rollout.decision import RolloutResult
-from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
-from retraining_operator.reconcile.rollout.requests import RolloutNames, model_request
-from retraining_operator.workflow.rollout import (
+from retraining_operator.flows.rollout import (
     RolloutProgress,
     advance_rollout,
     cleanup,
     start_rollback,
 )
+from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
+from retraining_operator.reconcile.rollout.decision import RolloutResult
+from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
+from retraining_operator.reconcile.rollout.requests import RolloutNames, model_request
 from retraining_standins.stack import AwsStandins
 from unit.rollout_policies import IMAGE, POLICY, spec
 

@@ -14,10 +14,10 @@ from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.controller import Controller, PolicyView
+from retraining_operator.policy_pass.tenancy import StaticTenants
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.tenancy_api import TenancyMode, Tenant
-from retraining_operator.workflow.controller import Controller, PolicyView
-from retraining_operator.workflow.tenancy import StaticTenants
 from retraining_standins.demo import DemoWorld, seed_demo
 from retraining_standins.stack import AwsStandins
 

@@ -27,6 +27,13 @@ from retraining_operator.api import (
     ServingStatus,
 )
 from retraining_operator.aws.session import AwsSession
+from retraining_operator.flows.training import (
+    BaseModelUnavailable,
+    ensure_training,
+    observe_training,
+    stop_training,
+    training_image_uri,
+)
 from retraining_operator.reconcile.gate import (
     GateDecision,
     evaluate_gate,
@@ -41,13 +48,6 @@ from retraining_operator.reconcile.training_status import (
     JobState,
     TrainingObservation,
     failure_history_entry,
-)
-from retraining_operator.workflow.training import (
-    BaseModelUnavailable,
-    ensure_training,
-    observe_training,
-    stop_training,
-    training_image_uri,
 )
 from retraining_standins.stack import AwsStandins
 from unit.training_policies import TUNING, document

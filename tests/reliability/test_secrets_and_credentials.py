@@ -18,8 +18,8 @@ from reliability.scene import Scene
 from retraining_operator.aws import session as aws_session
 from retraining_operator.aws.session import AwsSession, role_session_name
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.workflow.controller import Controller, PolicyView
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
 from retraining_standins.stack import SECRET_ACCESS_KEY, AwsStandins

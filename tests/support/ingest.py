@@ -11,10 +11,10 @@ from typing import Any
 from retraining_operator.api import IngestStatus, RetrainingPolicySpec
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.flows import dataset, ingest
+from retraining_operator.flows.ledger_store import LedgerAccess
 from retraining_operator.reconcile.events import LoopEvent
 from retraining_operator.reconcile.provenance import Keyring
-from retraining_operator.workflow import dataset, ingest
-from retraining_operator.workflow.ledger_store import LedgerAccess
 
 KEYRING: Keyring = OperatorConfig().keyring
 

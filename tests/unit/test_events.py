@@ -24,7 +24,7 @@ from retraining_operator.reconcile.events import (
     parse_message,
     queue_problem,
 )
-from retraining_operator.workflow.events import EventHub, Subscription, listing_interval
+from retraining_operator.runtime.event_hub import EventHub, Subscription, listing_interval
 from unit.ingest_policies import ACCOUNT, flow_arn, ingest_spec
 
 pytestmark = pytest.mark.events
@@ -301,7 +301,7 @@ def test_garbage_and_unrouted_messages_are_counted_logged_once_and_never_deleted
 
 
 def _consumer_health(hub: EventHub) -> Any:
-    from retraining_operator.workflow.events import _Consumer
+    from retraining_operator.runtime.event_hub import _Consumer
 
     consumer = _Consumer(hub, QUEUE)
     hub._consumers[QUEUE] = consumer

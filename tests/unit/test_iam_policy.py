@@ -180,7 +180,7 @@ def test_granted_actions_are_exactly_the_calls_in_the_code() -> None:
     assert not [p for p, text in sources.items() if "delete_endpoint(" in text]
     listing = [p.name for p, text in sources.items() if "s3.list(" in text]
     assert listing == ["offline.py"]
-    importers = [p.name for p, text in sources.items() if "workflow import offline" in text]
+    importers = [p.name for p, text in sources.items() if "flows import offline" in text]
     assert importers == ["manifest.py"]
 
 

@@ -105,7 +105,7 @@ def _probe(code: str) -> dict[str, object]:
 
 def test_operator_lookup_imports_no_sdk_pandas_or_scipy() -> None:
     ours = _probe(
-        "import retraining_operator.workflow.training as w\n"
+        "import retraining_operator.flows.training as w\n"
         "import retraining_operator.commands.plan\n"
         "uri = w.algorithm_image_uri('object-detection', 'eu-west-1')"
     )

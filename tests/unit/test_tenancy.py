@@ -15,10 +15,10 @@ import yaml
 
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.session import AssumedRole, role_session_name
+from retraining_operator.policy_pass.tenancy import tenant_identity
 from retraining_operator.reconcile import tenancy
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.tenancy_api import RetrainingTenantSpec, TenancyMode, Tenant
-from retraining_operator.workflow.tenancy import tenant_identity
 from support import crdschema
 from unit.test_api_models import _agree
 
@@ -333,7 +333,7 @@ def test_fixture_file_is_yaml_round_trippable() -> None:
 def test_an_invalid_tenant_in_the_index_covers_nothing() -> None:
     import logging
 
-    from retraining_operator.workflow.tenancy import TenantIndex
+    from retraining_operator.policy_pass.tenancy import TenantIndex
 
     log = logging.getLogger("test")
     good = TenantIndex.entry(tenant_body("team-a", A_ACCOUNT), "team-a", log)

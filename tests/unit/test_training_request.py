@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from retraining_operator.api import CurrentRun, RunSamples, RunStage
+from retraining_operator.flows.training import planned_job, training_image_uri
 from retraining_operator.reconcile.naming import SAGEMAKER_NAME, PolicyRef
 from retraining_operator.reconcile.training_request import (
     TrainingData,
@@ -19,7 +20,6 @@ from retraining_operator.reconcile.training_request import (
     training_job_request,
     tuning_job_request,
 )
-from retraining_operator.workflow.training import planned_job, training_image_uri
 from unit.training_policies import (
     DATA,
     IMAGE,

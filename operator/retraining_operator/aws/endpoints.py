@@ -1,8 +1,8 @@
 """SageMaker hosting gateway: Models, EndpointConfigs, Endpoints, tags. Thin boto3 calls.
 
 Each function makes one API call (or walks one paginator) with the request it is given;
-decisions live in `reconcile/rollout/`, composition in `workflow/rollout.py` and
-`workflow/serving.py`. Each hosting resource is read by one function here (ACK's
+decisions live in `reconcile/rollout/`, composition in `flows/rollout.py` and
+`flows/serving.py`. Each hosting resource is read by one function here (ACK's
 ReadOne), for the rollout and the base-model lookup alike.
 `ClientError` becomes a typed error (`aws/errors.py`): `NotFound`, `AlreadyExists`,
 `Throttled`, `Unavailable`, `AccessDenied`, `LimitExceeded`, `InvalidRequest`, plus

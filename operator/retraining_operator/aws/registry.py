@@ -3,7 +3,7 @@
 One boto3 call per function, `ClientError` mapped to the typed errors of `aws/errors.py`
 (`NotFound` on a describe of something missing, `AlreadyExists` when a group is created
 twice, `AccessDenied` without the IAM actions in the README, ...). The requests are built
-in `reconcile/registry.py`; composition lives in `workflow/registry.py`.
+in `reconcile/registry.py`; composition lives in `flows/registry.py`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SageMaker training gateway: thin boto3 calls, `ClientError` mapped to typed errors.
 
 Each function makes one API call with the request it is given and returns AWS's
-answer; decisions live in `reconcile/`, composition in `workflow/training.py`. What an
+answer; decisions live in `reconcile/`, composition in `flows/training.py`. What an
 endpoint serves (the base model) is read through `aws/endpoints.py`, the one reader of
 each hosting resource.
 Errors: `NotFound`, `AlreadyExists`, `Throttled`, `Unavailable`, `AccessDenied`,

@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from retraining_operator.api import LabelsSpec
-    from retraining_operator.workflow import offline
+    from retraining_operator.flows import offline
 
     def fail(message: str) -> int:
         print(f"retraining-operator manifest: {message}", file=sys.stderr)

@@ -158,13 +158,13 @@ def _plan_training(args: argparse.Namespace) -> int:
 def _plan_training_checked(args: argparse.Namespace) -> int:
     from retraining_operator.api import S3_URI_PATTERN
     from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.training_request import (
         TrainingData,
         TrainingSpecError,
         training_job_request,
         tuning_job_request,
     )
-    from retraining_operator.workflow.training import training_image_uri
 
     policy, spec = load_policy(args.policy)
     base_model = args.base_model or spec.training.base_model.s3_uri
@@ -319,9 +319,9 @@ def _live_state(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict[s
 def _plan_rollout_checked(args: argparse.Namespace) -> int:
     from retraining_operator.api import S3_URI_PATTERN, Strategy
     from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.rollout import RolloutError
     from retraining_operator.reconcile.rollout.plan import plan_rollout
-    from retraining_operator.workflow.training import training_image_uri
 
     policy, spec = load_policy(args.policy)
     if not re.fullmatch(S3_URI_PATTERN, args.model_data):
@@ -415,13 +415,13 @@ def _plan_registry_checked(args: argparse.Namespace) -> int:
 
     from retraining_operator.api import S3_URI_PATTERN, CurrentRun, RunStage
     from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.gate import GateDecision, evaluate_gate
     from retraining_operator.reconcile.registry import (
         Candidate,
         RegistryError,
         model_package_request,
     )
-    from retraining_operator.workflow.training import training_image_uri
 
     policy, spec = load_policy(args.policy)
     if spec.registry is None:

@@ -1,0 +1,444 @@
+"""Assemble one run's dataset from the pending samples: train and validation manifests.
+
+    claim      ledger: all pending segments -> runs[run_id]       (If-Match; idempotent)
+    pass 1     read the claimed segments: how many new lines go to train / validation
+    replay     read the replay manifest once to count its usable lines
+    pass 2     stream segments (+ replay lines, interleaved) into the train manifest and
+               the holdout lines into the validation manifest; both are content-addressed
+               `<outputS3Uri>/manifests/<sha256>.jsonl`, multipart when large
+    record     ledger: runs[run_id].result = the URIs and counts
+
+Every step is deterministic for (claimed segments, spec, run id), so a crash anywhere and
+a retry with the same run id produce the same manifests (same URIs), and the claimed
+loops never appear in another run. Nothing is held whole in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from retraining_operator.api import RetrainingPolicySpec, RunSamples
+from retraining_operator.aws.errors import AwsError
+from retraining_operator.aws.s3 import S3, S3Location
+from retraining_operator.aws.session import AwsSession
+from retraining_operator.errors import NeedsAttention, RetryLater
+from retraining_operator.flows.ingest import PENDING_PREFIX
+from retraining_operator.flows.ledger_store import (
+    LedgerAccess,
+    LedgerError,
+    LedgerStore,
+    LedgerUnreadable,
+)
+from retraining_operator.flows.sinks import S3LineSink
+from retraining_operator.manifest import replay as replay_rules
+from retraining_operator.manifest.dedupe import NewestReviews
+from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
+from retraining_operator.manifest.split import is_validation, source_ref_of
+from retraining_operator.reconcile.ledger import Ledger, PendingSegment, RunClaim
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PREFIX = "manifests"
+STAGING_PREFIX = "staging"
+
+
+class DatasetError(Exception):
+    """The run's dataset cannot be assembled: always a `DatasetRetry` or `DatasetFailed`."""
+
+
+class DatasetRetry(DatasetError, RetryLater):
+    """AWS was busy or the ledger contended: retry later with the same run id."""
+
+    def __init__(self, message: str, after: float | None = None) -> None:
+        RetryLater.__init__(self, message, after, reason="DatasetRetry")
+
+
+class NothingToTrain(DatasetRetry):
+    """No pending samples (or none that would go to training): keep collecting.
+
+    A `RetryLater` so that an uncaught one is harmless; the pass catches it first and
+    ends the run without training.
+    """
+
+
+class WaitingForValidationData(NothingToTrain):
+    """The validation holdout of the pending samples is smaller than
+    `dataset.validation.minSamples` (and `allowTrainAsValidation` is off): validating on
+    so few images (or, as the seed did, on the train manifest itself) would let the gate
+    measure memorisation. The samples stay pending; the run does not start."""
+
+    def __init__(self, *, pending: int, holdout_images: int, min_samples: int) -> None:
+        self.pending = pending
+        self.holdout_images = holdout_images
+        self.min_samples = min_samples
+        super().__init__(
+            f"the validation holdout of the {pending} pending samples has {holdout_images} "
+            f"distinct image(s), fewer than dataset.validation.minSamples {min_samples}: "
+            "waiting for more reviews (or set dataset.validation.manifestS3Uri, or "
+            "allowTrainAsValidation: true to validate on training data)"
+        )
+
+
+class DatasetFailed(DatasetError, NeedsAttention):
+    """A person must act: reason `DatasetUnavailable` (a replay/validation manifest or a
+    pending segment is missing, access denied) or `LedgerCorrupt`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        NeedsAttention.__init__(self, reason, message)
+
+
+class ValidationSource(StrEnum):
+    HOLDOUT = "Holdout"  # the hash split of the new samples
+    MANIFEST = "Manifest"  # spec.dataset.validation.manifestS3Uri
+    # holdout too small and allowTrainAsValidation: validate on the train manifest (as the seed)
+    TRAIN = "Train"
+
+
+@dataclass(frozen=True)
+class AssembledDataset:
+    run_id: str
+    train_manifest_s3_uri: str
+    validation_manifest_s3_uri: str
+    samples: RunSamples  # new, replay, validation, train (= num_training_samples)
+    validation_source: ValidationSource
+    segments: int
+    replay_skipped: int = 0  # replay lines that were not usable object-detection lines
+    # What is still pending once this run holds its claim (samples, oldest, the ledger's
+    # revision), read from the ledger as it stands after the claim; None when not known.
+    pending_after: tuple[int, datetime | None, int] | None = field(default=None, compare=False)
+
+    @property
+    def num_training_samples(self) -> int:
+        return self.samples.train
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trainManifestS3Uri": self.train_manifest_s3_uri,
+            "validationManifestS3Uri": self.validation_manifest_s3_uri,
+            "samples": self.samples.to_wire(),
+            "validationSource": str(self.validation_source),
+            "segments": self.segments,
+            "replaySkipped": self.replay_skipped,
+        }
+
+    @classmethod
+    def from_json(cls, run_id: str, raw: dict[str, Any]) -> AssembledDataset:
+        return cls(
+            run_id=run_id,
+            train_manifest_s3_uri=str(raw["trainManifestS3Uri"]),
+            validation_manifest_s3_uri=str(raw["validationManifestS3Uri"]),
+            samples=RunSamples.model_validate(raw["samples"]),
+            validation_source=ValidationSource(raw["validationSource"]),
+            segments=int(raw["segments"]),
+            replay_skipped=int(raw.get("replaySkipped", 0)),
+        )
+
+
+def assemble_run_dataset(
+    session: AwsSession,
+    spec: RetrainingPolicySpec,
+    run_id: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    part_size: int = DEFAULT_PART_SIZE,
+    access: LedgerAccess,
+) -> AssembledDataset:
+    """Claim every pending sample for `run_id` and write its manifests (idempotent).
+
+    Calling it again with the same run id (after a crash, or just twice) returns the same
+    manifests and never claims more samples. Raises `NothingToTrain` when nothing is
+    pending (or every new image fell into the validation holdout; the samples stay
+    pending), `WaitingForValidationData` (a `NothingToTrain`: the holdout is smaller than
+    `validation.minSamples`; the claim is released), `DatasetRetry` (a `RetryLater`: AWS
+    busy, the ledger contended) or
+    `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
+    `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
+    """
+    now = clock or (lambda: datetime.now(UTC))
+    s3 = S3(session.s3())
+    store = LedgerStore(s3, spec.dataset.output_s3_uri, access)
+    try:
+        store.load()
+        claim = _claim(store, run_id, now)
+        if claim.result is not None:
+            return dataclasses.replace(
+                AssembledDataset.from_json(run_id, claim.result), pending_after=_pending(store)
+            )
+        try:
+            dataset = _build(s3, spec, claim, part_size)
+        except WaitingForValidationData:
+            store.update(lambda ledger: ledger.release(run_id))
+            raise
+        if dataset is None:
+            store.update(lambda ledger: ledger.release(run_id))
+            raise NothingToTrain(
+                f"all {claim.samples} pending samples fall into the validation holdout; "
+                "they stay pending until a sample for training arrives"
+            )
+        result = dataset.to_json()
+
+        def record(ledger: Ledger) -> None:
+            current = ledger.run(run_id)
+            if current is not None:
+                current.result = result
+
+        store.update(record)
+        dataset = dataclasses.replace(dataset, pending_after=_pending(store))
+    except (AwsError, LedgerError) as error:
+        raise _dataset_error(
+            f"assembling the dataset of run {run_id} failed: {error}", error
+        ) from error
+    log.info(
+        "run %s dataset: %d new (%d validation), %d replay, train %s (%d lines), validation %s",
+        run_id,
+        dataset.samples.new,
+        dataset.samples.validation,
+        dataset.samples.replay,
+        dataset.train_manifest_s3_uri,
+        dataset.samples.train,
+        dataset.validation_manifest_s3_uri,
+    )
+    return dataset
+
+
+def _pending(store: LedgerStore) -> tuple[int, datetime | None, int]:
+    return store.ledger.pending_samples, store.ledger.oldest_pending, store.ledger.revision
+
+
+def _dataset_error(message: str, error: AwsError | LedgerError) -> DatasetError:
+    """Transient or not is decided by the error's class (`aws.errors`, `ledger_store`)."""
+    if isinstance(error, LedgerUnreadable):
+        return DatasetFailed(error.reason, str(error))
+    if isinstance(error, RetryLater):
+        return DatasetRetry(message, after=error.after)
+    return DatasetFailed("DatasetUnavailable", message)
+
+
+def _claim(store: LedgerStore, run_id: str, now: Callable[[], datetime]) -> RunClaim:
+    existing = store.ledger.run(run_id)
+    if existing is not None:
+        return existing
+    if not store.ledger.pending:
+        raise NothingToTrain("no new samples are pending")
+
+    def claim(ledger: Ledger) -> RunClaim:
+        if ledger.run(run_id) is None and not ledger.pending:
+            raise NothingToTrain("no new samples are pending")
+        return ledger.claim(run_id, now())
+
+    return store.update(claim)
+
+
+def _segment_lines(s3: S3, output: S3Location, segments: list[PendingSegment]) -> Iterator[bytes]:
+    """Every sample line of the segments, each segment verified as it is read: its content
+    must hash to the sha256 in its name and hold the ledger's number of lines. Anyone who
+    can write the dataset prefix could otherwise choose the training data."""
+    for segment in segments:
+        location = output.child(PENDING_PREFIX, f"{segment.sha256}.jsonl")
+        digest = hashlib.sha256()
+        count = 0
+        for line in s3.iter_lines(location):
+            digest.update(line + b"\n")
+            count += 1
+            if line.strip():
+                yield line
+        if digest.hexdigest() != segment.sha256 or count != segment.samples:
+            raise DatasetFailed(
+                "PendingSegmentTampered",
+                f"pending segment {location.uri} does not match the ledger (sha256 "
+                f"{digest.hexdigest()[:16]}..., {count} lines; expected {segment.sha256[:16]}..., "
+                f"{segment.samples} lines): it was changed after the operator wrote it. "
+                "Nothing was trained from it; restore it from a previous S3 object version",
+            )
+
+
+def _build(
+    s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int
+) -> AssembledDataset | None:
+    dataset = spec.dataset
+    attribute = spec.labels.attribute_name
+    output = S3Location.parse(dataset.output_s3_uri)
+    validation_uri = dataset.validation.manifest_s3_uri
+    holdout = 0 if validation_uri else dataset.validation.holdout_percent
+
+    # A fixed validation manifest: its images never train (read first: fails fast if absent).
+    validation_images = (
+        _source_refs(s3, S3Location.parse(validation_uri)) if validation_uri is not None else None
+    )
+
+    def goes_to_validation(reference: str) -> bool:
+        return holdout > 0 and is_validation(reference, holdout)
+
+    # Pass 1: the newest review of each image, and the split sizes (replay needs the
+    # number of new training lines up front).
+    reviews = NewestReviews(attribute)
+    for line in _segment_lines(s3, output, claim.segments):
+        try:
+            reviews.add(line)
+        except (ValueError, RecursionError) as error:
+            # Sealed segments hold only lines ingest wrote: this one was not.
+            raise DatasetFailed(
+                "PendingSegmentTampered",
+                f"a pending segment of run {claim.run_id} holds a line that is not a manifest "
+                f"line ({str(error)[:120]}): it was not written by this operator. Nothing was "
+                "trained from it",
+            ) from error
+    images = reviews.newest.keys()
+    held_out = {ref for ref in images if goes_to_validation(ref)}
+    in_fixed_validation = (
+        {ref for ref in images if ref in validation_images} if validation_images else set()
+    )
+    new_train = len(images) - len(held_out) - len(in_fixed_validation)
+    if new_train == 0:
+        return None
+
+    def replay_usable(reference: str) -> bool:
+        """Replay never trains on an image this run reviewed anew (the new review wins;
+        a held-out image must not train at all) or on a fixed validation image."""
+        return reference not in images and not (
+            validation_images is not None and reference in validation_images
+        )
+
+    replay = dataset.replay
+    per_new = replay.samples_per_new_sample if replay else 0
+    replay_total = replay_skipped = replay_overlap = 0
+    replay_location: S3Location | None = None
+    if replay is not None and per_new > 0:
+        replay_location = S3Location.parse(replay.manifest_s3_uri)
+        replay_total, replay_skipped, replay_overlap = _count_replay(
+            s3, replay_location, attribute, replay_usable
+        )
+    wanted = per_new * new_train if replay_total else 0
+    # After reading the replay manifest, so that a missing one is reported, not waited on.
+    too_small = validation_uri is None and len(held_out) < dataset.validation.min_samples
+    if too_small and not dataset.validation.allow_train_as_validation:
+        raise WaitingForValidationData(
+            pending=claim.samples,
+            holdout_images=len(held_out),
+            min_samples=dataset.validation.min_samples,
+        )
+
+    manifests = output.child(MANIFEST_PREFIX)
+    staging = output.child(STAGING_PREFIX, claim.run_id)
+    train_sink = S3LineSink(
+        s3, directory=manifests, staging=staging.child("train.jsonl"), part_size=part_size
+    )
+    validation_sink = (
+        S3LineSink(
+            s3,
+            directory=manifests,
+            staging=staging.child("validation.jsonl"),
+            part_size=part_size,
+        )
+        if held_out
+        else None
+    )
+    try:
+        replay_lines: Iterator[bytes] = iter(())
+        if replay_location is not None and wanted:
+            usable = (
+                normalized
+                for normalized in (
+                    replay_rules.normalize_replay_line(line, attribute)
+                    for line in s3.iter_lines(replay_location)
+                )
+                if normalized is not None and replay_usable(source_ref_of(normalized))
+            )
+            replay_lines = replay_rules.replayed(usable, replay_total, wanted, claim.run_id)
+
+        def new_train_lines() -> Iterator[bytes]:
+            for line in _segment_lines(s3, output, claim.segments):
+                reference, newest = reviews.keep(line)
+                if not newest or reference in in_fixed_validation:
+                    continue
+                if reference in held_out:
+                    assert validation_sink is not None
+                    validation_sink.write(line)
+                else:
+                    yield line
+
+        for line in replay_rules.interleave(new_train_lines(), replay_lines, per_new):
+            train_sink.write(line)
+        train = train_sink.close()
+        validation = validation_sink.close() if validation_sink else None
+    except BaseException:
+        train_sink.abort()
+        if validation_sink is not None:
+            validation_sink.abort()
+        raise
+
+    if validation_uri is not None:
+        source = ValidationSource.MANIFEST
+        validation_count = len(validation_images or ())
+        validation_manifest = validation_uri
+    elif validation is not None:
+        source = ValidationSource.HOLDOUT
+        validation_count = validation.lines
+        validation_manifest = validation.uri
+    else:
+        source = ValidationSource.TRAIN
+        validation_count = train.lines
+        validation_manifest = train.uri
+    replay_written = train.lines - new_train
+    return AssembledDataset(
+        run_id=claim.run_id,
+        train_manifest_s3_uri=train.uri,
+        validation_manifest_s3_uri=validation_manifest,
+        samples=RunSamples(
+            new=reviews.lines,
+            replay=replay_written,
+            validation=validation_count,
+            train=train.lines,
+            superseded=reviews.superseded,
+            overlap_dropped=len(in_fixed_validation) + replay_overlap,
+        ),
+        validation_source=source,
+        segments=len(claim.segments),
+        replay_skipped=replay_skipped,
+    )
+
+
+def _count_replay(
+    s3: S3, location: S3Location, attribute_name: str, usable_image: Callable[[str], bool]
+) -> tuple[int, int, int]:
+    """(usable, not object-detection lines, lines of an image that may not train here)."""
+    usable = skipped = overlap = 0
+    for line in s3.iter_lines(location):
+        if not line.strip():
+            continue
+        normalized = replay_rules.normalize_replay_line(line, attribute_name)
+        if normalized is None:
+            skipped += 1
+        elif not usable_image(source_ref_of(normalized)):
+            overlap += 1
+        else:
+            usable += 1
+    if skipped:
+        log.warning(
+            "replay manifest %s: %d lines are not object-detection lines for attribute %r; "
+            "they are not replayed",
+            location.uri,
+            skipped,
+            attribute_name,
+        )
+    return usable, skipped, overlap
+
+
+def _source_refs(s3: S3, location: S3Location) -> set[str]:
+    """The images of a manifest (lines without a source-ref are not images)."""
+    references: set[str] = set()
+    for line in s3.iter_lines(location):
+        if not line.strip():
+            continue
+        try:
+            references.add(source_ref_of(line))
+        except ValueError:
+            continue
+    return references
