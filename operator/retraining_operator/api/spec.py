@@ -1,131 +1,38 @@
-"""Typed models of the RetrainingPolicy API (spec and status), shared by every layer.
+"""The RetrainingPolicy spec: what a user asks for (camelCase on the wire, immutable).
 
-The CRD in `crds/retrainingpolicies.yaml` is the source of truth for the wire format;
-these models mirror it field for field (a test walks both trees). The API server
-already applies defaults, bounds and CEL rules; the models repeat the rules that a
-policy read from a file (the `plan` CLI, tests) must also obey, and add the few checks
-CEL cannot express here (e.g. ascending variant-shift steps).
+The API server applies the CRD's defaults, bounds and CEL rules; these models repeat the
+rules a policy read from a file (the `plan` CLI, tests) must also obey, and add the few
+checks CEL cannot express here (e.g. ascending variant-shift steps).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-API_GROUP = "retraining.hitl.dev"
-API_VERSION = "v1alpha1"
-KIND = "RetrainingPolicy"
-PLURAL = "retrainingpolicies"
-
-# Annotations users set to drive the operator by hand.
-RETRAIN_NOW_ANNOTATION = f"{API_GROUP}/retrain-now"
-ROLLBACK_TO_ANNOTATION = f"{API_GROUP}/rollback-to"
-# `<run id>`: approve that run's Model Package (spec.registry.approval Manual).
-APPROVE_ANNOTATION = f"{API_GROUP}/approve"
-
-HISTORY_LIMIT = 20
-
-# ---------------------------------------------------------------------------------------
-# Scalar types shared with the CRD's patterns (keep the regexes identical to the CRD).
-
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
-IAM_ROLE_ARN_PATTERN = r"^arn:aws[a-z\-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/\-]{1,512}$"
-FLOW_DEFINITION_ARN_PATTERN = (
-    r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:[0-9]{12}:flow-definition/"
-    r"[a-z0-9](-*[a-z0-9]){0,62}$"
+from retraining_operator.api.scalars import (
+    ATTRIBUTE_NAME_PATTERN,
+    CANARY_SIZE_PATTERN,
+    FLOW_DEFINITION_ARN_PATTERN,
+    MODEL_PACKAGE_GROUP_PATTERN,
+    REGION_PATTERN,
+    SQS_QUEUE_URL_PATTERN,
+    STEP_SIZE_PATTERN,
+    Duration,
+    RoleArn,
+    S3Uri,
+    SageMakerName,
+    duration_between,
+    parse_duration,
 )
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
-SAGEMAKER_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
-# A Model Package Group name (SageMaker's EntityName pattern; at most 63 characters).
-MODEL_PACKAGE_GROUP_PATTERN = SAGEMAKER_NAME_PATTERN
-# "10%" (capacity percent, at most 50 for a canary) or "2" (instance count).
-CANARY_SIZE_PATTERN = r"^(([1-9]|[1-4][0-9]|50)%|[1-9][0-9]{0,2})$"
-STEP_SIZE_PATTERN = r"^(([1-9]|[1-9][0-9]|100)%|[1-9][0-9]{0,2})$"
-ATTRIBUTE_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9_])*$"
-# An SQS queue URL: `https://sqs.<region>.amazonaws.com/<account>/<name>` on AWS; any host
-# (an endpoint override, a VPC endpoint) with the account and name path is accepted here,
-# and the operator checks account and region against the flow definition at run time.
-SQS_QUEUE_URL_PATTERN = (
-    r"^https?://[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?/[0-9]{12}/[A-Za-z0-9_\-]{1,80}(\.fifo)?$"
-)
-
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 # SageMaker takes at most 100 hyperparameters; the operator adds these to the policy's
 # (num_classes unless the policy sets it; the other two always).
 MAX_HYPERPARAMETERS = 100
 OPERATOR_ADDED_HYPERPARAMETERS = ("num_classes", "use_pretrained_model", "num_training_samples")
-
-# Every duration in the spec is at most a year (the CRD says so in CEL too): longer values
-# are typos, and unbounded ones overflow timedelta/datetime arithmetic in the pass.
-MAX_DURATION = "8760h"
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a Go-style duration ("90s", "1h30m", "24h") as the CRD and CEL accept it."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}: use a number with a unit, e.g. 90s, 5m, 24h")
-    seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"duration {text!r} is out of range (at most {MAX_DURATION})") from None
-
-
-def _check_duration(text: str) -> str:
-    if parse_duration(text) > parse_duration(MAX_DURATION):
-        raise ValueError(f"must be at most {MAX_DURATION}")
-    return text
-
-
-def _duration_between(low: str | None = None, high: str | None = None) -> AfterValidator:
-    """Bounds the CRD states as CEL rules (`duration(self) >= duration(low)`)."""
-
-    def check(text: str) -> str:
-        value = parse_duration(text)
-        if low is not None and value < parse_duration(low):
-            raise ValueError(f"must be at least {low}")
-        if high is not None and value > parse_duration(high):
-            raise ValueError(f"must be at most {high}")
-        return text
-
-    return AfterValidator(check)
-
-
-Duration = Annotated[
-    str, Field(pattern=DURATION_PATTERN, max_length=32), AfterValidator(_check_duration)
-]
-S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
-RoleArn = Annotated[str, Field(pattern=IAM_ROLE_ARN_PATTERN, max_length=2048)]
-SageMakerName = Annotated[str, Field(pattern=SAGEMAKER_NAME_PATTERN, max_length=63)]
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _rfc3339(value: datetime) -> str:
-    return _utc(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-Timestamp = Annotated[
-    datetime, AfterValidator(_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")
-]
 
 
 class _Model(BaseModel):
@@ -139,10 +46,6 @@ class _Model(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-# ---------------------------------------------------------------------------------------
-# Spec
-
-
 class AwsSpec(_Model):
     region: Annotated[str, Field(pattern=REGION_PATTERN, max_length=32)]
     role_arn: RoleArn | None = None
@@ -152,12 +55,12 @@ class EventsSpec(_Model):
     """Event-driven ingest: A2I status-change events arrive on this SQS queue (docs/events.md)."""
 
     sqs_queue_url: Annotated[str, Field(pattern=SQS_QUEUE_URL_PATTERN, max_length=1024)]
-    backstop_interval: Annotated[Duration, _duration_between(low="1m")] = "1h"
+    backstop_interval: Annotated[Duration, duration_between(low="1m")] = "1h"
 
 
 class HumanLoopsSpec(_Model):
     flow_definition_arn: Annotated[str, Field(pattern=FLOW_DEFINITION_ARN_PATTERN, max_length=1024)]
-    poll_interval: Annotated[Duration, _duration_between(low="10s")] = "5m"
+    poll_interval: Annotated[Duration, duration_between(low="10s")] = "5m"
     lookback: Duration = "24h"
     events: EventsSpec | None = None
 
@@ -352,7 +255,7 @@ class TrainingSpec(_Model):
     image: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     base_model: BaseModelSpec = BaseModelSpec(from_endpoint=True)
     resources: ResourcesSpec = ResourcesSpec()
-    max_runtime: Annotated[Duration, _duration_between(low="1s", high="672h")] = "24h"
+    max_runtime: Annotated[Duration, duration_between(low="1s", high="672h")] = "24h"
     spot: SpotSpec = SpotSpec()
     tuning: TuningSpec | None = None
     output_s3_uri: S3Uri = Field(alias="outputS3Uri")
@@ -406,9 +309,9 @@ class BlueGreenSpec(_Model):
     traffic_routing: TrafficRouting = TrafficRouting.CANARY
     canary_size: Annotated[str, Field(pattern=CANARY_SIZE_PATTERN)] | None = "10%"
     linear_step_size: Annotated[str, Field(pattern=STEP_SIZE_PATTERN)] | None = None
-    wait_interval: Annotated[Duration, _duration_between(high="1h")] = "10m"
-    termination_wait: Annotated[Duration, _duration_between(high="1h")] = "10m"
-    maximum_execution_timeout: Annotated[Duration, _duration_between(low="10m", high="8h")] = "1h"
+    wait_interval: Annotated[Duration, duration_between(high="1h")] = "10m"
+    termination_wait: Annotated[Duration, duration_between(high="1h")] = "10m"
+    maximum_execution_timeout: Annotated[Duration, duration_between(low="10m", high="8h")] = "1h"
 
     @model_validator(mode="after")
     def _linear_needs_step(self) -> Self:
@@ -419,9 +322,9 @@ class BlueGreenSpec(_Model):
 
 class RollingSpec(_Model):
     maximum_batch_size: Annotated[str, Field(pattern=STEP_SIZE_PATTERN)] = "50%"
-    wait_interval: Annotated[Duration, _duration_between(high="1h")] = "5m"
+    wait_interval: Annotated[Duration, duration_between(high="1h")] = "5m"
     rollback_maximum_batch_size: Annotated[str, Field(pattern=STEP_SIZE_PATTERN)] | None = None
-    maximum_execution_timeout: Annotated[Duration, _duration_between(high="8h")] = "1h"
+    maximum_execution_timeout: Annotated[Duration, duration_between(high="8h")] = "1h"
 
 
 class VariantShiftSpec(_Model):
@@ -515,7 +418,7 @@ class RegistrySpec(_Model):
     ]
     approval: Approval = Approval.AUTOMATIC
     create_group: bool = True
-    approval_timeout: Annotated[Duration, _duration_between(low="1m")] | None = None
+    approval_timeout: Annotated[Duration, duration_between(low="1m")] | None = None
 
 
 class RetrainingPolicySpec(_Model):
@@ -543,177 +446,3 @@ class RetrainingPolicySpec(_Model):
                 f"{self.aws.region}"
             )
         return self
-
-
-# ---------------------------------------------------------------------------------------
-# Status (read back from the API server: lenient about unknown fields, never frozen)
-
-
-class _Status(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    def to_wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-class Phase(StrEnum):
-    COLLECTING = "Collecting"
-    TRAINING = "Training"
-    EVALUATING = "Evaluating"
-    DEPLOYING = "Deploying"
-    SERVING = "Serving"
-    SUSPENDED = "Suspended"
-    FAILED = "Failed"
-
-
-class ConditionType(StrEnum):
-    READY = "Ready"
-    PROGRESSING = "Progressing"
-    DEGRADED = "Degraded"
-    # The endpoint no longer serves what status.serving says (changed out of band).
-    DRIFTED = "Drifted"
-    # True while the policy's polls come later than pollInterval x 1.1 (the AWS call budget or
-    # the worker threads are too small for the configured polls); absent until it first is.
-    POLLS_STARVED = "PollsStarved"
-    # Event-driven ingest (spec.humanLoops.events): True while the queue is consumed.
-    EVENTS_FLOWING = "EventsFlowing"
-    # Scoped mode: True while a run waits for its tenant's quota; absent until it first does.
-    QUOTA_EXCEEDED = "QuotaExceeded"
-
-
-class Condition(_Status):
-    type: ConditionType
-    status: Literal["True", "False", "Unknown"]
-    reason: Annotated[str, Field(max_length=1024)]
-    message: Annotated[str, Field(max_length=32768)] = ""
-    last_transition_time: Timestamp
-    observed_generation: int | None = None
-
-
-class ReviewerAgreement(_Status):
-    worker: str  # a stable hash of the workerId, never the id
-    images: int = 0
-    agreement: float = 0.0
-
-
-class ReviewerSummary(_Status):
-    workers: int = 0
-    mean_agreement: float | None = None
-    lowest: Annotated[list[ReviewerAgreement], Field(max_length=5)] = Field(default_factory=list)
-
-
-class ValidationWait(_Status):
-    pending_samples: int = 0
-    holdout_images: int = 0
-    min_samples: int = 0
-
-
-class IngestStatus(_Status):
-    last_poll_time: Timestamp | None = None
-    watermark: Timestamp | None = None
-    pending_samples: int = 0
-    oldest_pending_time: Timestamp | None = None
-    ingested_loops: int = 0
-    quarantined_samples: int = 0
-    in_progress_loops: int = 0
-    failed_loops: int = 0
-    ledger_s3_uri: str | None = Field(default=None, alias="ledgerS3Uri")
-    # The ledger's revision when this block was made: a ledger older than it was rolled back.
-    ledger_revision: int | None = None
-    reviewers: ReviewerSummary | None = None
-
-
-class RunStage(StrEnum):
-    PREPARING = "Preparing"
-    TRAINING = "Training"
-    EVALUATING = "Evaluating"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    DEPLOYING = "Deploying"
-    DONE = "Done"
-
-
-class RunSamples(_Status):
-    new: int = 0
-    replay: int = 0
-    validation: int = 0
-    train: int = 0
-    superseded: int = 0
-    overlap_dropped: int = 0
-
-
-class CurrentRun(_Status):
-    id: str
-    stage: RunStage
-    trigger: str | None = None
-    started_at: Timestamp
-    # Instance-hours counted against the tenant's quota (reconcile/quota.py).
-    instance_hours: float | None = None
-    manifest_s3_uri: str | None = Field(default=None, alias="manifestS3Uri")
-    validation_manifest_s3_uri: str | None = Field(default=None, alias="validationManifestS3Uri")
-    base_model_data_url: str | None = None
-    samples: RunSamples | None = None
-    training_job_name: str | None = None
-    tuning_job_name: str | None = None
-    training_job_status: str | None = None
-    secondary_status: str | None = None
-    model_data_url: str | None = None
-    metric_value: float | None = None
-    model_package_arn: str | None = None
-    approval_requested_at: Timestamp | None = None
-    model_name: str | None = None
-    endpoint_config_name: str | None = None
-    deploy_step: int | None = None
-    deploy_step_started_at: Timestamp | None = None
-    message: str | None = None
-
-
-class Outcome(StrEnum):
-    DEPLOYED = "Deployed"
-    TRAINED = "Trained"  # strategy None: gated, not deployed
-    GATE_REJECTED = "GateRejected"
-    TRAINING_FAILED = "TrainingFailed"
-    ROLLED_BACK = "RolledBack"
-    STOPPED = "Stopped"
-    FAILED = "Failed"
-    REJECTED = "Rejected"  # a person rejected the registered Model Package
-    APPROVAL_TIMED_OUT = "ApprovalTimedOut"  # registry.approvalTimeout passed unapproved
-
-
-class HistoryEntry(_Status):
-    run_id: str
-    outcome: Outcome
-    training_job_name: str | None = None
-    metric_value: float | None = None
-    model_name: str | None = None
-    model_data_url: str | None = None
-    model_package_arn: str | None = None
-    endpoint_config_name: str | None = None
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
-    reason: str | None = None
-    train_as_validation: bool | None = None
-    instance_hours: float | None = None
-
-
-class ServingStatus(_Status):
-    model_name: str | None = None
-    endpoint_config_name: str | None = None
-    model_data_url: str | None = None
-    model_package_arn: str | None = None
-    run_id: str | None = None
-    metric_value: float | None = None
-    since: Timestamp | None = None
-
-
-class RetrainingPolicyStatus(_Status):
-    observed_generation: int | None = None
-    phase: Phase | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    ingest: IngestStatus = Field(default_factory=IngestStatus)
-    current_run: CurrentRun | None = None
-    history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = Field(
-        default_factory=list
-    )
-    serving: ServingStatus | None = None
-    validation_wait: ValidationWait | None = None
-    last_training_job_name: str | None = None

@@ -1,0 +1,184 @@
+"""The RetrainingPolicy status: what the operator reports (read back from the API server:
+lenient about unknown fields, never frozen)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from retraining_operator.api.scalars import Timestamp
+
+HISTORY_LIMIT = 20
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Phase(StrEnum):
+    COLLECTING = "Collecting"
+    TRAINING = "Training"
+    EVALUATING = "Evaluating"
+    DEPLOYING = "Deploying"
+    SERVING = "Serving"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    # The endpoint no longer serves what status.serving says (changed out of band).
+    DRIFTED = "Drifted"
+    # True while the policy's polls come later than pollInterval x 1.1 (the AWS call budget or
+    # the worker threads are too small for the configured polls); absent until it first is.
+    POLLS_STARVED = "PollsStarved"
+    # Event-driven ingest (spec.humanLoops.events): True while the queue is consumed.
+    EVENTS_FLOWING = "EventsFlowing"
+    # Scoped mode: True while a run waits for its tenant's quota; absent until it first does.
+    QUOTA_EXCEEDED = "QuotaExceeded"
+
+
+class Condition(_Status):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(max_length=1024)]
+    message: Annotated[str, Field(max_length=32768)] = ""
+    last_transition_time: Timestamp
+    observed_generation: int | None = None
+
+
+class ReviewerAgreement(_Status):
+    worker: str  # a stable hash of the workerId, never the id
+    images: int = 0
+    agreement: float = 0.0
+
+
+class ReviewerSummary(_Status):
+    workers: int = 0
+    mean_agreement: float | None = None
+    lowest: Annotated[list[ReviewerAgreement], Field(max_length=5)] = Field(default_factory=list)
+
+
+class ValidationWait(_Status):
+    pending_samples: int = 0
+    holdout_images: int = 0
+    min_samples: int = 0
+
+
+class IngestStatus(_Status):
+    last_poll_time: Timestamp | None = None
+    watermark: Timestamp | None = None
+    pending_samples: int = 0
+    oldest_pending_time: Timestamp | None = None
+    ingested_loops: int = 0
+    quarantined_samples: int = 0
+    in_progress_loops: int = 0
+    failed_loops: int = 0
+    ledger_s3_uri: str | None = Field(default=None, alias="ledgerS3Uri")
+    # The ledger's revision when this block was made: a ledger older than it was rolled back.
+    ledger_revision: int | None = None
+    reviewers: ReviewerSummary | None = None
+
+
+class RunStage(StrEnum):
+    PREPARING = "Preparing"
+    TRAINING = "Training"
+    EVALUATING = "Evaluating"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    DEPLOYING = "Deploying"
+    DONE = "Done"
+
+
+class RunSamples(_Status):
+    new: int = 0
+    replay: int = 0
+    validation: int = 0
+    train: int = 0
+    superseded: int = 0
+    overlap_dropped: int = 0
+
+
+class CurrentRun(_Status):
+    id: str
+    stage: RunStage
+    trigger: str | None = None
+    started_at: Timestamp
+    # Instance-hours counted against the tenant's quota (reconcile/quota.py).
+    instance_hours: float | None = None
+    manifest_s3_uri: str | None = Field(default=None, alias="manifestS3Uri")
+    validation_manifest_s3_uri: str | None = Field(default=None, alias="validationManifestS3Uri")
+    base_model_data_url: str | None = None
+    samples: RunSamples | None = None
+    training_job_name: str | None = None
+    tuning_job_name: str | None = None
+    training_job_status: str | None = None
+    secondary_status: str | None = None
+    model_data_url: str | None = None
+    metric_value: float | None = None
+    model_package_arn: str | None = None
+    approval_requested_at: Timestamp | None = None
+    model_name: str | None = None
+    endpoint_config_name: str | None = None
+    deploy_step: int | None = None
+    deploy_step_started_at: Timestamp | None = None
+    message: str | None = None
+
+
+class Outcome(StrEnum):
+    DEPLOYED = "Deployed"
+    TRAINED = "Trained"  # strategy None: gated, not deployed
+    GATE_REJECTED = "GateRejected"
+    TRAINING_FAILED = "TrainingFailed"
+    ROLLED_BACK = "RolledBack"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    REJECTED = "Rejected"  # a person rejected the registered Model Package
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"  # registry.approvalTimeout passed unapproved
+
+
+class HistoryEntry(_Status):
+    run_id: str
+    outcome: Outcome
+    training_job_name: str | None = None
+    metric_value: float | None = None
+    model_name: str | None = None
+    model_data_url: str | None = None
+    model_package_arn: str | None = None
+    endpoint_config_name: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    reason: str | None = None
+    train_as_validation: bool | None = None
+    instance_hours: float | None = None
+
+
+class ServingStatus(_Status):
+    model_name: str | None = None
+    endpoint_config_name: str | None = None
+    model_data_url: str | None = None
+    model_package_arn: str | None = None
+    run_id: str | None = None
+    metric_value: float | None = None
+    since: Timestamp | None = None
+
+
+class RetrainingPolicyStatus(_Status):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    ingest: IngestStatus = Field(default_factory=IngestStatus)
+    current_run: CurrentRun | None = None
+    history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = Field(
+        default_factory=list
+    )
+    serving: ServingStatus | None = None
+    validation_wait: ValidationWait | None = None
+    last_training_job_name: str | None = None
