@@ -36,7 +36,8 @@ image elsewhere is quarantined `ForeignImage`.
 
 Anything the notebook would crash on, or would turn into a line that trains the model on
 garbage, is quarantined instead (see `QuarantineReason`): the first problem found is
-reported, with the JSON path of the offending field. A box whose label is not a known
+reported, with the JSON path of the offending field (reading and field access:
+manifest/a2i_output.py). A box whose label is not a known
 class is quarantined with the whole sample, unless `labels.unknownLabel: Drop`, which
 drops only that box and reports it in `Converted.dropped`.
 """
@@ -45,15 +46,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from retraining_operator.api import ConsolidationMode, LabelsSpec, UnknownLabel
+from retraining_operator.manifest.a2i_output import (
+    MAX_OUTPUT_BYTES,
+    Rejected,
+    is_s3_object_uri,
+    json_type,
+    number_field,
+    object_field,
+    parse_output,
+    parse_time,
+    required,
+    safe_text,
+    string_field,
+)
 from retraining_operator.manifest.consolidate import (
     Box,
     ConsensusBox,
@@ -64,8 +75,20 @@ from retraining_operator.manifest.consolidate import (
 )
 from retraining_operator.manifest.quarantine import Quarantined, QuarantineReason
 
-# An A2I output for one image is a few KB; anything far larger is not one.
-MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+# MAX_OUTPUT_BYTES lives with the reading (a2i_output.py); the ingest flows take it from here.
+__all__ = [
+    "MAX_CONSENSUS_BOXES",
+    "MAX_OUTPUT_BYTES",
+    "OBJECT_DETECTION_TYPE",
+    "ConversionResult",
+    "Converted",
+    "Converter",
+    "DroppedBox",
+    "WorkerScore",
+    "class_map",
+    "convert_output",
+]
+
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 # Boxes of all workers of one image that Consensus matches (pairwise); a VOC image has
 # under 50 objects, so 3 workers stay far below.
@@ -113,6 +136,18 @@ class _Answer:
     image_size: tuple[float, float]
     boxes: tuple[Box, ...]
     dropped: tuple[DroppedBox, ...]
+
+
+@dataclass(frozen=True)
+class _Labelling:
+    """What a line says about its image: the boxes (an annotation and an `objects` entry
+    each), the image as the workers reported it, when, and the consensus keys if any."""
+
+    annotations: list[dict[str, Any]]
+    objects: list[dict[str, Any]]
+    image: Mapping[str, Any]
+    creation_date: str
+    consensus: Mapping[str, Any] | None = None
 
 
 def _evidence(answers: Sequence[_Answer]) -> tuple[dict[str, Any], ...]:
@@ -166,20 +201,6 @@ def _under_prefix(uri: str, prefix: str) -> bool:
 ConversionResult = Converted | Quarantined
 
 
-class _Reject(Exception):
-    def __init__(
-        self,
-        reason: QuarantineReason,
-        detail: str,
-        *,
-        workers: tuple[Mapping[str, Any], ...] = (),
-    ) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.workers = workers
-
-
 def class_map(classes: Sequence[str]) -> dict[str, str]:
     """`{"0": "aeroplane", ...}` as the notebook builds it (index = class id)."""
     return {str(i): name for i, name in enumerate(classes)}
@@ -205,7 +226,7 @@ class Converter:
         """Parse and convert one `output.json`; never raises for bad content."""
         try:
             document = parse_output(raw)
-        except _Reject as reject:
+        except Rejected as reject:
             return Quarantined(
                 reject.reason,
                 reject.detail,
@@ -228,7 +249,7 @@ class Converter:
             loop_name = document["humanLoopName"] or expected_loop_name
         try:
             converted = self._convert(document, expected_loop_name)
-        except _Reject as reject:
+        except Rejected as reject:
             return Quarantined(
                 reject.reason,
                 reject.detail,
@@ -241,7 +262,7 @@ class Converter:
             # report) rather than abort the poll or retry the same input forever.
             return Quarantined(
                 QuarantineReason.CONVERSION_FAILED,
-                f"the converter failed on this output: {type(error).__name__}: {_safe_text(error)}",
+                f"the converter failed on this output: {type(error).__name__}: {safe_text(error)}",
                 loop_name=loop_name,
                 source=source,
             )
@@ -251,33 +272,33 @@ class Converter:
 
     def _convert(self, document: Any, expected_loop_name: str | None) -> Converted:
         if not isinstance(document, Mapping):
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.INVALID_JSON,
-                f"the document is a JSON {_json_type(document)}, not an object",
+                f"the document is a JSON {json_type(document)}, not an object",
             )
-        loop_name = _string(document, "humanLoopName", "humanLoopName")
+        loop_name = string_field(document, "humanLoopName", "humanLoopName")
         if expected_loop_name is not None and loop_name != expected_loop_name:
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.LOOP_NAME_MISMATCH,
                 f"humanLoopName is {loop_name!r} but the output belongs to loop "
                 f"{expected_loop_name!r}",
             )
-        input_content = _mapping(document, "inputContent", "inputContent")
-        source_ref = _string(input_content, "taskObject", "inputContent.taskObject")
-        if not _is_s3_object_uri(source_ref):
-            raise _Reject(
+        input_content = object_field(document, "inputContent", "inputContent")
+        source_ref = string_field(input_content, "taskObject", "inputContent.taskObject")
+        if not is_s3_object_uri(source_ref):
+            raise Rejected(
                 QuarantineReason.INVALID_FIELD,
                 f"inputContent.taskObject must be an s3://bucket/key URI, got {source_ref[:200]!r}",
             )
         self._check_provenance(source_ref)
-        answers = _get(document, "humanAnswers", "humanAnswers")
+        answers = required(document, "humanAnswers", "humanAnswers")
         if not isinstance(answers, list):
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.INVALID_FIELD,
-                f"humanAnswers must be a list, got a JSON {_json_type(answers)}",
+                f"humanAnswers must be a list, got a JSON {json_type(answers)}",
             )
         if not answers:
-            raise _Reject(QuarantineReason.NO_ANSWERS, "humanAnswers is empty: nobody answered")
+            raise Rejected(QuarantineReason.NO_ANSWERS, "humanAnswers is empty: nobody answered")
         if self.mode is ConsolidationMode.CONSENSUS and len(answers) > 1:
             return self._consensus(answers, loop_name, source_ref)
         index = self._choose_answer(answers)
@@ -287,14 +308,13 @@ class Converter:
     def _single(self, parsed: _Answer, loop_name: str, source_ref: str) -> Converted:
         """The notebook's line for one answer (confidence 1, no consensus keys)."""
         annotations = _annotations(parsed.boxes, self._class_ids)
-        line = self._line(
-            source_ref,
-            loop_name,
-            annotations,
-            parsed.image,
-            [{"confidence": 1} for _ in annotations],
-            parsed.submission_time,
+        labelling = _Labelling(
+            annotations=annotations,
+            objects=[{"confidence": 1} for _ in annotations],
+            image=parsed.image,
+            creation_date=parsed.submission_time,
         )
+        line = self._line(source_ref, loop_name, labelling)
         return Converted(
             loop_name=loop_name,
             source_ref=source_ref,
@@ -304,38 +324,30 @@ class Converter:
             dropped=parsed.dropped,
         )
 
-    def _line(
-        self,
-        source_ref: str,
-        loop_name: str,
-        annotations: list[dict[str, Any]],
-        image: Mapping[str, Any],
-        objects: list[dict[str, Any]],
-        creation_date: str,
-        extra_metadata: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def _line(self, source_ref: str, loop_name: str, labelling: _Labelling) -> dict[str, Any]:
         # Same key order and the same (unconverted) values as the notebook.
+        image = labelling.image
         return {
             "source-ref": source_ref,
             self.attribute: {
-                "annotations": annotations,
+                "annotations": labelling.annotations,
                 "image_size": [{"width": image["width"], "depth": 3, "height": image["height"]}],
             },
             f"{self.attribute}-metadata": {
                 "job-name": f"a2i/{loop_name}",
                 "class-map": self._class_map,
                 "human-annotated": "yes",
-                "objects": objects,
-                "creation-date": creation_date,
+                "objects": labelling.objects,
+                "creation-date": labelling.creation_date,
                 "type": OBJECT_DETECTION_TYPE,
-                **(extra_metadata or {}),
+                **(labelling.consensus or {}),
             },
         }
 
     def _check_provenance(self, source_ref: str) -> None:
         prefixes = self.labels.image_s3_prefixes
         if prefixes and not any(_under_prefix(source_ref, prefix) for prefix in prefixes):
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.FOREIGN_IMAGE,
                 f"inputContent.taskObject {source_ref[:200]!r} is not under any of "
                 "spec.labels.imageS3Prefixes",
@@ -344,59 +356,59 @@ class Converter:
     def _parse_answer(self, answer: Any, path: str) -> _Answer:
         """Validate one worker's answer; its boxes keep the JSON numbers as given."""
         if not isinstance(answer, Mapping):
-            raise _Reject(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
-        submission_time = _string(answer, "submissionTime", f"{path}.submissionTime")
-        when = _parse_time(submission_time, f"{path}.submissionTime")
-        content = _mapping(answer, "answerContent", f"{path}.answerContent")
-        result = _mapping(content, "annotatedResult", f"{path}.answerContent.annotatedResult")
+            raise Rejected(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
+        submission_time = string_field(answer, "submissionTime", f"{path}.submissionTime")
+        when = parse_time(submission_time, f"{path}.submissionTime")
+        content = object_field(answer, "answerContent", f"{path}.answerContent")
+        result = object_field(content, "annotatedResult", f"{path}.answerContent.annotatedResult")
         result_path = f"{path}.answerContent.annotatedResult"
-        image = _mapping(result, "inputImageProperties", f"{result_path}.inputImageProperties")
+        image = object_field(result, "inputImageProperties", f"{result_path}.inputImageProperties")
         image_path = f"{result_path}.inputImageProperties"
-        image_width = _number(image, "width", f"{image_path}.width")
-        image_height = _number(image, "height", f"{image_path}.height")
+        image_width = number_field(image, "width", f"{image_path}.width")
+        image_height = number_field(image, "height", f"{image_path}.height")
         if image_width <= 0 or image_height <= 0:
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.NON_POSITIVE_SIZE,
                 f"{image_path} is {image_width}x{image_height}: the image must have a "
                 "positive width and height",
             )
-        boxes = _get(result, "boundingBoxes", f"{result_path}.boundingBoxes")
+        boxes = required(result, "boundingBoxes", f"{result_path}.boundingBoxes")
         if not isinstance(boxes, list):
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.INVALID_FIELD,
-                f"{result_path}.boundingBoxes must be a list, got a JSON {_json_type(boxes)}",
+                f"{result_path}.boundingBoxes must be a list, got a JSON {json_type(boxes)}",
             )
         kept: list[Box] = []
         dropped: list[DroppedBox] = []
         for number, box in enumerate(boxes):
             box_path = f"{result_path}.boundingBoxes[{number}]"
             if not isinstance(box, Mapping):
-                raise _Reject(QuarantineReason.INVALID_FIELD, f"{box_path} must be an object")
-            label = _get(box, "label", f"{box_path}.label")
+                raise Rejected(QuarantineReason.INVALID_FIELD, f"{box_path} must be an object")
+            label = required(box, "label", f"{box_path}.label")
             if not isinstance(label, str):
-                raise _Reject(
+                raise Rejected(
                     QuarantineReason.INVALID_FIELD,
-                    f"{box_path}.label must be a string, got a JSON {_json_type(label)}",
+                    f"{box_path}.label must be a string, got a JSON {json_type(label)}",
                 )
             if label not in self._class_ids:
                 if self.labels.unknown_label is UnknownLabel.DROP:
                     dropped.append(DroppedBox(number, label))
                     continue
-                raise _Reject(
+                raise Rejected(
                     QuarantineReason.UNKNOWN_LABEL,
                     f"{box_path}.label {label[:128]!r} is not one of spec.labels.classes",
                 )
-            width = _number(box, "width", f"{box_path}.width")
-            top = _number(box, "top", f"{box_path}.top")
-            height = _number(box, "height", f"{box_path}.height")
-            left = _number(box, "left", f"{box_path}.left")
+            width = number_field(box, "width", f"{box_path}.width")
+            top = number_field(box, "top", f"{box_path}.top")
+            height = number_field(box, "height", f"{box_path}.height")
+            left = number_field(box, "left", f"{box_path}.left")
             if width <= 0 or height <= 0:
-                raise _Reject(
+                raise Rejected(
                     QuarantineReason.NON_POSITIVE_SIZE,
                     f"{box_path} is {width}x{height}: a box must have a positive width and height",
                 )
             if left < 0 or top < 0 or left + width > image_width or top + height > image_height:
-                raise _Reject(
+                raise Rejected(
                     QuarantineReason.BOX_OUTSIDE_IMAGE,
                     f"{box_path} (left {left}, top {top}, width {width}, height {height}) "
                     f"reaches outside the {image_width}x{image_height} image",
@@ -420,7 +432,7 @@ class Converter:
             return self._single(used[0], loop_name, source_ref)
         sizes = {answer.image_size for answer in used}
         if len(sizes) > 1:
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.WORKERS_DISAGREE,
                 f"the workers saw different image sizes: {sorted(sizes)[:3]}",
                 workers=_evidence(parsed),
@@ -430,7 +442,7 @@ class Converter:
         if drawn > MAX_CONSENSUS_BOXES:
             # Matching compares every pair of boxes of two workers: bound the work a
             # single (hostile or broken) output can ask for.
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.INVALID_FIELD,
                 f"{drawn} boxes across {len(used)} workers, more than the "
                 f"{MAX_CONSENSUS_BOXES} Consensus consolidates for one image",
@@ -444,26 +456,25 @@ class Converter:
             min_agreement=settings.min_agreement,
         )
         if isinstance(outcome, Disagreement):
-            raise _Reject(
+            raise Rejected(
                 QuarantineReason.WORKERS_DISAGREE, outcome.detail, workers=_evidence(parsed)
             )
         annotations = _annotations(outcome.boxes, self._class_ids)
         # The image as the workers reported it (a whole number when any wrote one).
         image = min((answer.image for answer in used), key=_image_form)
         newest = max(used, key=lambda answer: (answer.submitted, answer.submission_time))
-        line = self._line(
-            source_ref,
-            loop_name,
-            annotations,
-            image,
-            [{"confidence": box.confidence} for box in outcome.boxes],
-            newest.submission_time,
-            {
+        labelling = _Labelling(
+            annotations=annotations,
+            objects=[{"confidence": box.confidence} for box in outcome.boxes],
+            image=image,
+            creation_date=newest.submission_time,
+            consensus={
                 "worker-count": outcome.workers,  # distinct workers
                 "agreement": outcome.agreement,
                 "agreeing-workers": outcome.agreeing,
             },
         )
+        line = self._line(source_ref, loop_name, labelling)
         return Converted(
             loop_name=loop_name,
             source_ref=source_ref,
@@ -486,104 +497,14 @@ class Converter:
         for index, answer in enumerate(answers):
             path = f"humanAnswers[{index}]"
             if not isinstance(answer, Mapping):
-                raise _Reject(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
-            when = _parse_time(
-                _string(answer, "submissionTime", f"{path}.submissionTime"),
+                raise Rejected(QuarantineReason.INVALID_FIELD, f"{path} must be an object")
+            when = parse_time(
+                string_field(answer, "submissionTime", f"{path}.submissionTime"),
                 f"{path}.submissionTime",
             )
             if best_time is None or when > best_time:
                 best_index, best_time = index, when
         return best_index
-
-
-def parse_output(raw: bytes) -> Any:
-    """The JSON document of one `output.json`, or `_Reject` with the reason it is unusable.
-
-    Bounded: the size is checked first; nesting deeper than MAX_JSON_DEPTH levels (an A2I
-    output has about 8) is `TooDeep`, found by a scan before the parser runs: the parser's
-    own guard is the interpreter's recursion limit, which any library may raise (and a
-    high one lets deep input overflow the C stack); an integer with more digits than
-    Python converts (4,300 by default) is `NumberTooLarge` rather than a `ValueError`.
-    A leading UTF-8 byte-order mark is accepted (editors on Windows write one; it carries
-    no content).
-    """
-    if len(raw) > MAX_OUTPUT_BYTES:
-        raise _Reject(
-            QuarantineReason.OUTPUT_TOO_LARGE,
-            f"{len(raw)} bytes, more than the {MAX_OUTPUT_BYTES} bytes an A2I output may have",
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise _Reject(
-            QuarantineReason.INVALID_ENCODING,
-            f"not UTF-8 text ({error.reason} at byte {error.start})",
-        ) from None
-    depth = _nesting_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise _Reject(
-            QuarantineReason.TOO_DEEP,
-            f"JSON nested more than {MAX_JSON_DEPTH} levels deep (an A2I output has about 8)",
-        )
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _Reject(
-            QuarantineReason.INVALID_JSON,
-            f"not JSON: {error.msg} at line {error.lineno} column {error.colno}",
-        ) from None
-    except RecursionError:
-        raise _Reject(
-            QuarantineReason.TOO_DEEP,
-            f"JSON nested deeper than the parser's limit (about {sys.getrecursionlimit()} "
-            "levels; an A2I output has about 8)",
-        ) from None
-    except ValueError as error:
-        # The only other ValueError json raises: int() refusing a number with too many
-        # digits (sys.get_int_max_str_digits, a guard against quadratic conversion).
-        raise _Reject(QuarantineReason.NUMBER_TOO_LARGE, _safe_text(error)) from None
-
-
-MAX_JSON_DEPTH = 64
-_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
-
-
-def _nesting_depth(text: str) -> int:
-    """How deep arrays/objects nest, ignoring brackets inside strings; stops counting once
-    past MAX_JSON_DEPTH. Documents with few brackets (most) skip the scan."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return 0
-    depth = deepest = 0
-    in_string = False
-    skip = -1  # the position of a character escaped by a backslash
-    for match in _JSON_STRUCTURE.finditer(text):
-        at, char = match.start(), match.group()
-        if at == skip:
-            continue
-        if in_string:
-            if char == "\\":
-                skip = at + 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                break
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _safe_text(error: BaseException) -> str:
-    """An exception's message, bounded (never the offending input in full)."""
-    try:
-        text = str(error)
-    except Exception:  # str() of a pathological value may fail
-        text = ""
-    return text[:200] or type(error).__name__
 
 
 def convert_output(
@@ -597,86 +518,3 @@ def convert_output(
     return Converter(labels).convert_bytes(
         raw, source=source, expected_loop_name=expected_loop_name
     )
-
-
-# -- field access with precise reasons ---------------------------------------------------
-
-
-def _get(container: Mapping[str, Any], key: str, path: str) -> Any:
-    if key not in container:
-        raise _Reject(QuarantineReason.MISSING_FIELD, f"{path} is missing")
-    return container[key]
-
-
-def _mapping(container: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
-    value = _get(container, key, path)
-    if not isinstance(value, Mapping):
-        raise _Reject(
-            QuarantineReason.INVALID_FIELD,
-            f"{path} must be an object, got a JSON {_json_type(value)}",
-        )
-    return value
-
-
-def _string(container: Mapping[str, Any], key: str, path: str) -> str:
-    value = _get(container, key, path)
-    if not isinstance(value, str) or not value:
-        raise _Reject(
-            QuarantineReason.INVALID_FIELD,
-            f"{path} must be a non-empty string, got a JSON {_json_type(value)}",
-        )
-    return value
-
-
-def _number(container: Mapping[str, Any], key: str, path: str) -> float:
-    value = _get(container, key, path)
-    # bool is an int in Python but `true` is not a coordinate.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Reject(
-            QuarantineReason.NON_NUMERIC,
-            f"{path} must be a number, got a JSON {_json_type(value)} ({str(value)[:64]!r})",
-        )
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise _Reject(
-            QuarantineReason.NON_NUMERIC, f"{path} must be a finite number: {str(value)[:64]}"
-        )
-    return number
-
-
-def _parse_time(text: str, path: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise _Reject(
-            QuarantineReason.INVALID_TIMESTAMP,
-            f"{path} {text[:64]!r} is not an ISO 8601 timestamp",
-        ) from None
-    # A timestamp without an offset is taken as UTC (A2I writes "...Z").
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _is_s3_object_uri(text: str) -> bool:
-    if not text.startswith("s3://"):
-        return False
-    bucket, _, key = text[5:].partition("/")
-    return bool(bucket) and bool(key)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
