@@ -3,7 +3,8 @@
 One small JSON document per policy, `<outputS3Uri>/ledger/head.json`, written with S3
 conditional writes (If-Match on its ETag), so every change is atomic and a concurrent
 writer is detected instead of overwritten. This module is the pure model: parse,
-change, serialise. See docs/dataset.md for the whole state layout and the rules.
+change, serialise (its entries: ledger_entries.py). See docs/dataset.md for the whole
+state layout and the rules.
 
 - `loops`: loop name -> (creation time, outcome) for every loop that was *settled* by a
   poll: a 16-hex segment id (its line is in that pending segment), `Q` (quarantined),
@@ -33,189 +34,56 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from retraining_operator.reconcile.ledger_entries import (
+    FAILED,
+    QUARANTINED,
+    SETTLED_CODES,
+    STOPPED,
+    LedgerCorrupt,
+    LedgerTampered,
+    LoopOutcome,
+    PendingSegment,
+    RunClaim,
+    Totals,
+    epoch_ms,
+    iso_time,
+    read_time,
+)
 from retraining_operator.reconcile.provenance import Sealer
+
+# The entries (ledger_entries.py) are imported from here with the ledger itself.
+__all__ = [
+    "FAILED",
+    "LEDGER_VERSION",
+    "MAX_FETCH_ATTEMPTS",
+    "MAX_REVIEWERS",
+    "MAX_RUNS",
+    "QUARANTINED",
+    "REVIEWER_INACTIVE",
+    "STOPPED",
+    "UNSEALED_VERSION",
+    "Ledger",
+    "LedgerCorrupt",
+    "LedgerTampered",
+    "LoopOutcome",
+    "PendingSegment",
+    "RunClaim",
+    "Totals",
+]
 
 LEDGER_VERSION = 2
 # Written before the ledger was sealed: readable, adopted only where the store allows it.
 UNSEALED_VERSION = 1
 MAX_RUNS = 50
-SEGMENT_ID_LENGTH = 16
 MAX_FETCH_ATTEMPTS = 3
 MAX_REVIEWERS = 200
 REVIEWER_INACTIVE = timedelta(days=30)
-
-QUARANTINED = "Q"
-FAILED = "F"
-STOPPED = "S"
-_SETTLED_CODES = {QUARANTINED, FAILED, STOPPED}
 # Keep entries a little past the horizon: listing filters are compared at second precision.
 _PRUNE_MARGIN = timedelta(seconds=2)
-
-
-class LedgerCorrupt(ValueError):
-    """The ledger document cannot be read (not JSON, wrong version, wrong shape)."""
-
-
-class LedgerTampered(ValueError):
-    """The ledger is not as this operator sealed it for this policy. `reason` is
-    `PendingSegmentTampered` when a pending (or claimed) segment entry carries no valid seal
-    (a segment someone else listed), else `LedgerTampered`."""
-
-    def __init__(self, reason: str, message: str, claimed_owner: object = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        # The owner the (unverified) document names: another policy's ledger does not verify
-        # with this policy's key, and is better reported as someone else's.
-        self.claimed_owner = claimed_owner
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _time(value: Any, what: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise LedgerCorrupt(f"ledger field {what} must be a timestamp string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise LedgerCorrupt(f"ledger field {what} is not a timestamp: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class PendingSegment:
-    """One immutable JSON Lines object of converted samples (`pending/<sha256>.jsonl`)."""
-
-    sha256: str
-    samples: int
-    loops: int
-    added_at: datetime
-    mac: str | None = field(default=None, compare=False)  # the operator's seal of this entry
-
-    @property
-    def id(self) -> str:
-        return self.sha256[:SEGMENT_ID_LENGTH]
-
-    def sealed(self, sealer: Sealer) -> PendingSegment:
-        return replace(self, mac=sealer.seal_segment(self.sha256, self.samples, self.loops))
-
-    def verified(self, sealer: Sealer) -> bool:
-        return sealer.verify_segment(self.sha256, self.samples, self.loops, self.mac)
-
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "sha256": self.sha256,
-            "samples": self.samples,
-            "loops": self.loops,
-            "addedAt": _iso(self.added_at),
-        }
-        if self.mac is not None:
-            document["mac"] = self.mac
-        return document
-
-    @classmethod
-    def from_json(cls, raw: Any) -> PendingSegment:
-        try:
-            added = _time(raw["addedAt"], "addedAt")
-            assert added is not None
-            mac = raw.get("mac")
-            return cls(
-                str(raw["sha256"]),
-                int(raw["samples"]),
-                int(raw["loops"]),
-                added,
-                mac=mac if isinstance(mac, str) else None,
-            )
-        except (KeyError, TypeError, ValueError, AssertionError, AttributeError) as error:
-            raise LedgerCorrupt(f"bad pending segment entry: {error}") from None
-
-
-@dataclass
-class RunClaim:
-    """The segments one run consumed, and its assembled dataset once written."""
-
-    run_id: str
-    claimed_at: datetime
-    segments: list[PendingSegment]
-    result: dict[str, Any] | None = None
-
-    @property
-    def samples(self) -> int:
-        return sum(segment.samples for segment in self.segments)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "runId": self.run_id,
-            "claimedAt": _iso(self.claimed_at),
-            "segments": [segment.to_json() for segment in self.segments],
-            "result": self.result,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Any) -> RunClaim:
-        try:
-            claimed = _time(raw["claimedAt"], "claimedAt")
-            assert claimed is not None
-            result = raw.get("result")
-            return cls(
-                run_id=str(raw["runId"]),
-                claimed_at=claimed,
-                segments=[PendingSegment.from_json(item) for item in raw["segments"]],
-                result=dict(result) if isinstance(result, Mapping) else None,
-            )
-        except (KeyError, TypeError, AssertionError) as error:
-            raise LedgerCorrupt(f"bad run claim entry: {error}") from None
-
-
-@dataclass
-class Totals:
-    """Monotonic counters since the ledger was created (shown in the status)."""
-
-    ingested_loops: int = 0
-    samples: int = 0
-    quarantined: int = 0
-    failed_loops: int = 0
-    dropped_boxes: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "ingestedLoops": self.ingested_loops,
-            "samples": self.samples,
-            "quarantined": self.quarantined,
-            "failedLoops": self.failed_loops,
-            "droppedBoxes": self.dropped_boxes,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Any) -> Totals:
-        raw = raw if isinstance(raw, Mapping) else {}
-        return cls(
-            ingested_loops=int(raw.get("ingestedLoops", 0)),
-            samples=int(raw.get("samples", 0)),
-            quarantined=int(raw.get("quarantined", 0)),
-            failed_loops=int(raw.get("failedLoops", 0)),
-            dropped_boxes=int(raw.get("droppedBoxes", 0)),
-        )
-
-
-@dataclass(frozen=True)
-class LoopOutcome:
-    """What a poll decided for one settled loop."""
-
-    name: str
-    created: datetime
-    outcome: str  # a segment id, QUARANTINED, FAILED or STOPPED
 
 
 @dataclass
@@ -308,9 +176,9 @@ class Ledger:
         samples = 0
         for item in outcomes:
             code = item.outcome
-            if code not in _SETTLED_CODES and (segment is None or code != segment.id):
+            if code not in SETTLED_CODES and (segment is None or code != segment.id):
                 raise ValueError(f"unknown outcome {code!r} for loop {item.name}")
-            self.loops[item.name] = (_ms(item.created), code)
+            self.loops[item.name] = (epoch_ms(item.created), code)
             self.fetch_failures.pop(item.name, None)
             if code == QUARANTINED:
                 self.totals.quarantined += 1
@@ -335,7 +203,7 @@ class Ledger:
     ) -> None:
         """Add images' (worker hash, agreement) pairs seen at `seen_at`; forgets reviewers
         inactive for REVIEWER_INACTIVE and keeps the MAX_REVIEWERS most recently seen."""
-        seen = _ms(seen_at) if seen_at is not None else None
+        seen = epoch_ms(seen_at) if seen_at is not None else None
         for worker, agreement in scores:
             images, total = self.reviewers.get(worker, (0, 0.0))
             self.reviewers[worker] = (images + 1, round(total + agreement, 4))
@@ -366,7 +234,7 @@ class Ledger:
         if loop_name in self.loops:
             return 0
         attempts = self.fetch_attempts(loop_name) + 1
-        self.fetch_failures[loop_name] = (_ms(created), attempts)
+        self.fetch_failures[loop_name] = (epoch_ms(created), attempts)
         return attempts
 
     def overlap(self, names: Iterable[str]) -> set[str]:
@@ -379,7 +247,7 @@ class Ledger:
         if horizon is not None and (self.horizon is None or horizon > self.horizon):
             self.horizon = horizon
         if self.horizon is not None:
-            cutoff = _ms(self.horizon - _PRUNE_MARGIN)
+            cutoff = epoch_ms(self.horizon - _PRUNE_MARGIN)
             self.loops = {name: entry for name, entry in self.loops.items() if entry[0] >= cutoff}
             self.fetch_failures = {
                 name: entry for name, entry in self.fetch_failures.items() if entry[0] >= cutoff
@@ -425,8 +293,8 @@ class Ledger:
         document: dict[str, Any] = {
             "version": LEDGER_VERSION,
             "revision": self.revision,
-            "watermark": _iso(self.watermark),
-            "horizon": _iso(self.horizon),
+            "watermark": iso_time(self.watermark),
+            "horizon": iso_time(self.horizon),
             "outputPrefix": self.output_prefix,
             **({"owner": dict(self.owner)} if self.owner else {}),
             "totals": self.totals.to_json(),
@@ -507,8 +375,8 @@ class Ledger:
             fetch_failures=_fetch_failures(raw.get("fetchFailures", {})),
             reviewers=reviewers,
             reviewer_seen=seen,
-            watermark=_time(raw.get("watermark"), "watermark"),
-            horizon=_time(raw.get("horizon"), "horizon"),
+            watermark=read_time(raw.get("watermark"), "watermark"),
+            horizon=read_time(raw.get("horizon"), "horizon"),
             output_prefix=output_prefix if isinstance(output_prefix, str) else None,
             owner=_owner(raw.get("owner")),
             totals=Totals.from_json(raw.get("totals")),
