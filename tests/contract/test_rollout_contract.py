@@ -25,10 +25,16 @@ from botocore.validate import ParamValidator
 from retraining_operator.aws import cloudwatch
 from retraining_operator.aws import endpoints as gateway
 from retraining_operator.aws.errors import AlreadyExists, InvalidRequest, Throttled
-from retraining_operator.flows.rollout import advance_rollout
+from retraining_operator.flows.rollout import RolloutRun, advance_rollout
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.plan import plan_rollout
-from retraining_operator.reconcile.rollout.requests import RolloutNames, update_endpoint_request
+from retraining_operator.reconcile.rollout.requests import (
+    ConfigTarget,
+    LiveConfig,
+    ModelSource,
+    RolloutNames,
+    update_endpoint_request,
+)
 from retraining_operator.reconcile.rollout.variant_shift.analysis import METRIC_QUERIES
 from retraining_operator.reconcile.rollout.variant_shift.configs import (
     drop_variant_request,
@@ -80,9 +86,12 @@ DEPLOYMENTS = {
 def test_planned_requests_validate_against_the_sagemaker_model(kind: str) -> None:
     policy_spec = spec(**DEPLOYMENTS[kind])
     plan = plan_rollout(
-        POLICY, policy_spec, run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE,
-        current_config=current_config(), current_tags={"team": "vision"},
-    )  # fmt: skip
+        POLICY,
+        policy_spec,
+        run_id=RUN_ID,
+        source=ModelSource(MODEL_DATA, IMAGE),
+        live=LiveConfig(current_config(), tags={"team": "vision"}),
+    )
     assert_valid("CreateModel", plan.create_model)
     assert_valid("CreateEndpointConfig", plan.create_endpoint_config)
     assert plan.update_endpoint is not None
@@ -96,9 +105,7 @@ def test_planned_requests_validate_against_the_sagemaker_model(kind: str) -> Non
 
 
 def test_first_deployment_requests_validate() -> None:
-    plan = plan_rollout(
-        POLICY, spec(), run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE, current_config=None
-    )
+    plan = plan_rollout(POLICY, spec(), run_id=RUN_ID, source=ModelSource(MODEL_DATA, IMAGE))
     assert_valid("CreateEndpointConfig", plan.create_endpoint_config)
     assert_valid("CreateEndpoint", plan.create_endpoint)
 
@@ -106,9 +113,10 @@ def test_first_deployment_requests_validate() -> None:
 def test_variant_shift_requests_validate() -> None:
     shift_spec = spec(strategy="VariantShift")
     shift = shift_config_request(
-        POLICY, shift_spec, run_id=RUN_ID, config_name=NAMES.config, model_name=NAMES.model,
-        current=current_config(),
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, NAMES.config, NAMES.model),
+        shift_spec,
+        LiveConfig(current_config()),
+    )
     assert_valid("CreateEndpointConfig", shift)
     for config_name, drop, keep in (
         (NAMES.final_config, "AllTraffic", "AllTraffic-alt"),
@@ -117,10 +125,12 @@ def test_variant_shift_requests_validate() -> None:
         assert_valid(
             "CreateEndpointConfig",
             drop_variant_request(
-                POLICY, run_id=RUN_ID, config_name=config_name, current=dict(shift), drop=drop,
+                ConfigTarget(POLICY, RUN_ID, config_name, NAMES.model),
+                LiveConfig(dict(shift)),
+                drop=drop,
                 keep=keep,
             ),
-        )  # fmt: skip
+        )
     assert_valid(
         "UpdateEndpoint", update_endpoint_request(shift_spec, config_name="c", guarded=False)
     )
@@ -154,9 +164,12 @@ def cw() -> Any:
 
 def test_create_and_update_calls_send_exactly_the_planned_requests(sm: Any) -> None:
     plan = plan_rollout(
-        POLICY, spec(), run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE,
-        current_config=current_config(),
-    )  # fmt: skip
+        POLICY,
+        spec(),
+        run_id=RUN_ID,
+        source=ModelSource(MODEL_DATA, IMAGE),
+        live=LiveConfig(current_config()),
+    )
     assert plan.update_endpoint is not None
     with Stubber(sm) as stub:
         stub.add_response("create_model", {"ModelArn": M_ARN}, dict(plan.create_model))
@@ -327,9 +340,12 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
     policy_spec = spec()
     current = single_variant_config()
     plan = plan_rollout(
-        POLICY, policy_spec, run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE,
-        current_config=current, current_tags={"team": "vision"}, current_model=SERVING_MODEL,
-    )  # fmt: skip
+        POLICY,
+        policy_spec,
+        run_id=RUN_ID,
+        source=ModelSource(MODEL_DATA, IMAGE, serving_model=SERVING_MODEL),
+        live=LiveConfig(current, tags={"team": "vision"}),
+    )
     assert plan.create_model["EnableNetworkIsolation"] is True
     assert plan.update_endpoint is not None
     missing = "Could not find model."
@@ -343,23 +359,19 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
         )
         stub.add_response("describe_model", SERVING_MODEL, {"ModelName": "od-model-1"})
         stub.add_response("create_model", {"ModelArn": M_ARN}, dict(plan.create_model))
-        stub.add_response("describe_endpoint", endpoint(), {"EndpointName": "od-endpoint"})
+        # Each resource is described once per pass (the rollout context): the endpoint and
+        # its current config above serve the decision and the new config too.
         endpoint_arn = endpoint()["EndpointArn"]
-        for look in range(2):  # the guard's look, then _ensure_config's look
-            stub.add_client_error(
-                "describe_endpoint_config", "ValidationException",
-                "Could not find endpoint configuration.",
-                expected_params={"EndpointConfigName": NAMES.config},
-            )  # fmt: skip
-            if look == 0:
-                # Before the first change: whose endpoint is it? Nobody's yet: claim it.
-                stub.add_response("list_tags", {"Tags": []},
-                                  {"ResourceArn": endpoint_arn, "MaxResults": 100})  # fmt: skip
-                owner = [{"Key": "retraining.hitl.dev/endpoint-owner", "Value": POLICY.uid}]
-                stub.add_response("add_tags", {}, {"ResourceArn": endpoint_arn, "Tags": owner})
-        stub.add_response(
-            "describe_endpoint_config", current, {"EndpointConfigName": "od-config-1"}
-        )
+        stub.add_client_error(
+            "describe_endpoint_config", "ValidationException",
+            "Could not find endpoint configuration.",
+            expected_params={"EndpointConfigName": NAMES.config},
+        )  # fmt: skip
+        # Before the first change: whose endpoint is it? Nobody's yet: claim it.
+        stub.add_response("list_tags", {"Tags": []},
+                          {"ResourceArn": endpoint_arn, "MaxResults": 100})  # fmt: skip
+        owner = [{"Key": "retraining.hitl.dev/endpoint-owner", "Value": POLICY.uid}]
+        stub.add_response("add_tags", {}, {"ResourceArn": endpoint_arn, "Tags": owner})
         stub.add_response(
             "list_tags", {"Tags": [{"Key": "team", "Value": "vision"}]},
             {"ResourceArn": current["EndpointConfigArn"], "MaxResults": 100},
@@ -371,11 +383,8 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
         stub.add_response("update_endpoint", {"EndpointArn": E_ARN}, dict(plan.update_endpoint))
         progress = advance_rollout(
             StubSession(sm),
-            POLICY,
-            policy_spec,
-            run(),
+            RolloutRun(POLICY, policy_spec, run(), image=IMAGE),
             T0 + timedelta(hours=1),
-            image=IMAGE,  # type: ignore[arg-type]
         )
         stub.assert_no_pending_responses()
     assert not progress.done
@@ -401,10 +410,8 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
         )  # fmt: skip
         waiting = advance_rollout(
             StubSession(sm),
-            POLICY,
-            policy_spec,
-            progress.run,
-            T0 + timedelta(hours=1, minutes=1),  # type: ignore[arg-type]
+            RolloutRun(POLICY, policy_spec, progress.run),
+            T0 + timedelta(hours=1, minutes=1),
         )
         stub.assert_no_pending_responses()
     assert waiting.actions == ()
@@ -421,11 +428,7 @@ def test_one_canary_pass_describes_first_then_creates_and_updates_once(sm: Any) 
             "describe_endpoint", endpoint(config=NAMES.config), {"EndpointName": "od-endpoint"}
         )
         done = advance_rollout(
-            StubSession(sm),
-            POLICY,
-            policy_spec,
-            waiting.run,
-            T0 + timedelta(hours=2),  # type: ignore[arg-type]
+            StubSession(sm), RolloutRun(POLICY, policy_spec, waiting.run), T0 + timedelta(hours=2)
         )
     assert done.result is RolloutResult.SERVING
     assert done.serving is not None
@@ -444,7 +447,7 @@ def test_an_existing_model_with_other_artifacts_is_refused(sm: Any) -> None:
             "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": "s3://other/model.tar.gz"},
         }, {"ModelName": NAMES.model})  # fmt: skip
         with pytest.raises(RolloutError, match="exists with artifacts s3://other"):
-            advance_rollout(StubSession(sm), POLICY, spec(), run(), T0, image=IMAGE)  # type: ignore[arg-type]
+            advance_rollout(StubSession(sm), RolloutRun(POLICY, spec(), run(), image=IMAGE), T0)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from integration.test_rollout import (
     scene,
 )
 from retraining_operator.errors import NeedsAttention
-from retraining_operator.flows.rollout import advance_rollout
+from retraining_operator.flows.rollout import RolloutRun, advance_rollout
 from retraining_operator.reconcile.rollout.autoscaled import REASON as TYPE_CHANGE_REASON
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.requests import RolloutNames
@@ -272,7 +272,7 @@ def test_an_instance_type_change_on_an_autoscaled_variant_is_refused_up_front(
         ],
     )
     with pytest.raises(NeedsAttention, match="registered with Application Auto Scaling") as refused:
-        advance_rollout(scene.session, POLICY, spec(), run, scene.now(), image=IMAGE)
+        advance_rollout(scene.session, RolloutRun(POLICY, spec(), run, image=IMAGE), scene.now())
     assert refused.value.reason == TYPE_CHANGE_REASON
     assert "Deregister it" in refused.value.message
     assert scene.updates() == []

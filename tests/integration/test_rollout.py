@@ -20,6 +20,7 @@ from retraining_operator.api import CurrentRun, HistoryEntry, RetrainingPolicySp
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.flows.rollout import (
     RolloutProgress,
+    RolloutRun,
     advance_rollout,
     cleanup,
     start_rollback,
@@ -28,7 +29,13 @@ from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
 from retraining_operator.reconcile.rollout.decision import RolloutResult
 from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
-from retraining_operator.reconcile.rollout.requests import RolloutNames, model_request
+from retraining_operator.reconcile.rollout.requests import (
+    ConfigTarget,
+    LiveConfig,
+    ModelSource,
+    RolloutNames,
+    model_request,
+)
 from retraining_standins.stack import AwsStandins
 from unit.rollout_policies import IMAGE, POLICY, spec
 
@@ -56,7 +63,7 @@ def rollback_to(
         run = started.run
     extra = {"poll": poll} if poll is not None else {}
     return advance_rollout(
-        session, policy, policy_spec, run, now, history=history, image=image, **extra
+        session, RolloutRun(policy, policy_spec, run, history=history, image=image), now, **extra
     )
 
 
@@ -147,9 +154,11 @@ class Scene:
     ) -> RolloutProgress:
         def step(current: CurrentRun) -> RolloutProgress:
             return advance_rollout(
-                self.session, POLICY, policy_spec, current, self.now(), history=history,
-                image=IMAGE, poll=POLL,
-            )  # fmt: skip
+                self.session,
+                RolloutRun(POLICY, policy_spec, current, history=history, image=IMAGE),
+                self.now(),
+                poll=POLL,
+            )
 
         return self.drive(step, run, before=before)
 
@@ -233,7 +242,9 @@ def test_canary_success_serves_the_new_model(scene: Scene) -> None:
     assert scene.aws.log.count("sagemaker", "CreateEndpointConfig") == 1
     assert scene.changes_all_accepted()
     # The controller calling once more after the end changes nothing.
-    again = advance_rollout(scene.session, POLICY, spec(), done.run, scene.now(), image=IMAGE)
+    again = advance_rollout(
+        scene.session, RolloutRun(POLICY, spec(), done.run, image=IMAGE), scene.now()
+    )
     assert again.result is RolloutResult.SERVING
     assert len(scene.updates()) == 1
 
@@ -268,13 +279,16 @@ def test_alarm_during_bake_rolls_back_and_the_config_is_never_retried(scene: Sce
 
     # Re-running the finished run, or a later pass with the history: still no second update.
     set_alarm(scene.aws, "OK")
-    again = advance_rollout(scene.session, POLICY, spec(), done.run, scene.now(), image=IMAGE)
+    again = advance_rollout(
+        scene.session, RolloutRun(POLICY, spec(), done.run, image=IMAGE), scene.now()
+    )
     assert again.result is RolloutResult.DEGRADED
     fresh = run.model_copy(update={"deploy_step_started_at": None, "endpoint_config_name": None})
     guarded = advance_rollout(
-        scene.session, POLICY, spec(), fresh, scene.now(), history=[done.history_entry],
-        image=IMAGE,
-    )  # fmt: skip
+        scene.session,
+        RolloutRun(POLICY, spec(), fresh, history=[done.history_entry], image=IMAGE),
+        scene.now(),
+    )
     assert guarded.result is RolloutResult.DEGRADED
     assert [c.params["EndpointConfigName"] for c in scene.updates()] == [names.config]
 
@@ -343,7 +357,9 @@ def test_first_deployment_creates_the_endpoint(scene: Scene) -> None:
 
 def test_a_crash_after_update_endpoint_adopts_instead_of_repeating(scene: Scene) -> None:
     run = scene.run("r20261124-220500")
-    first = advance_rollout(scene.session, POLICY, spec(), run, scene.now(), image=IMAGE, poll=POLL)
+    first = advance_rollout(
+        scene.session, RolloutRun(POLICY, spec(), run, image=IMAGE), scene.now(), poll=POLL
+    )
     assert first.actions[-1].startswith("UpdateEndpoint")
     # The status patch was lost: the next pass sees the original run again.
     scene.aws.clock.advance(60)
@@ -459,25 +475,37 @@ def test_cleanup_keeps_exactly_n_and_never_what_serves(scene: Scene) -> None:
         run_id = f"r202611{day:02d}-000000"
         names = RolloutNames.for_run(POLICY, run_id)
         scene.sm.create_model(
-            **model_request(POLICY, policy_spec, run_id=run_id, model_name=names.model,
-                            model_data_url=BASE_DATA, image=IMAGE)
-        )  # fmt: skip
+            **model_request(
+                POLICY,
+                policy_spec,
+                run_id=run_id,
+                model_name=names.model,
+                source=ModelSource(BASE_DATA, IMAGE),
+            )
+        )
         current = scene.aws.sagemaker.call(
             "DescribeEndpointConfig", EndpointConfigName=serving_names.config
         )
         scene.sm.create_endpoint_config(
-            **endpoint_config_request(POLICY, policy_spec, run_id=run_id,
-                                      config_name=names.config, model_name=names.model,
-                                      current=current)
-        )  # fmt: skip
+            **endpoint_config_request(
+                ConfigTarget(POLICY, run_id, names.config, names.model),
+                policy_spec,
+                LiveConfig(current),
+            )
+        )
         made.append(names)
     # Same policy name, another UID (a re-created policy): same name prefix, not ours.
     other = PolicyRef(POLICY.namespace, POLICY.name, "another-uid")
     other_names = RolloutNames.for_run(other, "r20261102-000000")
     scene.sm.create_model(
-        **model_request(other, policy_spec, run_id="r20261102-000000", model_name=other_names.model,
-                        model_data_url=BASE_DATA, image=IMAGE)
-    )  # fmt: skip
+        **model_request(
+            other,
+            policy_spec,
+            run_id="r20261102-000000",
+            model_name=other_names.model,
+            source=ModelSource(BASE_DATA, IMAGE),
+        )
+    )
 
     report = cleanup(scene.session, POLICY, policy_spec)
 

@@ -24,7 +24,8 @@ from retraining_operator.reconcile.events import (
     parse_message,
     queue_problem,
 )
-from retraining_operator.runtime.event_hub import EventHub, Subscription, listing_interval
+from retraining_operator.reconcile.schedule import listing_interval
+from retraining_operator.runtime.event_hub import EventHub, Subscription
 from unit.ingest_policies import ACCOUNT, flow_arn, ingest_spec
 
 pytestmark = pytest.mark.events

@@ -21,6 +21,7 @@ from retraining_operator.reconcile.rollout.autoscaled import (
     instance_type_changes,
 )
 from retraining_operator.reconcile.rollout.blue_green import (
+    UpdateFacts,
     decide_update,
     endpoint_config_request,
     failed_configs,
@@ -48,6 +49,9 @@ from retraining_operator.reconcile.rollout.errors import (
 from retraining_operator.reconcile.rollout.guardrails import capacity_size, deployment_config
 from retraining_operator.reconcile.rollout.plan import plan_rollout
 from retraining_operator.reconcile.rollout.requests import (
+    ConfigTarget,
+    LiveConfig,
+    ModelSource,
     RolloutNames,
     model_request,
     update_endpoint_request,
@@ -107,10 +111,11 @@ def test_plan_copies_current_config_and_swaps_only_the_target_variant_model() ->
         POLICY,
         spec(),
         run_id=RUN_ID,
-        model_data_url=MODEL_DATA,
-        image=IMAGE,
-        current_config=current_config(),
-        current_tags={"team": "vision", "aws:cloudformation:stack-name": "x", TAG_RUN_ID: "old"},
+        source=ModelSource(MODEL_DATA, IMAGE),
+        live=LiveConfig(
+            current_config(),
+            tags={"team": "vision", "aws:cloudformation:stack-name": "x", TAG_RUN_ID: "old"},
+        ),
     )
     model = plan.create_model
     assert model["ModelName"] == NAMES.model
@@ -142,9 +147,7 @@ def test_plan_copies_current_config_and_swaps_only_the_target_variant_model() ->
 
 
 def test_plan_without_endpoint_is_a_first_deployment() -> None:
-    plan = plan_rollout(
-        POLICY, spec(), run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE, current_config=None
-    )
+    plan = plan_rollout(POLICY, spec(), run_id=RUN_ID, source=ModelSource(MODEL_DATA, IMAGE))
     (variant,) = plan.create_endpoint_config["ProductionVariants"]
     assert variant == {
         "VariantName": "AllTraffic",
@@ -164,18 +167,10 @@ def test_plan_without_endpoint_is_a_first_deployment() -> None:
 def test_plan_refuses_strategy_none_and_bad_artifacts() -> None:
     with pytest.raises(RolloutError, match="strategy is None"):
         plan_rollout(
-            POLICY,
-            spec(strategy="None"),
-            run_id=RUN_ID,
-            model_data_url=MODEL_DATA,
-            image=IMAGE,
-            current_config=None,
+            POLICY, spec(strategy="None"), run_id=RUN_ID, source=ModelSource(MODEL_DATA, IMAGE)
         )
     with pytest.raises(RolloutError, match="s3://"):
-        plan_rollout(
-            POLICY, spec(), run_id=RUN_ID, model_data_url="/tmp/m.tgz", image=IMAGE,
-            current_config=None,
-        )  # fmt: skip
+        plan_rollout(POLICY, spec(), run_id=RUN_ID, source=ModelSource("/tmp/m.tgz", IMAGE))
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,12 +219,7 @@ def test_blue_green_replaces_a_single_variant_of_another_name() -> None:
     current = single_variant_config()
     current["ProductionVariants"][0]["VariantName"] = "variant-1"
     request = endpoint_config_request(
-        POLICY,
-        spec(),
-        run_id=RUN_ID,
-        config_name=NAMES.config,
-        model_name=NAMES.model,
-        current=current,
+        ConfigTarget(POLICY, RUN_ID, NAMES.config, NAMES.model), spec(), LiveConfig(current)
     )
     [variant] = request["ProductionVariants"]
     assert (variant["VariantName"], variant["ModelName"]) == ("variant-1", NAMES.model)
@@ -245,9 +235,8 @@ def test_user_tags_drop_reserved_and_ownership_keys() -> None:
 def test_endpoint_config_never_exceeds_the_tag_limit() -> None:
     many = {f"k{i}": str(i) for i in range(60)}
     request = endpoint_config_request(
-        POLICY, spec(), run_id=RUN_ID, config_name="c", model_name="m",
-        current=current_config(), current_tags=many,
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, "c", "m"), spec(), LiveConfig(current_config(), tags=many)
+    )
     assert len(request["Tags"]) == 50
     assert tags_of(request)[TAG_POLICY_UID] == POLICY.uid  # type: ignore[arg-type]
 
@@ -390,7 +379,7 @@ def decide(answer: dict[str, object] | None, **kwargs: object):  # type: ignore[
     view = EndpointView.from_describe(answer) if answer is not None else None
     args: dict[str, object] = {"run": run(), "now": T0 + timedelta(hours=1)}
     args.update(kwargs)
-    return decide_update(endpoint=view, config_name=NAMES.config, **args)  # type: ignore[arg-type]
+    return decide_update(UpdateFacts(endpoint=view, config_name=NAMES.config, **args))  # type: ignore[arg-type]
 
 
 def test_missing_endpoint_is_created_and_recorded() -> None:
@@ -549,8 +538,13 @@ def hardened_model(**container: Any) -> dict[str, Any]:
 
 
 def new_model(policy_spec: Any, serving: Any, image: str = IMAGE) -> Any:
-    return model_request(POLICY, policy_spec, run_id=RUN_ID, model_name="m",
-                         model_data_url=MODEL_DATA, image=image, serving_model=serving)  # fmt: skip
+    return model_request(
+        POLICY,
+        policy_spec,
+        run_id=RUN_ID,
+        model_name="m",
+        source=ModelSource(MODEL_DATA, image, serving_model=serving),
+    )
 
 
 def test_the_new_model_inherits_vpc_isolation_and_environment() -> None:

@@ -20,7 +20,12 @@ from retraining_operator.reconcile.rollout.decision import (
 from retraining_operator.reconcile.rollout.endpoint import EndpointView
 from retraining_operator.reconcile.rollout.errors import RolloutError
 from retraining_operator.reconcile.rollout.plan import plan_rollout
-from retraining_operator.reconcile.rollout.requests import RolloutNames
+from retraining_operator.reconcile.rollout.requests import (
+    ConfigTarget,
+    LiveConfig,
+    ModelSource,
+    RolloutNames,
+)
 from retraining_operator.reconcile.rollout.variant_shift.analysis import (
     SERIES_ERRORS,
     SERIES_INVOCATIONS,
@@ -110,9 +115,8 @@ def test_shift_variants_refuse_a_half_done_shift() -> None:
 
 def test_shift_config_adds_the_new_variant_at_the_first_step() -> None:
     request = shift_config_request(
-        POLICY, SHIFT, run_id=RUN_ID, config_name=NAMES.config, model_name=NAMES.model,
-        current=current_config(),
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, NAMES.config, NAMES.model), SHIFT, LiveConfig(current_config())
+    )
     by_name = {v["VariantName"]: v for v in request["ProductionVariants"]}
     assert list(by_name) == ["AllTraffic", "Experimental", "AllTraffic-alt"]
     assert by_name["AllTraffic"]["ModelName"] == "od-model-2024"
@@ -128,9 +132,12 @@ def test_shift_config_adds_the_new_variant_at_the_first_step() -> None:
 
 def test_plan_rollout_for_variant_shift_sends_no_deployment_config() -> None:
     plan = plan_rollout(
-        POLICY, SHIFT, run_id=RUN_ID, model_data_url=MODEL_DATA, image=IMAGE,
-        current_config=single_variant_config(),
-    )  # fmt: skip
+        POLICY,
+        SHIFT,
+        run_id=RUN_ID,
+        source=ModelSource(MODEL_DATA, IMAGE),
+        live=LiveConfig(single_variant_config()),
+    )
     assert len(plan.create_endpoint_config["ProductionVariants"]) == 2
     assert plan.update_endpoint == {
         "EndpointName": "od-endpoint",
@@ -142,30 +149,35 @@ def test_plan_rollout_for_variant_shift_sends_no_deployment_config() -> None:
 
 def test_drop_variant_gives_the_pair_weight_back() -> None:
     shift = shift_config_request(
-        POLICY, SHIFT, run_id=RUN_ID, config_name=NAMES.config, model_name=NAMES.model,
-        current=current_config(),
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, NAMES.config, NAMES.model), SHIFT, LiveConfig(current_config())
+    )
     rollback = drop_variant_request(
-        POLICY, run_id=RUN_ID, config_name=NAMES.rollback_config, current=dict(shift),
-        drop="AllTraffic-alt", keep="AllTraffic",
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, NAMES.rollback_config, NAMES.model),
+        LiveConfig(dict(shift)),
+        drop="AllTraffic-alt",
+        keep="AllTraffic",
+    )
     variants = {v["VariantName"]: v for v in rollback["ProductionVariants"]}
     assert set(variants) == {"AllTraffic", "Experimental"}
     assert variants["AllTraffic"]["InitialVariantWeight"] == 1.0
     assert variants["AllTraffic"]["ModelName"] == "od-model-2024"
     final = drop_variant_request(
-        POLICY, run_id=RUN_ID, config_name=NAMES.final_config, current=dict(shift),
-        drop="AllTraffic", keep="AllTraffic-alt",
-    )  # fmt: skip
+        ConfigTarget(POLICY, RUN_ID, NAMES.final_config, NAMES.model),
+        LiveConfig(dict(shift)),
+        drop="AllTraffic",
+        keep="AllTraffic-alt",
+    )
     assert [v["VariantName"] for v in final["ProductionVariants"]] == [
         "Experimental",
         "AllTraffic-alt",
     ]
     with pytest.raises(RolloutError, match="lacks variant"):
         drop_variant_request(
-            POLICY, run_id=RUN_ID, config_name="x", current=dict(final), drop="AllTraffic",
+            ConfigTarget(POLICY, RUN_ID, "x", NAMES.model),
+            LiveConfig(dict(final)),
+            drop="AllTraffic",
             keep="AllTraffic-alt",
-        )  # fmt: skip
+        )
 
 
 def test_split_weight() -> None:

@@ -321,7 +321,9 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
     from retraining_operator.aws.images import ImageLookupError
     from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.rollout import RolloutError
+    from retraining_operator.reconcile.rollout.endpoint import EndpointView
     from retraining_operator.reconcile.rollout.plan import plan_rollout
+    from retraining_operator.reconcile.rollout.requests import LiveConfig, ModelSource
 
     policy, spec = load_policy(args.policy)
     if not re.fullmatch(S3_URI_PATTERN, args.model_data):
@@ -342,16 +344,13 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
     run_id = _run_id(args.run_id)
     try:
         image = args.image or training_image_uri(spec)
+        endpoint = EndpointView.from_describe(live[0]) if live[0] else None
         plan = plan_rollout(
             policy,
             spec,
             run_id=run_id,
-            model_data_url=args.model_data,
-            image=image,
-            current_config=current,
-            current_tags=tags,
-            current_endpoint=live[0],
-            current_model=live[1],
+            source=ModelSource(args.model_data, image, serving_model=live[1]),
+            live=LiveConfig(current, tags=tags, endpoint=endpoint),
         )
     except (RolloutError, ImageLookupError) as error:
         raise PlanError(str(error)) from error

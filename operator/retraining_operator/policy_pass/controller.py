@@ -24,7 +24,6 @@ from retraining_operator.api import (
     ConditionType,
     RetrainingPolicySpec,
     RetrainingPolicyStatus,
-    parse_duration,
 )
 from retraining_operator.aws.errors import AwsError, aws_detail
 from retraining_operator.aws.session import AwsSession
@@ -61,8 +60,8 @@ from retraining_operator.policy_pass.stages import (
     train,
 )
 from retraining_operator.policy_pass.tenancy import StaticTenants, TenantDirectory
+from retraining_operator.reconcile import schedule, tenancy
 from retraining_operator.reconcile import status as st
-from retraining_operator.reconcile import tenancy
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.training_status import JobRef
 from retraining_operator.tenancy_api import Tenant
@@ -148,18 +147,9 @@ class Controller:
             result.due_in(self.config.observe_seconds)
         if p.degraded is not None:
             result.due_in(self.config.tick_seconds)  # a problem is looked at every tick
-        result.requeue_after = max(
-            min([*result.due, self._longest_sleep(spec)]), p.not_before or 0.0
-        )
+        longest = schedule.longest_sleep(spec, self.config.tick_seconds)
+        result.requeue_after = max(min([*result.due, longest]), p.not_before or 0.0)
         return result
-
-    def _longest_sleep(self, spec: RetrainingPolicySpec) -> float:
-        """How long a healthy policy with nothing due sleeps at most: a tick, or its
-        pollInterval when longer. An idle policy then passes when its next poll is due, not
-        every tick (1,000 idle policies at 5 minutes: 3 passes a second, not 33), and what
-        no pass announces (a RetrainingTenant's change) still takes effect within it."""
-        poll = parse_duration(spec.human_loops.poll_interval).total_seconds()
-        return max(self.config.tick_seconds, poll)
 
     def finalize(self, view: PolicyView, memo: PolicyMemo | None = None) -> list[Event]:
         """Deletion: stop the in-flight training job (idempotent); leave endpoints alone."""

@@ -1,4 +1,11 @@
-"""When each policy polls A2I: its own interval, spread so many policies never poll at once.
+"""Every timing rule derived from a policy's `pollInterval`, in one place.
+
+* when the next listing of human loops is due (`listing_interval`, `next_poll_at`): its
+  own interval (the events backstop while events flow), spread so many policies never
+  poll at once;
+* how long a healthy policy sleeps at most between passes (`longest_sleep`);
+* how often the serving endpoint is checked for drift (`drift_interval`);
+* whether polls keep to their interval (`poll_delay`, `starved`).
 
 A policy's polls are offset by a fraction of a second-to-minutes derived from its UID,
 so after an operator restart 500 policies do not all list human loops in the same
@@ -11,7 +18,35 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+from retraining_operator.api import RetrainingPolicySpec, parse_duration
+
 JITTER_FRACTION = 0.1
+
+
+def poll_interval(spec: RetrainingPolicySpec) -> timedelta:
+    return parse_duration(spec.human_loops.poll_interval)
+
+
+def listing_interval(spec: RetrainingPolicySpec, events_flowing: bool) -> timedelta:
+    """How often to list human loops: backstopInterval while events flow, else pollInterval."""
+    events = spec.human_loops.events
+    if events is not None and events_flowing:
+        return parse_duration(events.backstop_interval)
+    return poll_interval(spec)
+
+
+def longest_sleep(spec: RetrainingPolicySpec, tick_seconds: float) -> float:
+    """How long a healthy policy with nothing due sleeps at most: a tick, or its
+    pollInterval when longer. An idle policy then passes when its next poll is due, not
+    every tick (1,000 idle policies at 5 minutes: 3 passes a second, not 33), and what
+    no pass announces (a RetrainingTenant's change) still takes effect within it."""
+    return max(tick_seconds, poll_interval(spec).total_seconds())
+
+
+def drift_interval(spec: RetrainingPolicySpec, observe_seconds: float) -> float:
+    """Seconds between two drift checks of the serving endpoint: at most once per
+    pollInterval, and never more often than the observe interval."""
+    return max(observe_seconds, poll_interval(spec).total_seconds())
 
 
 def uid_fraction(uid: str) -> float:

@@ -40,9 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 
-from retraining_operator.api import RetrainingPolicySpec, parse_duration
 from retraining_operator.aws import sqs
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.errors import NeedsAttention, RetryLater
@@ -518,11 +516,3 @@ def _wake_all(wakes: Iterable[Callable[[], object]]) -> None:
             wake()
         except Exception:  # e.g. RuntimeError: the event loop is closed
             log.debug("waking a policy failed", exc_info=True)
-
-
-def listing_interval(spec: RetrainingPolicySpec, events_flowing: bool) -> timedelta:
-    """How often to list human loops: backstopInterval while events flow, else pollInterval."""
-    events = spec.human_loops.events
-    if events is not None and events_flowing:
-        return parse_duration(events.backstop_interval)
-    return parse_duration(spec.human_loops.poll_interval)

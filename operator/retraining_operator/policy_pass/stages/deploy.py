@@ -17,18 +17,11 @@ def step(p: PolicyPass) -> None:
     run = p.run
     if run is None or run.stage is not RunStage.DEPLOYING:
         return
-    progress = rollout.advance_rollout(
-        p.session,
-        p.ref,
-        p.spec,
-        run,
-        p.now,
-        history=p.status.history,
-        poll=observe_interval(p),
-        adopt=adopt_requested(
-            p.view.annotations, p.tenant, single_mode_allows=p.config.allow_endpoint_adoption
-        ),
+    adopt = adopt_requested(
+        p.view.annotations, p.tenant, single_mode_allows=p.config.allow_endpoint_adoption
     )
+    subject = rollout.RolloutRun(p.ref, p.spec, run, history=p.status.history, adopt=adopt)
+    progress = rollout.advance_rollout(p.session, subject, p.now, poll=observe_interval(p))
     apply_rollout(p, progress)
     trigger = run.trigger or ""
     if progress.done and trigger.startswith(ROLLBACK_TRIGGER):

@@ -12,9 +12,10 @@ another policy of this operator from rolling it.
 
 from __future__ import annotations
 
-from retraining_operator.api import ConditionType, parse_duration
+from retraining_operator.api import ConditionType
 from retraining_operator.aws import endpoints
 from retraining_operator.policy_pass.context import PolicyPass
+from retraining_operator.reconcile import schedule
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.rollout.endpoint import EndpointView
 
@@ -26,8 +27,7 @@ def step(p: PolicyPass) -> None:
         return
     now = p.clock.monotonic()
     last = p.memo.last_drift_check
-    poll = parse_duration(p.spec.human_loops.poll_interval).total_seconds()
-    interval = max(p.config.observe_seconds, poll)
+    interval = schedule.drift_interval(p.spec, p.config.observe_seconds)
     if last is not None and now - last < interval:
         return
     p.memo.last_drift_check = now

@@ -11,7 +11,6 @@ from retraining_operator.policy_pass.context import PolicyPass
 from retraining_operator.policy_pass.ingest_report import report_ingest
 from retraining_operator.reconcile import schedule
 from retraining_operator.reconcile.status import quiet_ingest_status
-from retraining_operator.runtime import event_hub
 
 BACKLOG_REPOLL_SECONDS = 1.0
 
@@ -23,7 +22,7 @@ def step(p: PolicyPass) -> None:
     last_poll = max(
         (t for t in (status.ingest.last_poll_time, p.memo.last_polled) if t), default=None
     )
-    interval = event_hub.listing_interval(p.spec, p.memo.events_flowing)
+    interval = schedule.listing_interval(p.spec, p.memo.events_flowing)
     next_poll = schedule.next_poll_at(
         last_poll=last_poll,
         interval=interval,

@@ -15,12 +15,12 @@ config).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from retraining_operator.api import CurrentRun, HistoryEntry, Outcome, RetrainingPolicySpec
-from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.rollout.decision import (
     DEFAULT_POLL,
     CreateEndpoint,
@@ -40,29 +40,23 @@ from retraining_operator.reconcile.rollout.endpoint import (
     stuck,
     update_failed_unrecorded,
 )
-from retraining_operator.reconcile.rollout.requests import copied_config, run_tags
+from retraining_operator.reconcile.rollout.requests import ConfigTarget, LiveConfig, copied_config
+from retraining_operator.reconcile.rollout.strategy import StrategyIam, StrategyRules
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
 
 
 def endpoint_config_request(
-    policy: PolicyRef,
-    spec: RetrainingPolicySpec,
-    *,
-    run_id: str,
-    config_name: str,
-    model_name: str,
-    current: Mapping[str, Any],
-    current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    target: ConfigTarget, spec: RetrainingPolicySpec, live: LiveConfig
 ) -> CreateEndpointConfigInputTypeDef:
-    """The current config with the served variant serving `model_name` (same variant name)."""
-    variant = served_model(current, spec.deployment.variant_name).name
+    """The current config with the served variant serving the run's model (same variant name)."""
+    variant = served_model(live.config, spec.deployment.variant_name).name
     request = copied_config(
-        current, config_name=config_name, tags=run_tags(policy, run_id), current_tags=current_tags
+        live.config, config_name=target.config_name, tags=target.tags, current_tags=live.tags
     )
     request["ProductionVariants"] = [
-        {**v, "ModelName": model_name} if v["VariantName"] == variant else v
+        {**v, "ModelName": target.model_name} if v["VariantName"] == variant else v
         for v in request["ProductionVariants"]
     ]
     return cast("CreateEndpointConfigInputTypeDef", request)
@@ -77,17 +71,25 @@ def failed_configs(history: Sequence[HistoryEntry]) -> frozenset[str]:
     )
 
 
-def decide_update(
-    *,
-    endpoint: EndpointView | None,
-    config_name: str,
-    run: CurrentRun,
-    now: datetime,
-    config_created: datetime | None = None,
-    failed: Collection[str] = frozenset(),
-    poll: timedelta = DEFAULT_POLL,
-) -> CreateEndpoint | UpdateEndpoint | Wait | Finish:
-    """The next step of a blue/green or rolling rollout of `config_name`."""
+@dataclass(frozen=True)
+class UpdateFacts:
+    """What `decide_update` decides on: the endpoint as described now (None: no endpoint),
+    the run's config and record, the clock, the config's CreationTime when it exists (see
+    `update_failed_unrecorded`) and the configs whose update failed in earlier runs."""
+
+    endpoint: EndpointView | None
+    config_name: str
+    run: CurrentRun
+    now: datetime
+    config_created: datetime | None = None
+    failed: Collection[str] = frozenset()
+    poll: timedelta = DEFAULT_POLL
+
+
+def decide_update(facts: UpdateFacts) -> CreateEndpoint | UpdateEndpoint | Wait | Finish:
+    """The next step of a blue/green or rolling rollout of `facts.config_name`."""
+    endpoint, config_name, run, now = facts.endpoint, facts.config_name, facts.run, facts.now
+    config_created, failed, poll = facts.config_created, facts.failed, facts.poll
     requested = run.endpoint_config_name == config_name and run.deploy_step_started_at is not None
     mark = {"endpoint_config_name": config_name, "deploy_step_started_at": now}
 
@@ -123,3 +125,9 @@ def decide_update(
         config_name,
         run_updates(**mark),
     )
+
+
+# Blue/green and rolling: SageMaker shifts the traffic (no action beyond every rollout's).
+RULES = StrategyRules(
+    config_request=endpoint_config_request, sagemaker_shifts=True, iam=StrategyIam()
+)

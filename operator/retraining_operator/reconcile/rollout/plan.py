@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from retraining_operator.api import RetrainingPolicySpec, Strategy
+from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout.blue_green import endpoint_config_request
-from retraining_operator.reconcile.rollout.endpoint import EndpointView
-from retraining_operator.reconcile.rollout.errors import RolloutError
 from retraining_operator.reconcile.rollout.requests import (
+    ConfigTarget,
+    LiveConfig,
+    ModelSource,
     RolloutNames,
     create_endpoint_request,
     first_endpoint_config_request,
     model_request,
     update_endpoint_request,
 )
-from retraining_operator.reconcile.rollout.variant_shift.configs import shift_config_request
+from retraining_operator.reconcile.rollout.strategies import rules_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import (
@@ -55,40 +54,24 @@ def plan_rollout(
     spec: RetrainingPolicySpec,
     *,
     run_id: str,
-    model_data_url: str,
-    image: str,
-    current_config: Mapping[str, Any] | None,
-    current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    source: ModelSource,
+    live: LiveConfig | None = None,
     model: str | None = None,
-    current_endpoint: Mapping[str, Any] | None = None,
-    current_model: Mapping[str, Any] | None = None,
 ) -> RolloutPlan:
-    """Every request of a rollout, from the policy, the artifacts and the current config.
+    """Every request of a rollout, from the policy, the model's source and the live state.
 
-    `current_config` is the endpoint's DescribeEndpointConfig answer, or None when the
-    endpoint does not exist yet (then a first deployment: one variant + CreateEndpoint).
-    For VariantShift the config is the one that adds the new model as a second variant
-    at the first step's weight (see `variant_shift/`).
-
-    The live state makes the requests exactly the operator's for that endpoint:
-    `current_endpoint` (its DescribeEndpoint answer: the live instance counts a variant
-    shift gives the new variant) and `current_model` (the serving model's DescribeModel
-    answer, whose hardening the new Model inherits).
+    `live` is the endpoint's current config (with its tags and the endpoint as described),
+    or None when the endpoint does not exist yet (then a first deployment: one variant +
+    CreateEndpoint). The config is the strategy's (`strategies.rules_for`): for
+    VariantShift the one that adds the new model as a second variant at the first step's
+    weight, copying the live instance counts of `live.endpoint`. `source.serving_model`
+    (the serving model's DescribeModel answer) gives the new Model its hardening, so the
+    requests are exactly the operator's for that endpoint.
     """
-    strategy = spec.deployment.strategy
-    if strategy is Strategy.NONE:
-        raise RolloutError("deployment.strategy is None: the run stops after the gate")
+    rules = rules_for(spec.deployment.strategy)
     names = RolloutNames.for_run(policy, run_id, model=model)
-    create_model = model_request(
-        policy,
-        spec,
-        run_id=run_id,
-        model_name=names.model,
-        model_data_url=model_data_url,
-        image=image,
-        serving_model=current_model,
-    )
-    if current_config is None:
+    create_model = model_request(policy, spec, run_id=run_id, model_name=names.model, source=source)
+    if live is None:
         return RolloutPlan(
             create_model=create_model,
             create_endpoint_config=first_endpoint_config_request(
@@ -99,24 +82,14 @@ def plan_rollout(
                 policy, spec, run_id=run_id, config_name=names.config
             ),
         )
-    # Variant shift moves the traffic itself; blue/green and rolling leave it to SageMaker.
-    shifting = strategy is Strategy.VARIANT_SHIFT
-    config: CreateEndpointConfigInputTypeDef
-    if shifting:
-        live = EndpointView.from_describe(current_endpoint) if current_endpoint else None
-        config = shift_config_request(
-            policy, spec, run_id=run_id, config_name=names.config, model_name=names.model,
-            current=current_config, current_tags=current_tags, live=live,
-        )  # fmt: skip
-    else:
-        config = endpoint_config_request(
-            policy, spec, run_id=run_id, config_name=names.config, model_name=names.model,
-            current=current_config, current_tags=current_tags,
-        )  # fmt: skip
+    target = ConfigTarget(policy, run_id, names.config, names.model)
     return RolloutPlan(
         create_model=create_model,
-        create_endpoint_config=config,
+        create_endpoint_config=rules.config_request(target, spec, live),
         update_endpoint=update_endpoint_request(
-            spec, config_name=names.config, guarded=not shifting, config_weights=shifting
+            spec,
+            config_name=names.config,
+            guarded=rules.sagemaker_shifts,
+            config_weights=not rules.sagemaker_shifts,
         ),
     )

@@ -25,6 +25,7 @@ from retraining_operator.reconcile.naming import (
     model_name,
     resource_name,
 )
+from retraining_operator.reconcile.rollout.endpoint import EndpointView
 from retraining_operator.reconcile.rollout.errors import RolloutError
 from retraining_operator.reconcile.rollout.guardrails import deployment_config
 
@@ -87,6 +88,41 @@ class RolloutNames:
         return (self.config, self.final_config, self.rollback_config)
 
 
+@dataclass(frozen=True)
+class ConfigTarget:
+    """An endpoint config a run creates: whose it is, its name, and the model it serves."""
+
+    policy: PolicyRef
+    run_id: str
+    config_name: str
+    model_name: str
+
+    @property
+    def tags(self) -> list[TagTypeDef]:
+        return run_tags(self.policy, self.run_id)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """What a new config is derived from: the endpoint's current config as described
+    (DescribeEndpointConfig), that config's tags, and the endpoint itself (DescribeEndpoint,
+    whose live instance counts a variant shift copies)."""
+
+    config: Mapping[str, Any]
+    tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None
+    endpoint: EndpointView | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a run's Model is made of: its artifacts, the image serving them, and the
+    serving model's DescribeModel answer (whose hardening the new Model inherits)."""
+
+    model_data_url: str
+    image: str
+    serving_model: Mapping[str, Any] | None = None
+
+
 def run_tags(policy: PolicyRef, run_id: str) -> list[TagTypeDef]:
     """The ownership tags of everything a run creates."""
     return cast("list[TagTypeDef]", policy.tags(run_id))
@@ -130,19 +166,18 @@ def model_request(
     *,
     run_id: str,
     model_name: str,
-    model_data_url: str,
-    image: str,
-    serving_model: Mapping[str, Any] | None = None,
+    source: ModelSource,
 ) -> CreateModelInputTypeDef:
     """CreateModel: the algorithm's image serving the run's artifacts, the policy's role.
 
     For the built-in object-detection algorithm the training image is also the inference
     image (the seed notebook deploys the same image it trains with). The new Model keeps
-    the serving model's hardening (`serving_model`, its DescribeModel answer): VpcConfig,
+    the serving model's hardening (`source.serving_model`): VpcConfig,
     EnableNetworkIsolation and the container's Environment, Mode and ImageConfig where
     they apply (`inherited_container`);
     `training.vpcConfig` / `training.enableNetworkIsolation` override the first two.
     """
+    model_data_url, image, serving_model = source.model_data_url, source.image, source.serving_model
     if not model_data_url.startswith("s3://"):
         raise RolloutError(f"model artifacts must be an s3:// URL, got {model_data_url!r}")
     container = inherited_container(serving_container(serving_model), image=image)

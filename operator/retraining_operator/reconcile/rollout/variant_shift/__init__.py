@@ -16,3 +16,23 @@ early, a function of the endpoint as described now, the run's recorded fields an
 the numbers, `analysis.analyse_step` turns them into a `StepVerdict`, and `decide_shift`
 is asked again with it.
 """
+
+from retraining_operator.reconcile.rollout.strategy import StrategyIam, StrategyRules
+from retraining_operator.reconcile.rollout.variant_shift.configs import shift_config_request
+
+# The operator moves the traffic: weights on the endpoint, the new variant's numbers from
+# CloudWatch, and the autoscaling registration moved from the old variant to the new one.
+RULES = StrategyRules(
+    config_request=shift_config_request,
+    sagemaker_shifts=False,
+    iam=StrategyIam(
+        endpoint=("sagemaker:UpdateEndpointWeightsAndCapacities",),
+        autoscaling_reads=("application-autoscaling:DescribeScalingPolicies",),
+        autoscaling_writes=(
+            "application-autoscaling:RegisterScalableTarget",
+            "application-autoscaling:PutScalingPolicy",
+            "application-autoscaling:DeregisterScalableTarget",
+        ),
+        metric_reads=("cloudwatch:GetMetricData",),
+    ),
+)

@@ -3,15 +3,14 @@ that add the new model, keep only it, or keep only the old one. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from retraining_operator.api import RetrainingPolicySpec
-from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout.endpoint import EndpointView, served_model
+from retraining_operator.reconcile.rollout.endpoint import served_model
 from retraining_operator.reconcile.rollout.errors import RolloutError
-from retraining_operator.reconcile.rollout.requests import copied_config, run_tags
+from retraining_operator.reconcile.rollout.requests import ConfigTarget, LiveConfig, copied_config
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
@@ -80,27 +79,22 @@ def _weight(variant: Mapping[str, Any]) -> float:
 
 
 def shift_config_request(
-    policy: PolicyRef,
-    spec: RetrainingPolicySpec,
-    *,
-    run_id: str,
-    config_name: str,
-    model_name: str,
-    current: Mapping[str, Any],
-    current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
-    live: EndpointView | None = None,
+    target: ConfigTarget, spec: RetrainingPolicySpec, live: LiveConfig
 ) -> CreateEndpointConfigInputTypeDef:
     """The current config plus the new model as a second variant at the first step's weight.
 
     The new variant copies the old one's instances (type, volume, timeouts) and its live
-    instance count (`live`, the endpoint as described: what Application Auto Scaling grew
+    instance count (`live.endpoint`, as described: what Application Auto Scaling grew
     it to, else the config's count), so the new model can carry the whole load at 100 %;
     the pair's weight is split so the new variant gets `steps[0]` % of what the old one
     had, and every other variant keeps its share.
     """
-    pair = shift_variants(current, variant_name=spec.deployment.variant_name, model_name=model_name)
+    model_name = target.model_name
+    pair = shift_variants(
+        live.config, variant_name=spec.deployment.variant_name, model_name=model_name
+    )
     request = copied_config(
-        current, config_name=config_name, tags=run_tags(policy, run_id), current_tags=current_tags
+        live.config, config_name=target.config_name, tags=target.tags, current_tags=live.tags
     )
     old = next(v for v in request["ProductionVariants"] if v["VariantName"] == pair.old)
     old_weight, new_weight = split_weight(
@@ -112,7 +106,7 @@ def shift_config_request(
         "ModelName": model_name,
         "InitialVariantWeight": new_weight,
     }
-    live_old = live.variant(str(pair.old)) if live is not None else None
+    live_old = live.endpoint.variant(str(pair.old)) if live.endpoint is not None else None
     if live_old is not None and live_old.desired_instance_count and "InitialInstanceCount" in old:
         new["InitialInstanceCount"] = live_old.desired_instance_count
     request["ProductionVariants"] = [
@@ -123,18 +117,13 @@ def shift_config_request(
 
 
 def drop_variant_request(
-    policy: PolicyRef,
-    *,
-    run_id: str,
-    config_name: str,
-    current: Mapping[str, Any],
-    drop: str,
-    keep: str,
-    current_tags: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    target: ConfigTarget, live: LiveConfig, *, drop: str, keep: str
 ) -> CreateEndpointConfigInputTypeDef:
-    """The shift config without `drop`; `keep` gets the pair's whole weight back."""
+    """The shift config (`live.config`) without `drop`; `keep` gets the pair's whole weight
+    back. (`target.model_name` is not used: the kept variant keeps its model.)"""
+    current = live.config
     request = copied_config(
-        current, config_name=config_name, tags=run_tags(policy, run_id), current_tags=current_tags
+        current, config_name=target.config_name, tags=target.tags, current_tags=live.tags
     )
     variants = request["ProductionVariants"]
     dropped = [v for v in variants if v["VariantName"] == drop]
