@@ -24,7 +24,7 @@ from retraining_operator.reconcile.ingest import (
     should_train,
 )
 from retraining_operator.reconcile.ledger import MAX_REVIEWERS, Ledger, LedgerCorrupt
-from retraining_operator.reconcile.status import refresh_conditions
+from retraining_operator.reconcile.status import Observation, refresh_conditions
 
 ATTR = "a2i-retraining"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -151,7 +151,7 @@ def test_no_run_starts_while_the_holdout_is_too_small_and_nothing_changed() -> N
 
 def test_the_wait_is_a_progressing_condition() -> None:
     status = RetrainingPolicyStatus(phase=Phase.COLLECTING, validation_wait=_wait())
-    conditions = refresh_conditions(status, now=NOW, generation=3, degraded=None)
+    conditions = refresh_conditions(status, observed=Observation(NOW, 3), degraded=None)
     progressing = next(c for c in conditions if c.type.value == "Progressing")
     assert progressing.status == "False"
     assert progressing.reason == "WaitingForValidationData"
@@ -159,5 +159,7 @@ def test_the_wait_is_a_progressing_condition() -> None:
     ready = next(c for c in conditions if c.type.value == "Ready")
     assert ready.status == "True"  # waiting is not broken
     status.validation_wait = None
-    later = refresh_conditions(status, now=NOW + timedelta(minutes=1), generation=3, degraded=None)
+    later = refresh_conditions(
+        status, observed=Observation(NOW + timedelta(minutes=1), 3), degraded=None
+    )
     assert next(c for c in later if c.type.value == "Progressing").reason == "Idle"

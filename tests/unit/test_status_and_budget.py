@@ -46,7 +46,12 @@ def test_phase_follows_the_run_then_serving() -> None:
 
 def test_condition_keeps_transition_time_while_status_holds() -> None:
     conds = st.set_condition(
-        [], type=ConditionType.READY, status=True, reason="A", message="a", now=T0, generation=1
+        [],
+        type=ConditionType.READY,
+        status=True,
+        reason="A",
+        message="a",
+        observed=st.Observation(T0, 1),
     )
     later = T0 + timedelta(minutes=5)
     same = st.set_condition(
@@ -55,8 +60,7 @@ def test_condition_keeps_transition_time_while_status_holds() -> None:
         status=True,
         reason="B",
         message="b",
-        now=later,
-        generation=2,
+        observed=st.Observation(later, 2),
     )
     assert same[0].last_transition_time == T0
     assert same[0].reason == "B"
@@ -66,8 +70,7 @@ def test_condition_keeps_transition_time_while_status_holds() -> None:
         status=False,
         reason="C",
         message="c",
-        now=later,
-        generation=2,
+        observed=st.Observation(later, 2),
     )
     assert flipped[0].last_transition_time == later
     assert len(flipped) == 1
@@ -93,14 +96,20 @@ def test_conditions_report_a_rolled_back_run_until_a_later_success() -> None:
             HistoryEntry(run_id="r2", outcome=Outcome.ROLLED_BACK, reason="alarm od-5xx fired")
         ],
     )
-    conds = {c.type: c for c in st.refresh_conditions(status, now=T0, generation=3, degraded=None)}
+    conds = {
+        c.type: c
+        for c in st.refresh_conditions(status, observed=st.Observation(T0, 3), degraded=None)
+    }
     assert conds[ConditionType.DEGRADED].status == "True"
     assert conds[ConditionType.DEGRADED].reason == "RolledBack"
     assert "od-5xx" in conds[ConditionType.DEGRADED].message
     assert conds[ConditionType.READY].status == "False"
     status.history.insert(0, HistoryEntry(run_id="r3", outcome=Outcome.DEPLOYED))
     status.conditions = list(conds.values())
-    conds = {c.type: c for c in st.refresh_conditions(status, now=T0, generation=3, degraded=None)}
+    conds = {
+        c.type: c
+        for c in st.refresh_conditions(status, observed=st.Observation(T0, 3), degraded=None)
+    }
     assert conds[ConditionType.DEGRADED].status == "False"
     assert conds[ConditionType.READY].status == "True"
     assert conds[ConditionType.READY].message == "serving model m1"
@@ -111,7 +120,7 @@ def test_explicit_degradation_wins() -> None:
     conds = {
         c.type: c
         for c in st.refresh_conditions(
-            status, now=T0, generation=1, degraded=("RoleNotAllowed", "role x refused")
+            status, observed=st.Observation(T0, 1), degraded=("RoleNotAllowed", "role x refused")
         )
     }
     assert conds[ConditionType.DEGRADED].reason == "RoleNotAllowed"

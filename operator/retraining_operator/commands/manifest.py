@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from retraining_operator.commands import Subparsers
+
+if TYPE_CHECKING:  # the handler imports these when it runs (--help stays fast)
+    from retraining_operator.api import LabelsSpec
+    from retraining_operator.flows.offline import OfflineResult, Source
+    from retraining_operator.flows.sinks import LineSink
 
 ALL_GOOD = 0
 NOTHING_DONE = 1
@@ -149,20 +155,30 @@ def _manifest(args: argparse.Namespace) -> int:
         return NOTHING_DONE
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+class _Refused(Exception):
+    """Nothing can be done: the message is printed after `retraining-operator manifest: `."""
 
+
+def _run(args: argparse.Namespace) -> int:
+    from retraining_operator.flows import offline
+
+    try:
+        labels = _labels(args)
+        sources, sink = _sources_and_sink(args)
+    except _Refused as refused:
+        print(f"retraining-operator manifest: {refused}", file=sys.stderr)
+        return NOTHING_DONE
+    result = offline.build_manifest(sources, labels, sink, concurrency=args.concurrency)
+    return _report(result)
+
+
+def _labels(args: argparse.Namespace) -> LabelsSpec:
     from pydantic import ValidationError
 
     from retraining_operator.api import LabelsSpec
-    from retraining_operator.flows import offline
-
-    def fail(message: str) -> int:
-        print(f"retraining-operator manifest: {message}", file=sys.stderr)
-        return NOTHING_DONE
 
     try:
-        labels = LabelsSpec(
+        return LabelsSpec(
             classes=_read_classes(args),
             attribute_name=args.attribute_name,
             unknown_label=args.unknown_label,
@@ -176,8 +192,17 @@ def _run(args: argparse.Namespace) -> int:
                 f"{'.'.join(str(p) for p in item['loc']) or 'labels'}: {item['msg']}"
                 for item in error.errors()
             )
-            return fail(f"invalid labels: {details}")
-        return fail(str(error))
+            raise _Refused(f"invalid labels: {details}") from None
+        raise _Refused(str(error)) from None
+
+
+def _sources_and_sink(
+    args: argparse.Namespace,
+) -> tuple[list[Source], Callable[[], LineSink]]:
+    """Where the outputs are read (at least one) and the manifest written."""
+    from pathlib import Path
+
+    from retraining_operator.flows import offline
 
     s3 = None
     if args.input.startswith("s3://") or args.output.startswith("s3://"):
@@ -204,11 +229,14 @@ def _run(args: argparse.Namespace) -> int:
         else:
             sink = offline.file_sink(Path(args.output))
     except (offline.OfflineInputError, ValueError) as error:
-        return fail(str(error))
+        raise _Refused(str(error)) from None
     if not sources:
-        return fail(f"no {offline.OUTPUT_NAME} below {args.input}")
+        raise _Refused(f"no {offline.OUTPUT_NAME} below {args.input}")
+    return sources, sink
 
-    result = offline.build_manifest(sources, labels, sink, concurrency=args.concurrency)
+
+def _report(result: OfflineResult) -> int:
+    """Name every quarantined input and dropped box on stderr; the exit code."""
     for item in result.quarantined:
         print(f"quarantined: {item.describe()}", file=sys.stderr)
     for converted, box in result.dropped:

@@ -348,7 +348,9 @@ class PolicyPass:
         before = status.phase
         self.set_phase()
         status.conditions = st.refresh_conditions(
-            status, now=self.now, generation=self.view.generation, degraded=self.degraded
+            status,
+            observed=st.Observation(self.now, self.view.generation),
+            degraded=self.degraded,
         )
         if before is not None and status.phase is not None and before is not status.phase:
             self.event("Normal", "PhaseChanged", f"{before.value} -> {status.phase.value}")

@@ -218,7 +218,7 @@ class Controller:
         )
         status.observed_generation = view.generation
         status.conditions = st.refresh_conditions(
-            status, now=now, generation=view.generation, degraded=(reason, message)
+            status, observed=st.Observation(now, view.generation), degraded=(reason, message)
         )
         if before is None or before.reason != reason or before.message != message:
             log.warning("%s/%s %s: %s", view.ref.namespace, view.ref.name, reason, message)

@@ -51,6 +51,5 @@ def observe(p: PolicyPass, previous_poll: datetime | None, interval: timedelta) 
         status=starved,
         reason=reason,
         message=message,
-        now=p.now,
-        generation=p.view.generation,
+        observed=st.Observation(p.now, p.view.generation),
     )

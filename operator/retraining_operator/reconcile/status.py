@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from retraining_operator.api import (
     HISTORY_LIMIT,
@@ -53,6 +54,15 @@ def derive_phase(
     return Phase.SERVING if serving else Phase.COLLECTING
 
 
+@dataclass(frozen=True)
+class Observation:
+    """When a pass looked and which spec generation it saw: every condition it sets carries
+    them (lastTransitionTime when the status changes, observedGeneration)."""
+
+    now: datetime
+    generation: int | None
+
+
 def set_condition(
     conditions: Sequence[Condition],
     *,
@@ -60,8 +70,7 @@ def set_condition(
     status: bool,
     reason: str,
     message: str,
-    now: datetime,
-    generation: int | None,
+    observed: Observation,
 ) -> list[Condition]:
     """Replace one condition; keep lastTransitionTime when the status did not change."""
     wanted = "True" if status else "False"
@@ -69,7 +78,7 @@ def set_condition(
     replaced = False
     for cond in conditions:
         if cond.type is type:
-            since = cond.last_transition_time if cond.status == wanted else now
+            since = cond.last_transition_time if cond.status == wanted else observed.now
             out.append(
                 Condition(
                     type=type,
@@ -77,7 +86,7 @@ def set_condition(
                     reason=reason,
                     message=message,
                     last_transition_time=since,
-                    observed_generation=generation,
+                    observed_generation=observed.generation,
                 )
             )
             replaced = True
@@ -90,8 +99,8 @@ def set_condition(
                 status=wanted,
                 reason=reason,
                 message=message,
-                last_transition_time=now,
-                observed_generation=generation,
+                last_transition_time=observed.now,
+                observed_generation=observed.generation,
             )
         )
     order = list(ConditionType)
@@ -108,11 +117,18 @@ def push_history(history: Sequence[HistoryEntry], entry: HistoryEntry) -> list[H
     return [entry, *rest][:HISTORY_LIMIT]
 
 
+class _Wanted(NamedTuple):
+    """A condition's status, reason and message, as refresh_conditions derives them."""
+
+    status: bool
+    reason: str
+    message: str
+
+
 def refresh_conditions(
     status: RetrainingPolicyStatus,
     *,
-    now: datetime,
-    generation: int | None,
+    observed: Observation,
     degraded: tuple[str, str] | None,
 ) -> list[Condition]:
     """Ready/Progressing/Degraded from the phase, the run and an explicit degradation.
@@ -121,72 +137,66 @@ def refresh_conditions(
     role, AWS error); without one, the last finished run decides (a failed or rolled-back
     run keeps Degraded until a later run succeeds).
     """
-    conditions = list(status.conditions)
-    run = status.current_run
     phase = status.phase or Phase.COLLECTING
+    if degraded is None:
+        degraded = _degrading_outcome(status.history)
+    conditions = list(status.conditions)
+    for type, wanted in (
+        (ConditionType.PROGRESSING, _progressing(status, phase)),
+        (ConditionType.DEGRADED, _degraded(degraded)),
+        (ConditionType.READY, _ready(status, phase, degraded)),
+    ):
+        conditions = set_condition(
+            conditions,
+            type=type,
+            status=wanted.status,
+            reason=wanted.reason,
+            message=wanted.message,
+            observed=observed,
+        )
+    return conditions
 
+
+def _progressing(status: RetrainingPolicyStatus, phase: Phase) -> _Wanted:
+    run = status.current_run
     if run is not None:
         stage_msg = run.message or f"run {run.id}: {run.stage.value.lower()}"
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.PROGRESSING,
-            status=True,
-            reason=f"Run{run.stage.value}",
-            message=stage_msg,
-            now=now,
-            generation=generation,
-        )
-    elif status.validation_wait is not None and phase is not Phase.SUSPENDED:
+        return _Wanted(True, f"Run{run.stage.value}", stage_msg)
+    if status.validation_wait is not None and phase is not Phase.SUSPENDED:
         wait = status.validation_wait
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.PROGRESSING,
-            status=False,
-            reason=WAITING_FOR_VALIDATION_DATA,
-            message=f"no run starts: the validation holdout of the {wait.pending_samples} "
+        return _Wanted(
+            False,
+            WAITING_FOR_VALIDATION_DATA,
+            f"no run starts: the validation holdout of the {wait.pending_samples} "
             f"pending samples has {wait.holdout_images} distinct image(s), fewer than "
             f"dataset.validation.minSamples {wait.min_samples}; set "
             "dataset.validation.manifestS3Uri or wait for more reviews",
-            now=now,
-            generation=generation,
         )
-    else:
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.PROGRESSING,
-            status=False,
-            reason="Idle" if phase is not Phase.SUSPENDED else "Suspended",
-            message="no run in flight"
-            + (" (suspended: no new work starts)" if phase is Phase.SUSPENDED else ""),
-            now=now,
-            generation=generation,
-        )
+    return _Wanted(
+        False,
+        "Idle" if phase is not Phase.SUSPENDED else "Suspended",
+        "no run in flight"
+        + (" (suspended: no new work starts)" if phase is Phase.SUSPENDED else ""),
+    )
 
-    if degraded is None and status.history:
-        last = status.history[0]
-        if last.outcome in DEGRADING_OUTCOMES:
-            degraded = (last.outcome.value, last.reason or f"run {last.run_id}: {last.outcome}")
+
+def _degrading_outcome(history: Sequence[HistoryEntry]) -> tuple[str, str] | None:
+    """(reason, message) when the last finished run needs a person's attention."""
+    if not history or history[0].outcome not in DEGRADING_OUTCOMES:
+        return None
+    last = history[0]
+    return (last.outcome.value, last.reason or f"run {last.run_id}: {last.outcome}")
+
+
+def _degraded(degraded: tuple[str, str] | None) -> _Wanted:
     if degraded is not None:
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.DEGRADED,
-            status=True,
-            reason=degraded[0],
-            message=degraded[1],
-            now=now,
-            generation=generation,
-        )
-    else:
-        conditions = set_condition(
-            conditions,
-            type=ConditionType.DEGRADED,
-            status=False,
-            reason="AsExpected",
-            message="no problem found",
-            now=now,
-            generation=generation,
-        )
+        return _Wanted(True, degraded[0], degraded[1])
+    return _Wanted(False, "AsExpected", "no problem found")
 
+
+def _ready(
+    status: RetrainingPolicyStatus, phase: Phase, degraded: tuple[str, str] | None
+) -> _Wanted:
     ready = phase not in (Phase.FAILED,) and degraded is None
     if phase is Phase.SERVING and status.serving is not None:
         ready_msg = f"serving model {status.serving.model_name}"
@@ -194,16 +204,7 @@ def refresh_conditions(
         ready_msg = "the policy cannot run; see Degraded"
     else:
         ready_msg = f"phase {phase.value}"
-    conditions = set_condition(
-        conditions,
-        type=ConditionType.READY,
-        status=ready,
-        reason=phase.value if ready else "NotReady",
-        message=ready_msg,
-        now=now,
-        generation=generation,
-    )
-    return conditions
+    return _Wanted(ready, phase.value if ready else "NotReady", ready_msg)
 
 
 def quiet_ingest_status(

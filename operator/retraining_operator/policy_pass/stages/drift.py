@@ -55,8 +55,7 @@ def step(p: PolicyPass) -> None:
             if found
             else f"endpoint {name} serves {expected}"
         ),
-        now=p.now,
-        generation=p.view.generation,
+        observed=st.Observation(p.now, p.view.generation),
     )
     if found and (before is None or before.status != "True"):
         p.event("Warning", "Drifted", f"{found}, not {expected} that this policy rolled")

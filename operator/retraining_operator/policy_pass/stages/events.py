@@ -119,8 +119,7 @@ def _condition(p: PolicyPass, ok: bool, reason: str, message: str) -> None:
         status=ok,
         reason=reason,
         message=message,
-        now=p.now,
-        generation=p.view.generation,
+        observed=st.Observation(p.now, p.view.generation),
     )
 
 

@@ -84,6 +84,5 @@ def _quota_condition(p: PolicyPass, exceeded: bool, reason: str, message: str) -
         status=exceeded,
         reason=reason,
         message=message,
-        now=p.now,
-        generation=p.view.generation,
+        observed=st.Observation(p.now, p.view.generation),
     )
