@@ -16,14 +16,14 @@ import functools
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
-from retraining_operator import kube, metrics
+from retraining_operator import fencing, kube, metrics
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL, RetrainingPolicyStatus
 from retraining_operator.aws.session import (
     AssumedRole,
@@ -63,7 +63,7 @@ class OperatorState:
     usage: UsageIndex = field(default_factory=UsageIndex)
     events: EventHub | None = None  # the SQS consumers of event-driven ingest
     # AWS clients, one set per identity, shared by the policies that act as it.
-    clients: ClientPool = field(default_factory=ClientPool)
+    clients: ClientPool = field(default_factory=lambda: ClientPool(before_send=fencing.check))
     observer: metrics.MetricsObserver = field(default_factory=metrics.MetricsObserver)
     # Called when kopf begins to stop (the runner's stop: kopf's own stop flag is set, so no
     # kopf task waits on it for kopf's 5 s grace of hung tasks).
@@ -169,19 +169,31 @@ def _tenant_session(
     )
 
 
-def _view(
+@dataclass(frozen=True)
+class Snapshot:
+    """One read of the object: what the pass decides on (`view`) and the version its status
+    writes are conditional on (`seen`), taken together on the event loop, where no watch
+    event can land between the two (kopf replaces the live body's parts as events arrive)."""
+
+    view: PolicyView
+    seen: kube.Seen
+
+
+def snapshot(
     meta: Any, spec: Any, status: Any, uid: str, name: str, namespace: str | None
-) -> PolicyView:
-    return PolicyView(
+) -> Snapshot:
+    stored = dict(status)
+    view = PolicyView(
         ref=PolicyRef(namespace=namespace or "", name=name, uid=uid),
         generation=meta.get("generation"),
         annotations=dict(meta.get("annotations") or {}),
         spec=dict(spec),
-        status=dict(status),
+        status=stored,
     )
+    return Snapshot(view, kube.Seen(meta.get("resourceVersion"), view.generation, stored))
 
 
-def _status_writer(namespace: str, name: str, meta: Any, stored: Any) -> Callable[[Any], None]:
+def _status_writer(namespace: str, name: str, seen: kube.Seen) -> Callable[[Any], None]:
     """A checkpoint that patches the status subresource only when the status changed
     (most passes change nothing: no write, no watch event, no load on the API server).
 
@@ -190,8 +202,8 @@ def _status_writer(namespace: str, name: str, meta: Any, stored: Any) -> Callabl
     after an API server outage) stops at its first write instead of overwriting newer status.
     """
     last: dict[str, Any] = {
-        "body": merge_patch_body(RetrainingPolicyStatus.model_validate(dict(stored))),
-        "seen": kube.Seen(meta.get("resourceVersion"), meta.get("generation"), dict(stored)),
+        "body": merge_patch_body(RetrainingPolicyStatus.model_validate(seen.status)),
+        "seen": seen,
     }
 
     def write(new: RetrainingPolicyStatus) -> None:
@@ -280,11 +292,9 @@ async def policy_daemon(
         try:
             # kopf posts Events through context variables: carry them into the thread.
             context = contextvars.copy_context()
+            seen = snapshot(meta, spec, status, uid, name, namespace)  # here, on the loop
             running = loop.run_in_executor(
-                executor,
-                functools.partial(
-                    context.run, reconcile, body, meta, spec, status, uid, name, namespace, policy
-                ),
+                executor, functools.partial(context.run, reconcile, body, seen, policy)
             )
             if not await _finished_before_stop(running, stopped):
                 break  # stopping: the pass is abandoned, not awaited (idempotent by run id)
@@ -418,25 +428,17 @@ async def wake_on_change(memo: Any, **_: Any) -> None:
     _policy(memo).wake.set()
 
 
-def reconcile(
-    body: Any,
-    meta: Any,
-    spec: Any,
-    status: Any,
-    uid: str,
-    name: str,
-    namespace: str | None,
-    policy: PolicyState,
-) -> float:
-    """One pass of the policy's state machine; returns seconds until the next one is due."""
+def reconcile(body: Any, seen: Snapshot, policy: PolicyState) -> float:
+    """One pass of the policy's state machine over one snapshot of the object; returns
+    seconds until the next one is due."""
     controller = _state.running()[0]
-    view = _view(meta, spec, status, uid, name, namespace)
-    writer = _status_writer(view.ref.namespace, name, meta, status)
+    ref = seen.view.ref
+    writer = _status_writer(ref.namespace, ref.name, seen.seen)
     with policy.lock:
-        result = controller.reconcile(view, writer, policy.memo)
+        result = controller.reconcile(seen.view, writer, policy.memo)
     _post(body, result.events)
     if result.clear_annotations:
-        kube.clear_annotations(view.ref.namespace, name, result.clear_annotations)
+        kube.clear_annotations(ref.namespace, ref.name, result.clear_annotations)
     if result.requeue_after is not None:
         return result.requeue_after
     return _state.config.tick_seconds
@@ -454,24 +456,51 @@ def policy_deleted(
     memo: Any,
     **_: Any,
 ) -> None:
-    """The finalizer: stop the policy's in-flight training job, once; endpoints stay.
-    Everything the operator remembers of the policy is in kopf's memo, forgotten with it, and
-    in its metric series, dropped here."""
+    """The finalizer: stop the run's job, undo a variant shift in flight, release the
+    endpoint (`policy_pass/finalize.py`); endpoints and models stay. Called again (kopf's
+    retry) while an undo is under way. Everything the operator remembers of the policy is
+    in kopf's memo, forgotten with it, and in its metric series, dropped here."""
     controller = _state.running()[0]
     policy = _policy(memo)
-    view = _view(meta, spec, status, uid, name, namespace)
     retried = False
+    ref = PolicyRef(namespace=namespace or "", name=name, uid=uid)
     try:
         with policy.lock:
-            events = controller.finalize(view, policy.memo)
-    except RetryLater as error:
+            # The object as it is now: a pass may have started a run or submitted its job
+            # after the deletion event this handler was called with.
+            fresh = kube.read_policy(ref.namespace, name) or {
+                "metadata": dict(meta),
+                "spec": dict(spec),
+                "status": dict(status),
+            }
+            seen = _snapshot_of(fresh, ref)
+            finalized = controller.finalize(seen.view, policy.memo)
+            if finalized.status is not None:
+                kube.patch_status(
+                    ref.namespace, name, merge_patch_body(finalized.status), seen=seen.seen
+                )
+        _post(body, finalized.events)
+        if not finalized.done:
+            retried = True
+            raise kopf.TemporaryError("undoing the rollout in flight", delay=UNDO_RETRY_SECONDS)
+    except (RetryLater, kube.StatusWriteFailed) as error:
         retried = True
-        raise kopf.TemporaryError(f"AWS busy while stopping the job: {error}", delay=30) from error
+        raise kopf.TemporaryError(f"clean-up to be retried: {error}", delay=30) from error
     except NeedsAttention as error:
-        raise kopf.PermanentError(f"could not stop the training job: {error}") from error
+        raise kopf.PermanentError(f"clean-up failed: {error}") from error
     finally:
         with policy.lock:
             policy.memo.drop_session()  # the identity's clients go when its last policy does
         if not retried:  # the finalizer is released: the policy is gone
-            metrics.forget_policy(view.ref.namespace, name)
-    _post(body, events)
+            metrics.forget_policy(ref.namespace, name)
+
+
+# How soon the finalizer looks again at a variant shift it is rolling back.
+UNDO_RETRY_SECONDS = 15
+
+
+def _snapshot_of(obj: Mapping[str, Any], ref: PolicyRef) -> Snapshot:
+    return snapshot(
+        obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {},
+        ref.uid, ref.name, ref.namespace,
+    )  # fmt: skip

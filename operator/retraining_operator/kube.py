@@ -69,6 +69,21 @@ class Seen:
     status: dict[str, Any]
 
 
+def read_policy(namespace: str, name: str) -> dict[str, Any] | None:
+    """The policy as the API server has it now (None: gone)."""
+    try:
+        return cast(
+            "dict[str, Any]",
+            _custom_objects().get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name
+            ),
+        )
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
 def patch_status(
     namespace: str, name: str, status: dict[str, Any], *, seen: Seen | None = None
 ) -> Seen:

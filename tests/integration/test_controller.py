@@ -208,8 +208,9 @@ def test_deletion_stops_the_job_exactly_once(aws: AwsStandins, world: DemoWorld)
     view = PolicyView(REF, 1, {}, h.spec, h.status)
     first = h.controller.finalize(view)
     second = h.controller.finalize(view)  # a retried finalizer after a restart
-    assert [e.reason for e in first] == ["TrainingStopped"]
-    assert second == []
+    assert [e.reason for e in first.events] == ["TrainingStopped"]
+    assert first.done and second.done
+    assert second.events == []
     assert len(aws.log.calls("sagemaker", "StopTrainingJob")) == 1
 
 

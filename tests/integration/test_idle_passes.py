@@ -65,9 +65,9 @@ class IdlePolicy:
 
     def run(self, advance: timedelta) -> PassResult | None:
         self.aws.clock.advance(advance.total_seconds())
-        meta = {"resourceVersion": str(len(self.patches) + 1), "generation": 1}
+        seen = kube.Seen(str(len(self.patches) + 1), 1, copy.deepcopy(self.status))
         view = PolicyView(REF, 1, {}, copy.deepcopy(self.spec), copy.deepcopy(self.status))
-        writer = handlers._status_writer(REF.namespace, REF.name, meta, self.status)
+        writer = handlers._status_writer(REF.namespace, REF.name, seen)
         with contextlib.suppress(kube.StatusWriteFailed):
             return self.controller.reconcile(view, writer)
         return None

@@ -22,8 +22,7 @@ def test_unchanged_status_is_not_written(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(kube, "patch_status", patch_status)
     stored = RetrainingPolicyStatus(phase=Phase.COLLECTING).to_wire()
-    meta = {"resourceVersion": "1", "generation": 1}
-    write = handlers._status_writer("vision", "p", meta, stored)
+    write = handlers._status_writer("vision", "p", kube.Seen("1", 1, stored))
 
     write(RetrainingPolicyStatus.model_validate(stored))
     assert writes == []

@@ -180,5 +180,7 @@ class RetrainingPolicyStatus(_Status):
         default_factory=list
     )
     serving: ServingStatus | None = None
+    # What the endpoint served when the operator first took it (`rollback-to: pre-operator`).
+    pre_operator: ServingStatus | None = None
     validation_wait: ValidationWait | None = None
     last_training_job_name: str | None = None

@@ -184,6 +184,12 @@ def add_tags(sm: SageMakerClient, arn: str, tags: dict[str, str]) -> None:
         sm.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
 
+def delete_tags(sm: SageMakerClient, arn: str, keys: list[str]) -> None:
+    """Remove tags from a resource (keys it does not have are ignored by SageMaker)."""
+    with _mapped("DeleteTags"):
+        sm.delete_tags(ResourceArn=arn, TagKeys=keys)
+
+
 @dataclass(frozen=True)
 class Listed:
     """One entry of ListModels / ListEndpointConfigs."""

@@ -108,6 +108,15 @@ def planned_job(spec: RetrainingPolicySpec, policy: PolicyRef, run_id: str) -> J
     return JobRef(JobKind.TRAINING, policy.training_job_name(run_id))
 
 
+def run_jobs(policy: PolicyRef, run_id: str) -> tuple[JobRef, JobRef]:
+    """Every job a run may have submitted, named from its run id alone (the finalizer stops
+    them whether or not the status recorded a name yet, whatever the spec says now)."""
+    return (
+        JobRef(JobKind.TRAINING, policy.training_job_name(run_id)),
+        JobRef(JobKind.TUNING, policy.tuning_job_name(run_id)),
+    )
+
+
 def _observe(sm: SageMakerClient, job: JobRef) -> TrainingObservation:
     if job.kind is JobKind.TRAINING:
         return observe_training_job(gateway.describe_training_job(sm, job.name))

@@ -18,7 +18,6 @@ from typing import Any
 
 from retraining_operator import metrics
 from retraining_operator.api import (
-    ConditionType,
     CurrentRun,
     HistoryEntry,
     IngestStatus,
@@ -338,8 +337,7 @@ class PolicyPass:
         """End this pass Degraded; the Event is posted only when the condition changes,
         so a problem that persists is announced once, not on every pass."""
         self.degraded = (reason, message)
-        before = st.get_condition(self.status.conditions, ConditionType.DEGRADED)
-        if before is None or before.reason != reason or before.message != message:
+        if st.degraded_changed(self.status.conditions, reason, message):
             self.event("Warning", reason, message)
 
     def finish(self) -> None:

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import pydantic
 
+from retraining_operator import metrics
 from retraining_operator.api import (
-    ConditionType,
     RetrainingPolicySpec,
     RetrainingPolicyStatus,
 )
@@ -29,7 +29,7 @@ from retraining_operator.aws.errors import AwsError, aws_detail
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.errors import NeedsAttention, RetryLater
-from retraining_operator.flows import training
+from retraining_operator.policy_pass import finalize
 from retraining_operator.policy_pass.context import (
     Checkpoint,
     Clock,
@@ -39,6 +39,7 @@ from retraining_operator.policy_pass.context import (
     PolicyPass,
     PolicyView,
 )
+from retraining_operator.policy_pass.finalize import Finalized
 from retraining_operator.policy_pass.quota import PassUsage, QuotaBook, UsageSource
 from retraining_operator.policy_pass.sessions import (
     SessionFactory,
@@ -63,7 +64,7 @@ from retraining_operator.policy_pass.tenancy import StaticTenants, TenantDirecto
 from retraining_operator.reconcile import schedule, tenancy
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.training_status import JobRef
+from retraining_operator.reconcile.tenancy import Refusal
 from retraining_operator.tenancy_api import Tenant
 
 __all__ = ["Controller", "Event", "PassResult", "PolicyMemo", "PolicyView"]
@@ -110,11 +111,9 @@ class Controller:
         memo = memo if memo is not None else self._memos.setdefault(view.ref.uid, PolicyMemo())
         now = self.clock.wall()
         result = PassResult(status=RetrainingPolicyStatus.model_validate(dict(view.status)))
-        admitted = self._admit(view, result, now)
-        if admitted is None:
-            if memo.event_hub is not None:
-                memo.event_hub.unsubscribe(view.ref.uid)  # its messages go back to the queue
-            memo.events_flowing = False
+        admitted = self._admit(view, result)
+        if isinstance(admitted, Refusal):
+            self._refuse(view, result, memo, admitted)
             checkpoint(result.status)
             return result
         spec, tenant = admitted
@@ -151,24 +150,40 @@ class Controller:
         result.requeue_after = max(min([*result.due, longest]), p.not_before or 0.0)
         return result
 
-    def finalize(self, view: PolicyView, memo: PolicyMemo | None = None) -> list[Event]:
-        """Deletion: stop the in-flight training job (idempotent); leave endpoints alone."""
+    def finalize(self, view: PolicyView, memo: PolicyMemo | None = None) -> Finalized:
+        """Deletion: stop the run's job, undo a variant shift in flight, release the
+        endpoint (`policy_pass/finalize.py`); endpoints and models stay."""
         self._memos.pop(view.ref.uid, None)
-        run = RetrainingPolicyStatus.model_validate(dict(view.status)).current_run
-        job = JobRef.from_run(run) if run is not None else None
-        if job is None:
-            return []
-        try:
-            spec = RetrainingPolicySpec.model_validate(dict(view.spec))
-        except pydantic.ValidationError:
-            return [Event("Warning", "CleanupSkipped", f"cannot stop {job.name}: invalid spec")]
-        verdict = self._tenancy(view, spec)
+        status = RetrainingPolicyStatus.model_validate(dict(view.status))
+        spec = finalize.cleanup_spec(view.spec)
+        if spec is None:
+            problem = "spec.aws or spec.deployment is invalid: fix it to let the clean-up act"
+            return self._cleanup_skipped(status, problem)
+        verdict = self._cleanup_tenancy(view, spec)
         if isinstance(verdict, tenancy.Refusal):
-            return [Event("Warning", "CleanupSkipped", f"cannot stop {job.name}: {verdict.reason}")]
+            return self._cleanup_skipped(status, verdict.message)
         session = self._session(view.ref, spec, memo or PolicyMemo(), verdict.tenant)
-        if training.stop_training(session, job):
-            return [Event("Normal", "TrainingStopped", f"stopped {job.kind} {job.name}")]
-        return []
+        return finalize.finish_or_undo(session, view.ref, spec, status, self.clock.wall())
+
+    @staticmethod
+    def _cleanup_skipped(status: RetrainingPolicyStatus, problem: str) -> Finalized:
+        if status.current_run is None:
+            return Finalized()  # no run: nothing in flight to stop or undo
+        message = f"cannot stop or undo run {status.current_run.id}: {problem}"
+        return Finalized(events=[Event("Warning", "CleanupSkipped", message)])
+
+    def _cleanup_tenancy(
+        self, view: PolicyView, spec: RetrainingPolicySpec
+    ) -> tenancy.Admission | tenancy.Refusal:
+        namespace = view.ref.namespace
+        return tenancy.acting_identity(
+            spec,
+            mode=self.config.tenancy_mode,
+            namespace=namespace,
+            tenants=self.tenants.tenants(),
+            namespace_labels=lambda: self.tenants.namespace_labels(namespace),
+            allowed_role_patterns=self.config.allowed_role_patterns,
+        )
 
     def _session(
         self, ref: PolicyRef, spec: RetrainingPolicySpec, memo: PolicyMemo, tenant: Tenant | None
@@ -191,38 +206,48 @@ class Controller:
         )
 
     def _admit(
-        self, view: PolicyView, result: PassResult, now: datetime
-    ) -> tuple[RetrainingPolicySpec, Tenant | None] | None:
-        """The spec and its tenant (Scoped mode), or None when it cannot work or may not act
-        (Degraded, Failed, an Event, and no AWS call)."""
+        self, view: PolicyView, result: PassResult
+    ) -> tuple[RetrainingPolicySpec, Tenant | None] | Refusal:
+        """The first stage: the spec and its tenant (Scoped mode), or why the policy cannot
+        work or may not act (then `_refuse`: no AWS call at all)."""
         try:
             spec = RetrainingPolicySpec.model_validate(dict(view.spec))
         except pydantic.ValidationError as error:
             result.spec_error = _spec_problem(error)
-            self._refuse(view, result, now, "InvalidSpec", result.spec_error)
-            return None
+            return Refusal("InvalidSpec", result.spec_error)
         verdict = self._tenancy(view, spec)
-        if isinstance(verdict, tenancy.Refusal):
-            self._refuse(view, result, now, verdict.reason, verdict.message)
-            return None
+        if isinstance(verdict, Refusal):
+            return verdict
         return spec, verdict.tenant
 
-    @staticmethod
     def _refuse(
-        view: PolicyView, result: PassResult, now: datetime, reason: str, message: str
+        self, view: PolicyView, result: PassResult, memo: PolicyMemo, refusal: Refusal
     ) -> None:
+        """A policy that may not act: Failed and Degraded (an Event when that changes), its
+        phase on /metrics like any pass's, and no share of the operator's event hub."""
         status = result.status
-        before = st.get_condition(status.conditions, ConditionType.DEGRADED)
+        announce = st.degraded_changed(status.conditions, refusal.reason, refusal.message)
         status.phase = st.derive_phase(
             suspended=False, spec_error=True, current_run=None, serving=False
         )
         status.observed_generation = view.generation
         status.conditions = st.refresh_conditions(
-            status, observed=st.Observation(now, view.generation), degraded=(reason, message)
+            status,
+            observed=st.Observation(self.clock.wall(), view.generation),
+            degraded=(refusal.reason, refusal.message),
         )
-        if before is None or before.reason != reason or before.message != message:
-            log.warning("%s/%s %s: %s", view.ref.namespace, view.ref.name, reason, message)
-            result.events.append(Event("Warning", reason, message[:1000]))
+        if announce:
+            log.warning(
+                "%s/%s %s: %s", view.ref.namespace, view.ref.name, refusal.reason, refusal.message
+            )
+            result.events.append(Event("Warning", refusal.reason, refusal.message[:1000]))
+        metrics.set_phase(
+            view.ref.namespace, view.ref.name, status.phase.value, memo.phase_reported
+        )
+        memo.phase_reported = status.phase.value
+        if memo.event_hub is not None:
+            memo.event_hub.unsubscribe(view.ref.uid)  # its messages go back to the queue
+        memo.events_flowing = False
 
     def _internal_error(self, p: PolicyPass, error: Exception) -> None:
         """A bug: Degraded InternalError, the traceback logged once per distinct error,

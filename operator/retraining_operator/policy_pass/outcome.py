@@ -20,6 +20,8 @@ def apply_rollout(p: PolicyPass, progress: rollout.RolloutProgress) -> None:
     """Record a step: Events for its actions; when done, serving/history and cleanup."""
     for action in progress.actions:
         p.event("Normal", "RolloutStep", action)
+    if progress.pre_operator is not None and p.status.pre_operator is None:
+        p.status.pre_operator = progress.pre_operator  # the first take is the one that counts
     if not progress.done:
         p.status.current_run = progress.run.model_copy(update={"message": progress.message})
         if progress.retry_after is not None:

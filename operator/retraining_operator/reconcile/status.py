@@ -240,3 +240,9 @@ def merge_patch_body(status: RetrainingPolicyStatus) -> dict[str, Any]:
 
     body: dict[str, Any] = clean(status.model_dump(mode="json", by_alias=True), False)
     return body
+
+
+def degraded_changed(conditions: Sequence[Condition], reason: str, message: str) -> bool:
+    """Whether Degraded with `reason` and `message` is news (announced once, not per pass)."""
+    before = get_condition(conditions, ConditionType.DEGRADED)
+    return before is None or before.reason != reason or before.message != message

@@ -72,12 +72,31 @@ def admit(
     """The tenancy verdict for one policy (see the module docstring)."""
     gate = _gate_problem(spec, None)
     if mode is TenancyMode.SINGLE:
-        roles = _single_role_problems(spec, allowed_role_patterns)
+        roles = single_role_problems(spec, allowed_role_patterns)
         if roles:
             return Refusal("RoleNotAllowed", "; ".join(roles))
         if gate:
             return Refusal("OutOfScope", gate)
         return Admission()
+    tenant = covering_tenant(tenants, namespace, namespace_labels)
+    if isinstance(tenant, Refusal):
+        return tenant
+    problems = scope_problems(spec, tenant)
+    if problems:
+        return Refusal(
+            "OutOfScope",
+            f"outside RetrainingTenant {tenant.name}: " + "; ".join(problems),
+        )
+    return Admission(tenant=tenant)
+
+
+def covering_tenant(
+    tenants: Sequence[Tenant],
+    namespace: str,
+    namespace_labels: Callable[[], Mapping[str, str] | None],
+) -> Tenant | Refusal:
+    """Scoped mode: the one RetrainingTenant covering `namespace` (the identity the operator
+    acts as there), or why there is none."""
     labels: Mapping[str, str] | None = None
     if any(t.spec.namespace_selector is not None for t in tenants):
         labels = namespace_labels()
@@ -95,31 +114,43 @@ def admit(
             f"namespace {namespace} is covered by several RetrainingTenants ({names}); "
             "a cluster admin must leave exactly one",
         )
-    tenant = covering[0]
-    problems = scope_problems(spec, tenant)
-    if problems:
-        return Refusal(
-            "OutOfScope",
-            f"outside RetrainingTenant {tenant.name}: " + "; ".join(problems),
-        )
-    return Admission(tenant=tenant)
+    return covering[0]
 
 
-def _single_role_problems(spec: RetrainingPolicySpec, patterns: Sequence[str]) -> list[str]:
-    if not patterns:
-        return []
-    allowed = ", ".join(patterns)
-    problems = []
-    for field, role in (
+def acting_identity(
+    spec: RetrainingPolicySpec,
+    *,
+    mode: TenancyMode,
+    namespace: str,
+    tenants: Sequence[Tenant] = (),
+    namespace_labels: Callable[[], Mapping[str, str] | None] = lambda: None,
+    allowed_role_patterns: Sequence[str] = (),
+) -> Admission | Refusal:
+    """Who the operator may act as for the policy's clean-up, from `spec.aws` alone (the
+    rest of the spec may be invalid by now): Scoped, the covering tenant; Single, the
+    spec's role when the allow-list admits it."""
+    if mode is TenancyMode.SINGLE:
+        problem = _role_problem("spec.aws.roleArn", spec.aws.role_arn, allowed_role_patterns)
+        return Refusal("RoleNotAllowed", problem) if problem else Admission()
+    tenant = covering_tenant(tenants, namespace, namespace_labels)
+    return tenant if isinstance(tenant, Refusal) else Admission(tenant=tenant)
+
+
+def single_role_problems(spec: RetrainingPolicySpec, patterns: Sequence[str]) -> list[str]:
+    roles = (
         ("spec.aws.roleArn", spec.aws.role_arn),
         ("spec.training.roleArn", spec.training.role_arn),
-    ):
-        if role is not None and not any(fnmatch.fnmatchcase(role, p) for p in patterns):
-            problems.append(
-                f"{field} {role} is not allowed by this operator (allowed patterns: {allowed}); "
-                "use an allowed role or ask the operator's admin to allow it"
-            )
-    return problems
+    )
+    return [p for field, role in roles if (p := _role_problem(field, role, patterns))]
+
+
+def _role_problem(field: str, role: str | None, patterns: Sequence[str]) -> str | None:
+    if not patterns or role is None or any(fnmatch.fnmatchcase(role, p) for p in patterns):
+        return None
+    return (
+        f"{field} {role} is not allowed by this operator (allowed patterns: "
+        f"{', '.join(patterns)}); use an allowed role or ask the operator's admin to allow it"
+    )
 
 
 def _gate_problem(spec: RetrainingPolicySpec, floor: float | None) -> str | None:

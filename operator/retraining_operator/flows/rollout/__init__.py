@@ -20,7 +20,7 @@ when to look again (`retry_after`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,9 @@ __all__ = [
     "UnknownRollbackTarget",
     "advance_rollout",
     "cleanup",
+    "release_endpoint",
     "start_rollback",
+    "undo_on_deletion",
 ]
 
 
@@ -115,7 +117,7 @@ def advance_rollout(
         decision = strategy.decide(ctx, subject.history)
         if isinstance(decision, (UpdateEndpoint, SetWeights)):
             steps.claim_endpoint(ctx, adopt=subject.adopt)
-        return steps.execute(ctx, strategy, decision)
+        return replace(steps.execute(ctx, strategy, decision), pre_operator=ctx.taken_from)
     except EndpointBusy as busy:
         message = f"endpoint refused the change while busy, waiting: {busy.message}"
         return steps.progress(ctx, strategy, message)
@@ -153,3 +155,42 @@ def start_rollback(
             now,
         )
     return RolloutProgress(run=run, message=run.message or "rolling back")
+
+
+def undo_on_deletion(
+    session: AwsSession, subject: RolloutRun, now: datetime, *, poll: timedelta = DEFAULT_POLL
+) -> RolloutProgress | None:
+    """The policy is being deleted mid-rollout: one step of undoing it, None when there is
+    nothing to undo.
+
+    Only a variant shift the operator was still judging is undone: the new variant goes to
+    weight 0 and is removed (the shift's own rollback, so it is guarded the same way). A
+    shift already judged (its final config asked for) completes on its own; blue/green and
+    rolling updates are SageMaker's to finish or roll back (auto-rollback alarms).
+    """
+    spec, run = subject.spec, subject.run
+    if (
+        spec.deployment.strategy is not Strategy.VARIANT_SHIFT
+        or run.stage is not RunStage.DEPLOYING
+    ):
+        return None
+    names = RolloutNames.for_run(subject.policy, run.id, model=run.model_name)
+    if run.endpoint_config_name not in (names.config, names.rollback_config):
+        return None  # the endpoint was never asked to serve the new model, or it is judged
+    if run.endpoint_config_name == names.config:
+        run = run.model_copy(
+            update={
+                "endpoint_config_name": names.rollback_config,
+                "deploy_step_started_at": None,
+                "message": "the policy was deleted before its new model was judged",
+            }
+        )
+    return advance_rollout(session, replace(subject, run=run), now, poll=poll)
+
+
+def release_endpoint(
+    session: AwsSession, policy: PolicyRef, spec: RetrainingPolicySpec
+) -> str | None:
+    """Remove this policy's owner tag from its endpoint (a policy created again under the
+    same name has another UID, and would be refused the endpoint). Says what it did."""
+    return steps.release_endpoint(session, policy, spec)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from retraining_operator.api import CurrentRun, RetrainingPolicySpec
+from retraining_operator.api import CurrentRun, RetrainingPolicySpec, ServingStatus
 from retraining_operator.aws import endpoints, registry
 from retraining_operator.aws.images import ImageLookupError
 from retraining_operator.flows.training import training_image_uri
@@ -49,6 +49,8 @@ class RolloutContext:
     poll: timedelta
     image: str | None = None
     actions: list[str] = field(default_factory=list)
+    # What the endpoint served when this pass took it (see `steps.claim_endpoint`).
+    taken_from: ServingStatus | None = None
     _endpoint: Any = field(default=_UNREAD, repr=False)
     _configs: dict[str, Mapping[str, Any] | None] = field(default_factory=dict, repr=False)
     _models: dict[str, Mapping[str, Any] | None] = field(default_factory=dict, repr=False)

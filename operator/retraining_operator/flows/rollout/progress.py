@@ -39,6 +39,9 @@ class RolloutProgress:
     retry_after: timedelta | None = None
     history_entry: HistoryEntry | None = None
     serving: ServingStatus | None = None
+    # Set by the pass that took the endpoint (tagged it as this policy's): what it served
+    # then. Record it once (`status.preOperator`); `rollback-to: pre-operator` serves it.
+    pre_operator: ServingStatus | None = None
 
     @property
     def done(self) -> bool:

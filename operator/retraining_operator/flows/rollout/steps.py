@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from retraining_operator.api import RetrainingPolicySpec, ServingStatus, Strategy
 from retraining_operator.aws import autoscaling, endpoints
 from retraining_operator.aws.errors import AlreadyExists
 from retraining_operator.flows.rollout.context import RolloutContext
 from retraining_operator.flows.rollout.progress import RolloutProgress, finished
 from retraining_operator.flows.rollout.strategy import RolloutStrategy
+from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.registry import ApprovalStatus, approval_of, package_container
 from retraining_operator.reconcile.rollout.autoscaled import instance_type_changes, refusal
 from retraining_operator.reconcile.rollout.decision import (
@@ -28,18 +30,22 @@ from retraining_operator.reconcile.rollout.decision import (
     UpdateEndpoint,
     Wait,
 )
+from retraining_operator.reconcile.rollout.endpoint import served_model
 from retraining_operator.reconcile.rollout.errors import EndpointOwnedElsewhere, RolloutError
 from retraining_operator.reconcile.rollout.requests import (
     ModelSource,
     create_endpoint_request,
     first_endpoint_config_request,
     model_request,
+    serving_container,
     update_endpoint_request,
 )
 from retraining_operator.reconcile.tenancy import TAG_ENDPOINT_OWNER, endpoint_owner_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateEndpointConfigInputTypeDef
+
+    from retraining_operator.aws.session import AwsSession
 
 
 def unapproved_package(ctx: RolloutContext) -> RolloutProgress | None:
@@ -105,8 +111,42 @@ def claim_endpoint(ctx: RolloutContext, *, adopt: bool) -> None:
     if problem is not None:
         raise EndpointOwnedElsewhere(problem)
     if owner != ctx.policy.uid:
+        ctx.taken_from = _served_now(ctx)
         endpoints.add_tags(ctx.sm, arn, {TAG_ENDPOINT_OWNER: ctx.policy.uid})
         ctx.actions.append(f"AddTags {ctx.endpoint_name} {TAG_ENDPOINT_OWNER}={ctx.policy.uid}")
+
+
+def release_endpoint(
+    session: AwsSession, policy: PolicyRef, spec: RetrainingPolicySpec
+) -> str | None:
+    """Remove `policy`'s owner tag from the endpoint, if it is there (None: nothing to do)."""
+    name = spec.deployment.endpoint_name
+    if spec.deployment.strategy is Strategy.NONE or not name:
+        return None
+    sm = session.sagemaker()
+    described = endpoints.find_endpoint(sm, name)
+    if described is None:
+        return None
+    arn = str(described["EndpointArn"])
+    if endpoints.list_tags(sm, arn).get(TAG_ENDPOINT_OWNER) != policy.uid:
+        return None  # another policy's, or nobody's: not ours to release
+    endpoints.delete_tags(sm, arn, [TAG_ENDPOINT_OWNER])
+    return f"endpoint {name} released: tag {TAG_ENDPOINT_OWNER} removed"
+
+
+def _served_now(ctx: RolloutContext) -> ServingStatus | None:
+    """What the endpoint serves as the operator takes it: the policy's variant's model."""
+    current = ctx.current_config()
+    if current is None:
+        return None
+    variant = served_model(current, ctx.spec.deployment.variant_name)
+    container = serving_container(ctx.model(variant.model_name))
+    return ServingStatus(
+        model_name=variant.model_name,
+        endpoint_config_name=str(current["EndpointConfigName"]),
+        model_data_url=container.get("ModelDataUrl"),
+        since=ctx.now,
+    )
 
 
 def execute(ctx: RolloutContext, strategy: RolloutStrategy, decision: Action) -> RolloutProgress:

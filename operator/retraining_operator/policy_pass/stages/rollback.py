@@ -1,4 +1,5 @@
-"""The rollback-to annotation starts a deploy-only run back to a model from history.
+"""The rollback-to annotation starts a deploy-only run back to a model from history (or to
+the model that served before the operator's first rollout: `rollback-to: pre-operator`).
 
 It only starts the run (not while suspended, not while another run is in flight); the deploy
 stage advances it to the end, like any rollout, whatever the annotation says afterwards, and
@@ -12,6 +13,7 @@ from retraining_operator.flows import rollout
 from retraining_operator.policy_pass.context import PolicyPass
 from retraining_operator.policy_pass.outcome import apply_rollout
 from retraining_operator.reconcile.rollout import UnknownRollbackTarget
+from retraining_operator.reconcile.rollout.rollback import rollback_candidates
 
 
 def step(p: PolicyPass) -> None:
@@ -19,8 +21,9 @@ def step(p: PolicyPass) -> None:
     if p.spec.suspend or not target or p.run is not None:
         return
     try:
+        history = rollback_candidates(p.status.history, p.status.pre_operator)
         progress = rollout.start_rollback(
-            p.session, p.spec, target=target, history=p.status.history, now=p.now
+            p.session, p.spec, target=target, history=history, now=p.now
         )
     except UnknownRollbackTarget as error:
         p.done_with_annotation(ROLLBACK_TO_ANNOTATION, target)  # refused, with an Event

@@ -9,11 +9,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from retraining_operator.api import CurrentRun, HistoryEntry, RunStage
+from retraining_operator.api import CurrentRun, HistoryEntry, Outcome, RunStage, ServingStatus
 from retraining_operator.reconcile.registry import names_package
 from retraining_operator.reconcile.rollout.errors import UnknownRollbackTarget
 
 ROLLBACK_RUN_PREFIX = "rb"
+# `rollback-to: pre-operator`: the model the endpoint served before the operator's first
+# rollout there (recorded in `status.preOperator` when the operator took the endpoint).
+PRE_OPERATOR = "pre-operator"
+
+
+def rollback_candidates(
+    history: Sequence[HistoryEntry], pre_operator: ServingStatus | None
+) -> list[HistoryEntry]:
+    """The history, plus the pre-operator model as the oldest entry when it is known."""
+    entries = list(history)
+    if pre_operator is not None and pre_operator.model_name:
+        entries.append(
+            HistoryEntry(
+                run_id=PRE_OPERATOR,
+                outcome=Outcome.DEPLOYED,
+                model_name=pre_operator.model_name,
+                model_data_url=pre_operator.model_data_url,
+                endpoint_config_name=pre_operator.endpoint_config_name,
+                started_at=pre_operator.since,
+                reason="served before the operator's first rollout",
+            )
+        )
+    return entries
+
+
+def _usable(entry: HistoryEntry) -> bool:
+    # The pre-operator Model is not the operator's: it is served as it is, never recreated
+    # from artifacts, so it needs no modelDataUrl.
+    return bool(entry.model_name) and (bool(entry.model_data_url) or entry.run_id == PRE_OPERATOR)
 
 
 def resolve_rollback_target(history: Sequence[HistoryEntry], target: str) -> HistoryEntry:
@@ -29,12 +58,10 @@ def resolve_rollback_target(history: Sequence[HistoryEntry], target: str) -> His
         for h in history
         if target in (h.run_id, h.model_name) or names_package(h.model_package_arn, target)
     ]
-    usable = [h for h in matches if h.model_name and h.model_data_url]
+    usable = [h for h in matches if _usable(h)]
     if usable:
         return usable[0]
-    candidates = [
-        f"{h.run_id} ({h.model_name})" for h in history if h.model_name and h.model_data_url
-    ]
+    candidates = [f"{h.run_id} ({h.model_name})" for h in history if _usable(h)]
     known = ", ".join(candidates) or "none"
     if matches:
         raise UnknownRollbackTarget(
