@@ -280,3 +280,33 @@ def test_an_instance_type_change_on_an_autoscaled_variant_is_refused_up_front(
     client = scene.aws.client("sagemaker")
     with pytest.raises(client.exceptions.ClientError, match="registered for automatic scaling"):
         client.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName=names.config)
+
+
+def test_a_rolled_back_final_update_leaves_both_variants_autoscaled(autoscaled: Scene) -> None:
+    """Issue 29: removing the old variant deregisters its target first; when SageMaker
+    rolls that update back, the old variant serves on, and must be autoscaled again."""
+    scene = autoscaled
+    names = RolloutNames.for_run(POLICY, "r20261124-220500")
+    last_step = len(SHIFT["variantShift"]["steps"]) - 1
+    armed: list[bool] = []
+
+    def fail_the_final_update() -> None:
+        run = scene.trace[-1].run if scene.trace else None
+        if not armed and run is not None and run.deploy_step == last_step:
+            scene.aws.sagemaker.fail_next_update(ENDPOINT, "AlarmFired: od-endpoint-5xx")
+            armed.append(True)
+
+    done = scene.rollout(
+        spec(**SHIFT),
+        scene.run("r20261124-220500"),
+        before=both(feed_metrics(scene, error_rate=lambda v, s: 0.0), fail_the_final_update),
+    )
+
+    assert armed
+    assert done.result is RolloutResult.DEGRADED, done.message
+    assert "did not remove the old variant" in done.message
+    assert scene.endpoint()["EndpointConfigName"] == names.config
+    assert set(scene.serving_models()) == {"AllTraffic", "AllTraffic-alt"}
+    assert {t["ResourceId"] for t in targets(scene)} == {rid("AllTraffic"), rid("AllTraffic-alt")}
+    for variant in ("AllTraffic", "AllTraffic-alt"):
+        assert policies(scene, variant) == [(POLICY_NAME, "TargetTrackingScaling", TARGET_TRACKING)]
