@@ -197,3 +197,71 @@ async def test_the_daemon_retries_a_failed_write_soon_and_wakes_on_change(
     # The wake-up lives in the object's memo (kopf forgets it with the object), nowhere else.
     assert isinstance(memo["policy"], handlers.PolicyState)
     assert not any(isinstance(v, dict) and "u-1" in v for v in vars(handlers).values())
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 29: an annotation is cleared only if it still says what the pass acted on, and
+# never by a process that does not hold the Lease; a pass's writes are conditional on the
+# object as its view was read, whatever watch event lands meanwhile.
+
+
+def annotate(custom: Any, namespace: str, annotations: dict[str, str | None]) -> None:
+    custom.patch_namespaced_custom_object(
+        API_GROUP, API_VERSION, namespace, PLURAL, NAME, {"metadata": {"annotations": annotations}}
+    )
+
+
+def test_an_annotation_changed_since_the_pass_read_it_is_kept(
+    custom: Any, policy: dict[str, Any], kube_namespace: str
+) -> None:
+    rollback = "retraining.hitl.dev/rollback-to"
+    annotate(custom, kube_namespace, {rollback: "r20261101-000000", "team": "vision"})
+    # The pass acted on A; a person has set B since.
+    annotate(custom, kube_namespace, {rollback: "r20261102-000000"})
+    cleared = gateway.clear_annotations(kube_namespace, NAME, [(rollback, "r20261101-000000")])
+    assert cleared == []
+    annotations = get(custom, kube_namespace)["metadata"]["annotations"]
+    assert annotations[rollback] == "r20261102-000000"
+    # Acted on B: cleared, and nothing else is touched.
+    cleared = gateway.clear_annotations(kube_namespace, NAME, [(rollback, "r20261102-000000")])
+    assert cleared == [rollback]
+    annotations = get(custom, kube_namespace)["metadata"]["annotations"]
+    assert rollback not in annotations
+    assert annotations["team"] == "vision"
+
+
+def test_a_process_without_the_lease_clears_no_annotation(
+    custom: Any, policy: dict[str, Any], kube_namespace: str
+) -> None:
+    from retraining_operator import fencing
+
+    approve = "retraining.hitl.dev/approve"
+    annotate(custom, kube_namespace, {approve: "r20261101-000000"})
+    fencing.install(lambda: False)
+    try:
+        with pytest.raises(fencing.NotLeader):
+            gateway.clear_annotations(kube_namespace, NAME, [(approve, "r20261101-000000")])
+    finally:
+        fencing.reset()
+    assert get(custom, kube_namespace)["metadata"]["annotations"][approve] == "r20261101-000000"
+
+
+def test_a_watch_event_after_the_snapshot_does_not_move_the_writes_version(
+    custom: Any, policy: dict[str, Any], kube_namespace: str
+) -> None:
+    # kopf's live body: the daemon reads it, then a watch event replaces its parts.
+    meta, spec, status = dict(policy["metadata"]), dict(policy["spec"]), {}
+    seen = handlers.snapshot(meta, spec, status, meta["uid"], NAME, kube_namespace)
+    newer = gateway.patch_status(kube_namespace, NAME, {"phase": "Collecting"}, seen=seen.seen)
+    meta["resourceVersion"] = newer.resource_version  # the event lands in the live body
+    status.update(newer.status)
+    writer = handlers._status_writer(kube_namespace, NAME, seen.seen)
+    from retraining_operator.api import RetrainingPolicyStatus
+
+    stale = RetrainingPolicyStatus.model_validate(seen.view.status).model_copy(
+        update={"last_training_job_name": "from-a-stale-view"}
+    )
+    with pytest.raises(gateway.StatusWriteFailed) as refused:
+        writer(stale)
+    assert refused.value.conflict
+    assert get(custom, kube_namespace)["status"] == {"phase": "Collecting"}
