@@ -1,10 +1,13 @@
 """Fencing: a process that does not hold leadership makes no write, to AWS or Kubernetes.
 
-Leader election (`leader.py`) installs `holds`; every AWS request (a botocore `before-send`
-hook in `aws/session.py`) and every status write (`kube.py`) checks it first. The check is
-local time only: a leader that was paused (SIGSTOP, a frozen VM, a long GC) and resumes after
-its lease ran out sees at once that it may no longer hold it, before any thread of it sends
-anything; it learns who holds the lease later, from the API server.
+Leader election (`leader.py`) installs `holds`; every AWS request and every status write
+(`kube.py`) checks it first. The AWS gateways know nothing of leadership: the operator
+builds its client pool with `check` as the pool's guard (`handlers.py`), which every client
+of the pool runs before it sends a request (a botocore `before-send` hook, retries too).
+
+The check is local time only: a leader that was paused (SIGSTOP, a frozen VM, a long GC)
+and resumes after its lease ran out sees at once that it may no longer hold it, before any
+thread of it sends anything; it learns who holds the lease later, from the API server.
 """
 
 from __future__ import annotations

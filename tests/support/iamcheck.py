@@ -1,11 +1,12 @@
 """IAM for tests: what each recorded AWS call needs, and whether a policy document allows it.
 
 `needs(call, ...)` turns one call of the stand-ins' request log into the IAM requests AWS
-would authorize for it (action, resource ARN, request context), following the Service
-Authorization Reference: an S3 HeadObject is s3:GetObject on the object, a multipart part
-is s3:PutObject, a SageMaker Create* with Tags also needs sagemaker:AddTags on the new
-resource (with sagemaker:TaggingAction), a role in the request needs iam:PassRole with
-iam:PassedToService.
+would authorize for it (action, resource ARN, request context). Which actions a call
+needs is the operator's own declaration (`retraining_operator/aws_calls.py`, the same rows
+`iam-policy` is built from: an S3 HeadObject is s3:GetObject, a multipart part is
+s3:PutObject, a SageMaker Create* with Tags also needs sagemaker:AddTags on the new
+resource with sagemaker:TaggingAction, a role in the request iam:PassRole with
+iam:PassedToService); what is checked here is the resource each request names.
 
 `allows(document, request)` evaluates Allow statements as IAM does for one identity policy
 (no Deny in the documents the operator prints): an action or resource matches a pattern
@@ -21,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from retraining_operator.aws_calls import PASS_ROLE, SAGEMAKER_TAGS, Undeclared, declared
+from retraining_operator.reconcile.events import parse_queue_url
 from retraining_standins.requestlog import Call
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -101,65 +104,73 @@ _SAGEMAKER_NAMES = {
     "HumanLoopName": "human-loop",
     "FlowDefinitionName": "flow-definition",
 }
-# Operations whose IAM resources are not the names in the request.
-_NO_RESOURCE = {"ListHumanLoops", "ListModels", "ListEndpointConfigs", "GetMetricData"}
-_S3_ACTIONS = {
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "PutObject": "s3:PutObject",
-    "CopyObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "UploadPartCopy": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "DeleteObject": "s3:DeleteObject",
-    "ListObjectsV2": "s3:ListBucket",
-    "ListObjects": "s3:ListBucket",
-}
 _ROLE_PARAMS = ("RoleArn", "ExecutionRoleArn")
 
 
 def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> list[Request]:
-    """The IAM requests AWS authorizes for one recorded call."""
+    """The IAM requests AWS authorizes for one recorded call: the actions of its row in
+    `aws_calls.py` (an undeclared call fails), each on the resource the request names."""
+    try:
+        row = declared(call.service, call.operation)
+    except Undeclared as error:
+        raise AssertionError(str(error)) from None
+    if row.unscoped:
+        return [Request(action, "*") for action in row.actions]
+    where = _Where(partition, region, account)
+    resources = _resources(call, where)
+    if not resources:
+        raise AssertionError(f"no IAM resource for {call.service} {call.operation} {call.params}")
+    out = [Request(action, resource) for action in row.actions for resource in resources]
+    if row.tags and _tagged(call.params):
+        out.append(_tagging(row.tags, call, resources[0]))
+    if row.passes_role:
+        context = {"iam:PassedToService": SAGEMAKER_SERVICE}
+        out += [Request(PASS_ROLE, role, context) for role in _roles(call.params)]
+    return out
+
+
+@dataclass(frozen=True)
+class _Where:
+    partition: str
+    region: str
+    account: str
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
+
+
+def _resources(call: Call, where: _Where) -> list[str]:
+    """The ARNs a call is authorized on, read off its request."""
     params = call.params
     if call.service == "s3":
-        action = _S3_ACTIONS.get(call.operation)
-        if action is None:
-            raise AssertionError(f"no IAM mapping for S3 {call.operation}")
         bucket, key = params.get("Bucket", ""), params.get("Key")
-        path = f"{bucket}/{key}" if key and action != "s3:ListBucket" else bucket
-        return [Request(action, f"arn:{partition}:s3:::{path}")]
+        # A copy's source is not in the log (a header): both of its actions are checked on
+        # the target, which for the operator's copies is the same prefix (staging -> final).
+        return [
+            f"arn:{where.partition}:s3:::{bucket}/{key}"
+            if key
+            else f"arn:{where.partition}:s3:::{bucket}"
+        ]
     if call.service == "sts":
-        return [Request(f"sts:{call.operation}", str(params.get("RoleArn", "")))]
+        return [str(params.get("RoleArn", ""))]
     if call.service == "cloudwatch":
-        action = f"cloudwatch:{call.operation}"
-        if call.operation == "DescribeAlarms":
-            names = [v for k, v in params.items() if k.startswith("AlarmNames.member.")]
-            return [
-                Request(action, f"arn:{partition}:cloudwatch:{region}:{account}:alarm:{name}")
-                for name in names
-            ] or [Request(action, "*")]
-        return [Request(action, "*")]
+        names = [v for k, v in params.items() if k.startswith("AlarmNames.member.")]
+        return [where.arn("cloudwatch", f"alarm:{name}") for name in names] or ["*"]
     if call.service == "sqs":
-        url = str(params.get("QueueUrl", ""))
-        account, _, name = url.split("://", 1)[-1].partition("/")[2].partition("/")
-        action = f"sqs:{call.operation.removesuffix('Batch')}"  # batches: the single action
-        return [Request(action, f"arn:{partition}:sqs:{region}:{account}:{name}")]
+        queue = parse_queue_url(str(params.get("QueueUrl", "")))
+        return [queue.arn(where.partition, where.region)] if queue else []
     if call.service == "application-autoscaling":
-        action = f"application-autoscaling:{call.operation}"
-        if call.operation.startswith("Describe"):
-            return [Request(action, "*")]
         # Targets are named by an id Application Auto Scaling chooses, not by the request.
-        target = f"arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/id"
-        return [Request(action, target)]
-    # SageMaker and its A2I runtime share the `sagemaker:` prefix.
-    action = f"sagemaker:{call.operation}"
-    if call.operation in _NO_RESOURCE:
-        return [Request(action, "*")]
+        return [where.arn("application-autoscaling", "scalable-target/id")]
+    return _sagemaker_resources(call, where)
+
+
+def _sagemaker_resources(call: Call, where: _Where) -> list[str]:
+    """SageMaker and its A2I runtime (one `sagemaker:` prefix): ARNs are lower case."""
+    params = call.params
 
     def arn(kind: str, name: str) -> str:
-        return f"arn:{partition}:sagemaker:{region}:{account}:{kind}/{name.lower()}"
+        return where.arn("sagemaker", f"{kind}/{name.lower()}")
 
     resources = [arn(kind, params[p]) for p, kind in _SAGEMAKER_NAMES.items() if p in params]
     group = params.get("ModelPackageGroupName")
@@ -175,17 +186,20 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
         resources.append(package)
     if "ResourceArn" in params:
         resources.append(str(params["ResourceArn"]))
-    if not resources:
-        raise AssertionError(f"no IAM resource for sagemaker {call.operation} {params}")
-    out = [Request(action, r) for r in resources]
-    if call.operation.startswith("Create") and params.get("Tags"):
-        created = resources[0]
-        out.append(
-            Request("sagemaker:AddTags", created, {"sagemaker:TaggingAction": call.operation})
-        )
-    for role in _roles(params):
-        out.append(Request("iam:PassRole", role, {"iam:PassedToService": SAGEMAKER_SERVICE}))
-    return out
+    return resources
+
+
+def _tagged(params: Mapping[str, Any]) -> bool:
+    """Tags in the request (JSON `Tags`, or the query protocol's `Tags.member.N.Key`)."""
+    return bool(params.get("Tags")) or any(k.startswith("Tags.member.") for k in params)
+
+
+def _tagging(action: str, call: Call, created: str) -> Request:
+    """Tags sent with a create are authorized on the new resource, for that action; session
+    tags on the role assumed."""
+    if action == SAGEMAKER_TAGS:
+        return Request(action, created, {"sagemaker:TaggingAction": call.operation})
+    return Request(action, created)
 
 
 def _roles(params: Mapping[str, Any]) -> list[str]:

@@ -7,14 +7,12 @@ runs (support/iam_audit.py reads the stand-ins' request log).
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 import yaml
 
@@ -24,7 +22,6 @@ from support.iamcheck import Request, allows
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-AWS_PACKAGE = REPO / "operator" / "retraining_operator" / "aws"
 
 
 def load(path: Path) -> tuple[str, RetrainingPolicySpec]:
@@ -100,88 +97,7 @@ def test_the_linter_does_flag_a_mis_scoped_document() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Exactly the actions the code calls
-
-
-def _called_operations() -> set[tuple[str, str]]:
-    """(service, Operation) of every client method the aws/ gateways call, read from their
-    syntax tree (method calls and get_paginator("...") names) and botocore's models."""
-    session = botocore.session.get_session()
-    method_maps = {
-        service: {
-            xform: op
-            for op in session.get_service_model(service).operation_names
-            for xform in [botocore.xform_name(op)]
-        }
-        for service in (
-            "s3",
-            "sagemaker",
-            "sagemaker-a2i-runtime",
-            "cloudwatch",
-            "sts",
-            "application-autoscaling",
-            "sqs",
-        )
-    }
-    found: set[tuple[str, str]] = set()
-    for path in AWS_PACKAGE.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
-                continue
-            name = node.func.attr
-            if name == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
-                name = str(node.args[0].value)
-            for service, methods in method_maps.items():
-                if name in methods:
-                    found.add((service, methods[name]))
-    return found
-
-
-S3_IAM = {
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "PutObject": "s3:PutObject",
-    "CopyObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "DeleteObject": "s3:DeleteObject",
-    "ListObjectsV2": "s3:ListBucket",
-}
-# Called by aws/ but by no reconcile pass: `manifest` lists a prefix offline (the user's own
-# credentials), and the operator never deletes an endpoint it did not create.
-NOT_CALLED_BY_THE_OPERATOR = {"s3:ListBucket", "sagemaker:DeleteEndpoint"}
-
-
-def test_granted_actions_are_exactly_the_calls_in_the_code() -> None:
-    code: set[str] = set()
-    for service, operation in _called_operations():
-        if service == "s3":
-            code.add(S3_IAM[operation])
-        elif service in ("sagemaker", "sagemaker-a2i-runtime"):
-            code.add(f"sagemaker:{operation}")
-        elif service == "sqs":
-            # A batch call is authorized as its single-message action.
-            code.add(f"sqs:{operation.removesuffix('Batch')}")
-        else:
-            code.add(f"{service}:{operation}")
-    granted: set[str] = set()
-    for path in EXAMPLES:
-        name, spec = load(path)
-        granted |= actions(iam.for_policy(name, spec))
-        granted |= actions(iam.for_operator(name, spec))
-    # Not a client method: authorizations AWS checks on the Create* calls themselves.
-    implied = {"iam:PassRole", "sagemaker:AddTags"} - code
-    assert granted - implied == code - NOT_CALLED_BY_THE_OPERATOR
-    # ... and the two exceptions stay exceptions: no reconcile pass reaches them.
-    package = REPO / "operator" / "retraining_operator"
-    sources = {p: p.read_text() for p in package.rglob("*.py") if "/aws/" not in str(p)}
-    assert not [p for p, text in sources.items() if "delete_endpoint(" in text]
-    listing = [p.name for p, text in sources.items() if "s3.list(" in text]
-    assert listing == ["offline.py"]
-    importers = [p.name for p, text in sources.items() if "flows import offline" in text]
-    assert importers == ["manifest.py"]
+# Exactly the actions the code calls: test_aws_calls.py (one declaration per call)
 
 
 def test_strategy_none_grants_no_endpoint_action() -> None:

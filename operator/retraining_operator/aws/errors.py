@@ -5,6 +5,9 @@ operator's two words (`retraining_operator.errors`): `Throttled`/`Unavailable` a
 `RetryLater` (botocore already retried with backoff; the next pass carries on), every
 other AWS error is `NeedsAttention` with the AWS error code as its reason
 (`AccessDenied`, `InvalidRequest`, `LimitExceeded`: fix IAM, the spec or a quota).
+Failures with no AWS answer are classified here too, once for every gateway: the network
+(`TRANSPORT_ERRORS`, also a body that breaks while it is read) is `Unavailable`, missing
+credentials `AccessDenied`, anything botocore refuses locally `InvalidRequest`.
 Callers that expect a kind (`NotFound` on a describe, `AlreadyExists` on a create) catch
 it where they make the call.
 """
@@ -17,13 +20,12 @@ from contextlib import contextmanager
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
-    ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from retraining_operator.errors import NeedsAttention, RetryLater
 
@@ -146,15 +148,14 @@ class InvalidRequest(AwsFailure):
     """AWS refused the request as invalid: a spec problem a person has to fix."""
 
 
-# What a gateway catches around a call: AWS's answers (ClientError) and botocore's own
-# failures with no answer (connection refused or reset, timeouts, no credentials).
+# What a gateway catches around a call (or a body read): AWS's answers (ClientError) and
+# botocore's own failures with no answer (the network, no credentials, a refused request).
 AWS_CALL_ERRORS = (ClientError, BotoCoreError)
-_TRANSPORT_ERRORS = (
-    EndpointConnectionError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-)
+# No answer, or half of one: botocore's own transient set (retries/standard.py retries
+# these: every ConnectionError - refused, DNS, connect timeout, TLS, proxy - and every
+# HTTPClientError - reset, read timeout, a stream that broke), plus a body that arrived
+# shorter than its Content-Length. Waiting may help; the spec is not the problem.
+TRANSPORT_ERRORS = (BotocoreConnectionError, HTTPClientError, IncompleteReadError)
 _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError)
 
 
@@ -199,15 +200,17 @@ def map_client_error(error: ClientError | BotoCoreError, operation: str = "") ->
 
 def _map_botocore_error(error: BotoCoreError, operation: str) -> AwsError:
     """No answer from AWS: the network (waiting may help), or no credentials (a person
-    must act); anything else botocore refused locally is a request to fix."""
+    must act); anything else botocore refused locally (a parameter that fails the service
+    model, a bad configuration) is a request to fix."""
     kind: type[AwsError]
-    if isinstance(error, _TRANSPORT_ERRORS):
+    if isinstance(error, TRANSPORT_ERRORS):
         kind, code = Unavailable, "ConnectionError"
+        detail = f"{type(error).__name__}: {error}"
     elif isinstance(error, _CREDENTIAL_ERRORS):
-        kind, code = AccessDenied, "NoCredentials"
+        kind, code, detail = AccessDenied, "NoCredentials", str(error)
     else:
-        kind, code = InvalidRequest, type(error).__name__
-    text = f"{operation}: {code}: {error}" if operation else f"{code}: {error}"
+        kind, code, detail = InvalidRequest, type(error).__name__, str(error)
+    text = f"{operation}: {code}: {detail}" if operation else f"{code}: {detail}"
     return kind(text, code=code, operation=operation)
 
 

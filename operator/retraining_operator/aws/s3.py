@@ -1,9 +1,10 @@
 """Gateway to S3: get/put (conditional), bounded and streaming reads, listing, multipart, copies.
 
 Every failed botocore call (an AWS error or no answer at all) becomes an
-`aws.errors.AwsError` subclass; a failed conditional write (If-Match / If-None-Match)
-is `WriteConflict`. A connection that drops while a body is read is `Unavailable`
-(botocore retried the request, not the body).
+`aws.errors.AwsError` subclass by the one classification in `aws/errors.py`; S3's own
+addition is a failed conditional write (If-Match / If-None-Match), `WriteConflict`. A
+connection that drops while a body is read is `Unavailable` like any other transport
+failure (botocore retried the request, not the body).
 
 Objects that come from outside (A2I outputs, the ledger) are read with `open()`: the
 size and ETag are known from the response headers before any byte of the body is read,
@@ -19,20 +20,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    IncompleteReadError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from retraining_operator.aws.errors import (
     AWS_CALL_ERRORS,
     AwsError,
     AwsRetryLater,
     NotFound,
-    Unavailable,
     map_client_error,
 )
 
@@ -40,8 +34,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 READ_CHUNK = 256 * 1024
-# What a body read can raise when the connection drops mid-object (not a ClientError).
-_BODY_ERRORS = (BotocoreConnectionError, IncompleteReadError, ResponseStreamingError)
 COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GiB; larger needs part copies
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
 _URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
@@ -91,13 +83,14 @@ class S3Location:
 
 
 def _error(error: ClientError | BotoCoreError, operation: str) -> AwsError:
-    if isinstance(error, BotoCoreError):
-        return map_client_error(error, operation)
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in _CONFLICT_CODES or status == 412:
-        message = str(error.response.get("Error", {}).get("Message", "")) or str(error)
-        return WriteConflict(f"{operation}: {code}: {message}", code=code, operation=operation)
+    """`errors.map_client_error`, except a lost conditional write (412): `WriteConflict`."""
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _CONFLICT_CODES or status == 412:
+            message = str(error.response.get("Error", {}).get("Message", "")) or str(error)
+            text = f"{operation}: {code}: {message}"
+            return WriteConflict(text, code=code, operation=operation)
     return map_client_error(error, operation)
 
 
@@ -130,11 +123,8 @@ class StoredObject:
                     break
                 chunks.append(chunk)
                 taken += len(chunk)
-        except _BODY_ERRORS as error:
-            raise Unavailable(
-                f"GetObject {self.location.uri}: reading the body failed: {error}",
-                operation="GetObject",
-            ) from error
+        except AWS_CALL_ERRORS as error:
+            raise _error(error, f"GetObject {self.location.uri}") from error
         if taken > limit:
             return None
         return b"".join(chunks)
@@ -367,8 +357,9 @@ class MultipartUpload:
         if self.upload_id is None:
             return
         upload_id, self.upload_id = self.upload_id, None
-        # The original error matters; a lifecycle rule cleans up parts an abort leaves behind.
-        with contextlib.suppress(ClientError):
+        # The original error matters (an abort on a dead network fails too); a lifecycle rule
+        # cleans up parts an abort leaves behind.
+        with contextlib.suppress(*AWS_CALL_ERRORS):
             self.s3.client.abort_multipart_upload(
                 Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id
             )

@@ -9,6 +9,11 @@ instead of failing the session's construction.
 
 Throttled responses are counted (`take_throttled`) even when botocore's retries absorb
 them, so the controller can report sustained throttling as an Event.
+
+Whoever builds a `ClientPool` may give it a guard (`before_send`) that every request of its
+clients passes first, retries included: the operator gives it its leadership fence, so a
+process that does not hold the Lease sends nothing. The gateways themselves know nothing
+of leadership.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -29,7 +35,6 @@ from botocore.loaders import Loader
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 
-from retraining_operator import fencing
 from retraining_operator.aws.budget import CallBudget
 from retraining_operator.aws.errors import is_throttle_code
 
@@ -45,6 +50,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_POOL = 16
 ASSUME_ROLE_SECONDS = 3600
+
+# Called with what is about to be sent ("AWS call") before every request; raising stops it.
+BeforeSend = Callable[[str], None]
 
 
 class _SharedLoader(Loader):
@@ -149,8 +157,11 @@ class _Clients:
     every policy that acts as that identity: the memory of an idle operator grows with its
     AWS identities, not with its policies."""
 
-    def __init__(self, identity: Identity, base: boto3.Session | None) -> None:
+    def __init__(
+        self, identity: Identity, base: boto3.Session | None, before_send: BeforeSend | None
+    ) -> None:
         self.identity = identity
+        self._before_send = before_send
         self._config = client_config(max_attempts=identity.max_attempts, pool=identity.pool)
         self._base = base or boto3.Session(
             botocore_session=botocore_session(), region_name=identity.region
@@ -187,8 +198,10 @@ class _Clients:
     def _hook(self, client: Any) -> None:
         events = client.meta.events
         service = client.meta.service_model.service_name
-        # First: a process that lost (or never held) the leader Lease sends nothing.
-        events.register("before-send", lambda **_: fencing.check("AWS call"))
+        guard = self._before_send
+        if guard is not None:
+            # First: e.g. a process that lost (or never held) the leader Lease sends nothing.
+            events.register("before-send", lambda **_: guard("AWS call"))
         budget = self.identity.budget
         if budget is not None:
             events.register("before-send", lambda **_: budget.acquire())
@@ -277,9 +290,13 @@ class Identity:
 class ClientPool:
     """The operator's clients, one set per `Identity`, reference-counted by the `AwsSession`
     handles that use them: the last handle's release (its `close`, or its garbage
-    collection) drops the set, so a deleted policy leaves nothing behind."""
+    collection) drops the set, so a deleted policy leaves nothing behind.
 
-    def __init__(self) -> None:
+    `before_send` runs before every request of every client of the pool (the operator's
+    leadership fence)."""
+
+    def __init__(self, *, before_send: BeforeSend | None = None) -> None:
+        self._before_send = before_send
         self._lock = threading.Lock()
         self._entries: dict[tuple[Any, ...], _Clients] = {}
 
@@ -288,7 +305,7 @@ class ClientPool:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _Clients(identity, None)
+                entry = self._entries[key] = _Clients(identity, None, self._before_send)
             entry.users += 1
             return entry
 
@@ -314,8 +331,9 @@ class AwsSession:
     """AWS access for one policy: region, optional assumed role, cached clients.
 
     With a `ClientPool` the clients are the pool's, shared with every other session of the
-    same identity (a handle costs a few hundred bytes); without one they are this session's
-    own (tools and tests that point boto3 at different endpoints over time)."""
+    same identity (a handle costs a few hundred bytes) and pass the pool's guard; without one
+    they are this session's own, unguarded (tools and tests that point boto3 at different
+    endpoints over time)."""
 
     def __init__(
         self,
@@ -349,7 +367,7 @@ class AwsSession:
             # Released once: by `close`, or when the handle is garbage-collected.
             self._release = weakref.finalize(self, clients.release, self._clients)
         else:
-            self._clients = _Clients(identity, base)
+            self._clients = _Clients(identity, base, None)
         self._throttled_seen = self._clients.throttled_total()
 
     def close(self) -> None:

@@ -42,11 +42,20 @@ _QUEUE_URL = re.compile(
     r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9.\-]{1,253})(:[0-9]{1,5})?/"
     r"(?P<account>[0-9]{12})/(?P<name>[A-Za-z0-9_\-]{1,80}(\.fifo)?)$"
 )
-# sqs.<region>.amazonaws.com, <region>.queue.amazonaws.com (legacy), and their VPC forms.
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]"
+# The hosts AWS names SQS queues by, and the region each says.
 _AWS_QUEUE_HOST = re.compile(
-    r"(^|\.)(sqs\.(?P<region>[a-z]{2}(-[a-z]+)+-[0-9])|(?P<legacy>[a-z]{2}(-[a-z]+)+-[0-9])\.queue)"
-    r"\.amazonaws\.com(\.cn)?$"
+    rf"""^(?:
+        # sqs.<region>.amazonaws.com (and .com.cn), FIPS, and VPC endpoint names
+        (?:[a-z0-9-]+\.)*sqs(?:-fips)?\.(?P<region>{_REGION})(?:\.vpce)?\.amazonaws\.com(?:\.cn)?
+        # legacy: <region>.queue.amazonaws.com
+        | (?P<legacy>{_REGION})\.queue\.amazonaws\.com(?:\.cn)?
+        # legacy, before regions had their own host: us-east-1
+        | (?P<first>queue)\.amazonaws\.com
+    )$""",
+    re.VERBOSE,
 )
+FIRST_QUEUE_REGION = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,27 @@ class QueueAddress:
     name: str
     region: str | None  # None: a host that does not say (an endpoint override)
 
+    def arn(self, partition: str, region: str) -> str:
+        """The queue's ARN; `region` where the host does not say (an endpoint override's
+        queue is in the region the client signs for, the policy's)."""
+        return f"arn:{partition}:sqs:{self.region or region}:{self.account}:{self.name}"
+
 
 def parse_queue_url(url: str) -> QueueAddress | None:
+    """A queue URL's account, name and region (None: not a queue URL).
+
+    Every form AWS has used: `https://sqs.<region>.amazonaws.com/<account>/<name>` (also
+    `.amazonaws.com.cn`, FIPS and VPC endpoint names), the legacy
+    `https://<region>.queue.amazonaws.com/...` and `https://queue.amazonaws.com/...`
+    (us-east-1). Any other host (an endpoint override) names no region.
+    """
     match = _QUEUE_URL.match(url)
     if match is None:
         return None
-    host = _AWS_QUEUE_HOST.search(match["host"].lower())
-    region = (host["region"] or host["legacy"]) if host else None
+    host = _AWS_QUEUE_HOST.match(match["host"].lower())
+    region = None
+    if host is not None:
+        region = host["region"] or host["legacy"] or FIRST_QUEUE_REGION
     return QueueAddress(url=url, account=match["account"], name=match["name"], region=region)
 
 

@@ -14,6 +14,10 @@ resource it did not create and cannot name in advance (the human loops the appli
 starts, the endpoint's current config and model, which it copies and rolls back to) reads
 cover the account and region for that resource type, and writes never do.
 
+The actions come from `aws_calls.py`, where each AWS call the operator makes is declared
+once with the IAM actions AWS authorizes it by and the feature of a policy that makes it
+(`features` below); this module adds only the resources each statement is scoped to.
+
 Two identities: `for_policy` is the role that makes the calls (spec.aws.roleArn when set,
 else the operator's own); `for_operator` is the operator's own role (IRSA / Pod Identity),
 which only needs sts:AssumeRole on spec.aws.roleArn when the policy sets one.
@@ -24,7 +28,23 @@ from __future__ import annotations
 from typing import Any
 
 from retraining_operator.api import RetrainingPolicySpec, Strategy
+from retraining_operator.aws_calls import (
+    A2I,
+    AUTOSCALING,
+    CLOUDWATCH,
+    PASS_ROLE,
+    S3,
+    SAGEMAKER,
+    SQS,
+    STS,
+    Feature,
+    actions_of,
+    declared,
+)
+from retraining_operator.reconcile.events import parse_queue_url
 from retraining_operator.reconcile.naming import resource_name
+from retraining_operator.reconcile.rollout.strategies import rules_for
+from retraining_operator.reconcile.rollout.strategy import StrategyIam
 
 VERSION = "2012-10-17"
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -80,13 +100,6 @@ class _Arns:
         return f"arn:{self.partition}:s3:::{path}"
 
 
-def _sqs_arn(partition: str, queue_url: str) -> str:
-    host, _, path = queue_url.split("://", 1)[-1].partition("/")
-    account, _, name = path.strip("/").partition("/")
-    region = host.split(".")[1] if host.startswith("sqs.") else "*"
-    return f"arn:{partition}:sqs:{region}:{account}:{name}"
-
-
 def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "Sid": sid,
@@ -97,260 +110,243 @@ def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any)
     }
 
 
+def features(spec: RetrainingPolicySpec) -> frozenset[Feature]:
+    """What this policy makes the operator call AWS for (the rows of `aws_calls.CALLS`)."""
+    used = {Feature.HUMAN_LOOPS, Feature.DATASET, Feature.TRAINING}
+    if spec.human_loops.events is not None:
+        used.add(Feature.EVENTS)
+    if spec.training.tuning is not None:
+        used.add(Feature.TUNING)
+    deployment = spec.deployment
+    deploys = bool(deployment.endpoint_name) and deployment.strategy is not Strategy.NONE
+    if deployment.endpoint_name and (deploys or spec.training.base_model.from_endpoint):
+        # The endpoint's model is read: the base model, or the config a rollout copies.
+        used.add(Feature.SERVING_READ)
+    if deploys:
+        used.add(Feature.DEPLOY)
+        if deployment.strategy is Strategy.VARIANT_SHIFT:
+            used.add(Feature.VARIANT_SHIFT)
+        if deployment.auto_rollback_alarms:
+            used.add(Feature.ROLLBACK_ALARMS)
+    if spec.registry is not None:
+        used.add(Feature.REGISTRY)
+    return frozenset(used)
+
+
+class _Document:
+    """One policy document being built: each step adds the statements of one feature,
+    scoped to this policy's resources, and names what it creates (tagged on create)."""
+
+    def __init__(
+        self, policy_name: str, spec: RetrainingPolicySpec, a2i_output_s3_uri: str | None
+    ) -> None:
+        self.policy_name = policy_name
+        self.spec = spec
+        self.a2i_output_s3_uri = a2i_output_s3_uri
+        self.arns = _Arns(spec)
+        self.used = features(spec)
+        self.statements: list[dict[str, Any]] = []
+        self.created: list[str] = []  # resources the operator creates, with tags
+        self.creates: list[str] = []  # ... and the Create* operations that make them
+
+    def allow(self, sid: str, actions: list[str], resources: list[str], **extra: Any) -> None:
+        self.statements.append(_statement(sid, actions, resources, **extra))
+
+    def create(self, operation: str, *resources: str) -> None:
+        self.created.extend(resources)
+        self.creates.append(operation)
+
+    @property
+    def strategy(self) -> StrategyIam:
+        """What the rollout strategy needs beyond every rollout's (its rules say)."""
+        return rules_for(self.spec.deployment.strategy).iam
+
+    def endpoint(self) -> str:
+        name = self.spec.deployment.endpoint_name
+        assert name, "the endpoint is used only when it is named (features)"
+        return self.arns.sagemaker(f"endpoint/{name.lower()}")
+
+    def build(self) -> dict[str, Any]:
+        self.human_loops()
+        if Feature.EVENTS in self.used:
+            self.events()
+        self.dataset()
+        self.training()
+        if Feature.SERVING_READ in self.used:
+            self.serving_read()
+        if Feature.DEPLOY in self.used:
+            self.rollout()
+            self.rollout_watch()
+        if Feature.REGISTRY in self.used:
+            self.registry()
+        self.tag_on_create()
+        return {"Version": VERSION, "Statement": self.statements}
+
+    def human_loops(self) -> None:
+        # Listed by flow definition (no resource-level permission); any loop is described
+        # (the application names them) when an output's key cannot be predicted.
+        self.allow("ListHumanLoops", actions_of(A2I, "ListHumanLoops"), ["*"])
+        loops = [self.arns.sagemaker("human-loop/*")]
+        self.allow("DescribeHumanLoops", actions_of(A2I, "DescribeHumanLoop"), loops)
+        # The flow definition's S3OutputPath: the ledger's outputPrefix must lie under it.
+        flow = [self.spec.human_loops.flow_definition_arn]
+        self.allow("ReadFlowDefinition", actions_of(SAGEMAKER, "DescribeFlowDefinition"), flow)
+
+    def events(self) -> None:
+        """Event-driven ingest: the policy's own queue."""
+        events = self.spec.human_loops.events
+        assert events is not None
+        address = parse_queue_url(events.sqs_queue_url)
+        if address is None:
+            raise IamPolicyError(f"{events.sqs_queue_url!r} is not an SQS queue URL")
+        queue = address.arn(self.arns.partition, self.arns.region)
+        consume = actions_of(
+            SQS,
+            "ReceiveMessage",
+            "DeleteMessageBatch",
+            "ChangeMessageVisibility",
+            "GetQueueAttributes",
+        )
+        self.allow("ConsumeA2IEvents", consume, [queue])
+
+    def dataset(self) -> None:
+        """S3: A2I outputs and the manifests are read only; the dataset prefix is the
+        operator's own."""
+        spec, arns = self.spec, self.arns
+        flow = spec.human_loops.flow_definition_name
+        if self.a2i_output_s3_uri:
+            bucket, key = _s3_parts(self.a2i_output_s3_uri)
+            prefix = f"{bucket}/{key.strip('/')}/" if key.strip("/") else f"{bucket}/"
+            outputs = arns.s3(f"{prefix}{flow}/*/{A2I_OUTPUT_FILE}")
+        else:
+            outputs = arns.s3(f"*/{flow}/*/{A2I_OUTPUT_FILE}")
+        reads = [outputs]
+        validation = spec.dataset.validation.manifest_s3_uri
+        if validation:
+            reads.append(arns.s3("/".join(_s3_parts(validation))))
+        if spec.dataset.replay is not None:
+            reads.append(arns.s3("/".join(_s3_parts(spec.dataset.replay.manifest_s3_uri))))
+        self.allow("ReadReviewsAndManifests", actions_of(S3, "GetObject"), reads)
+        bucket, key = _s3_parts(spec.dataset.output_s3_uri)
+        dataset = arns.s3(f"{bucket}/{key.strip('/')}/*" if key.strip("/") else f"{bucket}/*")
+        writes = actions_of(
+            S3,
+            *("GetObject", "HeadObject", "PutObject", "CopyObject", "DeleteObject"),
+            *("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"),
+            *("UploadPartCopy", "AbortMultipartUpload"),
+        )
+        self.allow("DatasetPrefix", writes, [dataset])
+
+    def training(self) -> None:
+        """Training (and tuning) jobs named by the operator, and the role they run as."""
+        training, arns = self.spec.training, self.arns
+        jobs = [arns.sagemaker(f"training-job/{name_head(self.policy_name, 'tj')}-*")]
+        self.create("CreateTrainingJob", *jobs)
+        calls = ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")
+        self.allow("TrainingJobs", actions_of(SAGEMAKER, *calls), jobs)
+        if Feature.TUNING in self.used:
+            tuning_head = name_head(self.policy_name, "ht", max_len=32)
+            tuning = arns.sagemaker(f"hyper-parameter-tuning-job/{tuning_head}-*")
+            self.create("CreateHyperParameterTuningJob", tuning)
+            calls = (
+                "CreateHyperParameterTuningJob",
+                "DescribeHyperParameterTuningJob",
+                "StopHyperParameterTuningJob",
+            )
+            self.allow("TuningJobs", actions_of(SAGEMAKER, *calls), [tuning])
+            # SageMaker names a tuning job's training jobs `<tuning job>-<nnn>-<hash>`.
+            own = [arns.sagemaker(f"training-job/{tuning_head}-*")]
+            self.allow("TuningTrainingJobs", actions_of(SAGEMAKER, "DescribeTrainingJob"), own)
+        self.allow(
+            "PassTrainingRole",
+            [PASS_ROLE],
+            [training.role_arn],
+            Condition={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+        )
+
+    def serving_read(self) -> None:
+        """The endpoint's current config and model have names the operator did not choose:
+        it reads them (base model, the config it copies and may roll back to)."""
+        arns = self.arns
+        resources = [
+            self.endpoint(),
+            arns.sagemaker("endpoint-config/*"),
+            arns.sagemaker("model/*"),
+        ]
+        calls = ("DescribeEndpoint", "DescribeEndpointConfig", "DescribeModel")
+        self.allow("ReadServingEndpoint", actions_of(SAGEMAKER, *calls), resources)
+
+    def rollout(self) -> None:
+        """The operator's models and configs, and the endpoint it rolls."""
+        arns, head = self.arns, self.policy_name
+        endpoint = self.endpoint()
+        models = arns.sagemaker(f"model/{name_head(head, 'm')}-*")
+        configs = arns.sagemaker(f"endpoint-config/{name_head(head, 'ec')}-*")
+        self.create("CreateModel", models)
+        self.create("CreateEndpointConfig", configs)
+        self.create("CreateEndpoint", endpoint)
+        own = ("CreateModel", "DeleteModel", "CreateEndpointConfig", "DeleteEndpointConfig")
+        self.allow("OwnModelsAndConfigs", actions_of(SAGEMAKER, *own), [models, configs])
+        anyone = [arns.sagemaker("model/*"), arns.sagemaker("endpoint-config/*")]
+        self.allow("ListTagsOfModelsAndConfigs", actions_of(SAGEMAKER, "ListTags"), anyone)
+        # The endpoint's owner tag (the policy UID): read before every roll, set on the first,
+        # removed when the policy is deleted (the endpoint is released).
+        owner_tag = actions_of(SAGEMAKER, "ListTags", "AddTags", "DeleteTags")
+        self.allow("OwnTheEndpoint", owner_tag, [endpoint])
+        listings = actions_of(SAGEMAKER, "ListModels", "ListEndpointConfigs")
+        self.allow("FindOwnModelsAndConfigs", listings, ["*"])
+        rolls = [
+            *actions_of(SAGEMAKER, "CreateEndpoint", "UpdateEndpoint"),
+            *self.strategy.endpoint,
+        ]
+        # A rollback returns the endpoint to the config it had (named by whoever made it).
+        configs_of_anyone = arns.sagemaker("endpoint-config/*")
+        self.allow("RollTheEndpoint", rolls, [endpoint, configs_of_anyone])
+
+    def rollout_watch(self) -> None:
+        """Autoscaled endpoints keep their autoscaling through a rollout: the operator reads
+        the scalable targets (Application Auto Scaling has no resource-level permissions
+        for them) and, if its strategy moves variants, moves the registration to the new
+        variant; it reads the rollback alarms and the metrics its strategy judges."""
+        strategy = self.strategy
+        if strategy.autoscaling_writes:
+            target = [self.arns.scalable_target("*")]
+            self.allow("MoveEndpointAutoscaling", list(strategy.autoscaling_writes), target)
+        reads = [*actions_of(AUTOSCALING, "DescribeScalableTargets"), *strategy.autoscaling_reads]
+        self.allow("ReadEndpointAutoscaling", reads, ["*"])
+        if Feature.ROLLBACK_ALARMS in self.used:
+            alarms = [self.arns.alarm(name) for name in self.spec.deployment.auto_rollback_alarms]
+            self.allow("ReadRollbackAlarms", actions_of(CLOUDWATCH, "DescribeAlarms"), alarms)
+        if strategy.metric_reads:
+            self.allow("ReadVariantMetrics", list(strategy.metric_reads), ["*"])
+
+    def registry(self) -> None:
+        """The policy's Model Package Group and its versions (the group's owner tag is read
+        before the group is used: another policy's group is refused)."""
+        assert self.spec.registry is not None
+        group_name = self.spec.registry.model_package_group_name.lower()
+        group = self.arns.sagemaker(f"model-package-group/{group_name}")
+        packages = self.arns.sagemaker(f"model-package/{group_name}/*")
+        self.create("CreateModelPackageGroup", group)
+        self.create("CreateModelPackage", packages)
+        calls = ("CreateModelPackageGroup", "DescribeModelPackageGroup", "ListTags")
+        self.allow("ModelPackageGroup", actions_of(SAGEMAKER, *calls), [group])
+        calls = ("CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage")
+        self.allow("ModelPackages", actions_of(SAGEMAKER, *calls), [packages])
+
+    def tag_on_create(self) -> None:
+        """What the operator creates it tags in the same call: AWS authorizes the tags on
+        the new resource, for those Create* calls only."""
+        tagging = [tags for op in self.creates if (tags := declared(SAGEMAKER, op).tags)]
+        condition = {"StringEquals": {"sagemaker:TaggingAction": sorted(self.creates)}}
+        self.allow("TagOnCreate", tagging, self.created, Condition=condition)
+
+
 def for_policy(
     policy_name: str, spec: RetrainingPolicySpec, *, a2i_output_s3_uri: str | None = None
 ) -> dict[str, Any]:
     """The policy document of the role that makes this policy's AWS calls."""
-    arns = _Arns(spec)
-    statements: list[dict[str, Any]] = []
-
-    # Human loops: list by flow definition (no resource-level permission), describe any
-    # loop (the application names them) when an output's key cannot be predicted.
-    statements.append(_statement("ListHumanLoops", ["sagemaker:ListHumanLoops"], ["*"]))
-    statements.append(
-        _statement(
-            "DescribeHumanLoops",
-            ["sagemaker:DescribeHumanLoop"],
-            [arns.sagemaker("human-loop/*")],
-        )
-    )
-
-    # The flow definition's S3OutputPath: the ledger's outputPrefix must lie under it.
-    statements.append(
-        _statement(
-            "ReadFlowDefinition",
-            ["sagemaker:DescribeFlowDefinition"],
-            [spec.human_loops.flow_definition_arn],
-        )
-    )
-
-    # Event-driven ingest: the policy's own queue (URL https://sqs.<region>.amazonaws.com/
-    # <account>/<name> -> arn:<partition>:sqs:<region>:<account>:<name>).
-    if spec.human_loops.events is not None:
-        queue = _sqs_arn(arns.partition, spec.human_loops.events.sqs_queue_url)
-        statements.append(
-            _statement(
-                "ConsumeA2IEvents",
-                [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:GetQueueAttributes",
-                ],
-                [queue],
-            )
-        )
-
-    # S3: A2I outputs are read only; the dataset prefix is the operator's own.
-    flow = spec.human_loops.flow_definition_name
-    if a2i_output_s3_uri:
-        bucket, key = _s3_parts(a2i_output_s3_uri)
-        prefix = f"{bucket}/{key.strip('/')}/" if key.strip("/") else f"{bucket}/"
-        outputs = arns.s3(f"{prefix}{flow}/*/{A2I_OUTPUT_FILE}")
-    else:
-        outputs = arns.s3(f"*/{flow}/*/{A2I_OUTPUT_FILE}")
-    reads = [outputs]
-    validation = spec.dataset.validation.manifest_s3_uri
-    if validation:
-        reads.append(arns.s3("/".join(_s3_parts(validation))))
-    if spec.dataset.replay is not None:
-        reads.append(arns.s3("/".join(_s3_parts(spec.dataset.replay.manifest_s3_uri))))
-    statements.append(_statement("ReadReviewsAndManifests", ["s3:GetObject"], reads))
-    bucket, key = _s3_parts(spec.dataset.output_s3_uri)
-    dataset = arns.s3(f"{bucket}/{key.strip('/')}/*" if key.strip("/") else f"{bucket}/*")
-    statements.append(
-        _statement(
-            "DatasetPrefix",
-            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-            [dataset],
-        )
-    )
-
-    # Training: jobs named by the operator; tags are set on create (sagemaker:AddTags).
-    training = spec.training
-    job_head = name_head(policy_name, "tj")
-    jobs = [arns.sagemaker(f"training-job/{job_head}-*")]
-    created = list(jobs)
-    create_actions = ["CreateTrainingJob"]
-    training_actions = [
-        "sagemaker:CreateTrainingJob",
-        "sagemaker:DescribeTrainingJob",
-        "sagemaker:StopTrainingJob",
-    ]
-    statements.append(_statement("TrainingJobs", training_actions, jobs))
-    if training.tuning is not None:
-        tuning_head = name_head(policy_name, "ht", max_len=32)
-        tuning = arns.sagemaker(f"hyper-parameter-tuning-job/{tuning_head}-*")
-        created.append(tuning)
-        create_actions.append("CreateHyperParameterTuningJob")
-        statements.append(
-            _statement(
-                "TuningJobs",
-                [
-                    "sagemaker:CreateHyperParameterTuningJob",
-                    "sagemaker:DescribeHyperParameterTuningJob",
-                    "sagemaker:StopHyperParameterTuningJob",
-                ],
-                [tuning],
-            )
-        )
-        # SageMaker names a tuning job's training jobs `<tuning job>-<nnn>-<hash>`.
-        statements.append(
-            _statement(
-                "TuningTrainingJobs",
-                ["sagemaker:DescribeTrainingJob"],
-                [arns.sagemaker(f"training-job/{tuning_head}-*")],
-            )
-        )
-    statements.append(
-        _statement(
-            "PassTrainingRole",
-            ["iam:PassRole"],
-            [training.role_arn],
-            Condition={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
-        )
-    )
-
-    deployment = spec.deployment
-    endpoint_name = deployment.endpoint_name
-    deploys = deployment.strategy is not Strategy.NONE
-    reads_endpoint = deploys or bool(training.base_model.from_endpoint)
-    if reads_endpoint and endpoint_name:
-        # The endpoint's current config and model have names the operator did not choose:
-        # it reads them (base model, the config it copies and may roll back to).
-        statements.append(
-            _statement(
-                "ReadServingEndpoint",
-                [
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeModel",
-                ],
-                [
-                    arns.sagemaker(f"endpoint/{endpoint_name.lower()}"),
-                    arns.sagemaker("endpoint-config/*"),
-                    arns.sagemaker("model/*"),
-                ],
-            )
-        )
-    if deploys and endpoint_name:
-        endpoint = arns.sagemaker(f"endpoint/{endpoint_name.lower()}")
-        models = arns.sagemaker(f"model/{name_head(policy_name, 'm')}-*")
-        configs = arns.sagemaker(f"endpoint-config/{name_head(policy_name, 'ec')}-*")
-        created += [models, configs, endpoint]
-        create_actions += ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"]
-        statements.append(
-            _statement(
-                "OwnModelsAndConfigs",
-                [
-                    "sagemaker:CreateModel",
-                    "sagemaker:DeleteModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:DeleteEndpointConfig",
-                ],
-                [models, configs],
-            )
-        )
-        statements.append(
-            _statement(
-                "ListTagsOfModelsAndConfigs",
-                ["sagemaker:ListTags"],
-                [arns.sagemaker("model/*"), arns.sagemaker("endpoint-config/*")],
-            )
-        )
-        # The endpoint's owner tag (the policy UID): read before every roll, set on the first.
-        statements.append(
-            _statement(
-                "OwnTheEndpoint",
-                ["sagemaker:ListTags", "sagemaker:AddTags"],
-                [endpoint],
-            )
-        )
-        statements.append(
-            _statement(
-                "FindOwnModelsAndConfigs",
-                ["sagemaker:ListModels", "sagemaker:ListEndpointConfigs"],
-                ["*"],
-            )
-        )
-        endpoint_actions = ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"]
-        if deployment.strategy is Strategy.VARIANT_SHIFT:
-            endpoint_actions.append("sagemaker:UpdateEndpointWeightsAndCapacities")
-        # A rollback returns the endpoint to the config it had (named by whoever made it).
-        statements.append(
-            _statement(
-                "RollTheEndpoint",
-                endpoint_actions,
-                [endpoint, arns.sagemaker("endpoint-config/*")],
-            )
-        )
-        # Autoscaled endpoints keep their autoscaling through a rollout: the operator reads
-        # the scalable targets (Application Auto Scaling has no resource-level permissions
-        # for them) and, shifting variants, moves the registration to the new variant.
-        reads = ["application-autoscaling:DescribeScalableTargets"]
-        if deployment.strategy is Strategy.VARIANT_SHIFT:
-            reads.append("application-autoscaling:DescribeScalingPolicies")
-            statements.append(
-                _statement(
-                    "MoveEndpointAutoscaling",
-                    [
-                        "application-autoscaling:RegisterScalableTarget",
-                        "application-autoscaling:PutScalingPolicy",
-                        "application-autoscaling:DeregisterScalableTarget",
-                    ],
-                    [arns.scalable_target("*")],
-                )
-            )
-        statements.append(_statement("ReadEndpointAutoscaling", reads, ["*"]))
-        if deployment.auto_rollback_alarms:
-            statements.append(
-                _statement(
-                    "ReadRollbackAlarms",
-                    ["cloudwatch:DescribeAlarms"],
-                    [arns.alarm(name) for name in deployment.auto_rollback_alarms],
-                )
-            )
-        if deployment.strategy is Strategy.VARIANT_SHIFT:
-            statements.append(_statement("ReadVariantMetrics", ["cloudwatch:GetMetricData"], ["*"]))
-    if spec.registry is not None:
-        # The policy's Model Package Group and its versions (the group's owner tag is read
-        # before the group is used: another policy's group is refused).
-        group_name = spec.registry.model_package_group_name
-        group = arns.sagemaker(f"model-package-group/{group_name.lower()}")
-        packages = arns.sagemaker(f"model-package/{group_name.lower()}/*")
-        created += [group, packages]
-        create_actions += ["CreateModelPackageGroup", "CreateModelPackage"]
-        statements.append(
-            _statement(
-                "ModelPackageGroup",
-                [
-                    "sagemaker:CreateModelPackageGroup",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:ListTags",
-                ],
-                [group],
-            )
-        )
-        statements.append(
-            _statement(
-                "ModelPackages",
-                [
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:UpdateModelPackage",
-                ],
-                [packages],
-            )
-        )
-    statements.append(
-        _statement(
-            "TagOnCreate",
-            ["sagemaker:AddTags"],
-            created,
-            Condition={"StringEquals": {"sagemaker:TaggingAction": sorted(create_actions)}},
-        )
-    )
-    return {"Version": VERSION, "Statement": statements}
+    return _Document(policy_name, spec, a2i_output_s3_uri).build()
 
 
 def for_operator(policy_name: str, spec: RetrainingPolicySpec, **kwargs: Any) -> dict[str, Any]:
@@ -359,7 +355,9 @@ def for_operator(policy_name: str, spec: RetrainingPolicySpec, **kwargs: Any) ->
         return for_policy(policy_name, spec, **kwargs)
     return {
         "Version": VERSION,
-        "Statement": [_statement("AssumeTenantRole", ["sts:AssumeRole"], [spec.aws.role_arn])],
+        "Statement": [
+            _statement("AssumeTenantRole", actions_of(STS, "AssumeRole"), [spec.aws.role_arn])
+        ],
     }
 
 
@@ -371,7 +369,7 @@ def for_scoped_operator(tenant_role_arns: list[str]) -> dict[str, Any]:
         "Statement": [
             _statement(
                 "AssumeTenantRoles",
-                ["sts:AssumeRole", "sts:TagSession"],
+                list(declared(STS, "AssumeRole").needs(tagged=True)),
                 sorted(set(tenant_role_arns)),
             )
         ],
