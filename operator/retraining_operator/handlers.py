@@ -35,7 +35,7 @@ from retraining_operator.aws.session import (
 from retraining_operator.config import OperatorConfig, namespace_call_rate
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.policy_pass.context import Event, PolicyMemo, PolicyView
-from retraining_operator.policy_pass.controller import Controller
+from retraining_operator.policy_pass.controller import Controller, Tenancy
 from retraining_operator.policy_pass.quota import UsageIndex
 from retraining_operator.policy_pass.tenancy import TenantIndex
 from retraining_operator.reconcile.naming import PolicyRef
@@ -246,9 +246,11 @@ def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> N
     _state.controller = Controller(
         config,
         _session,
-        tenants=_state.tenants,
-        tenant_sessions=_tenant_session,
-        usage=_state.usage if config.tenancy_mode is TenancyMode.SCOPED else None,
+        tenancy=Tenancy(
+            tenants=_state.tenants,
+            sessions=_tenant_session,
+            usage=_state.usage if config.tenancy_mode is TenancyMode.SCOPED else None,
+        ),
     )
     _state.executor = ThreadPoolExecutor(
         max_workers=config.max_workers, thread_name_prefix="reconcile"

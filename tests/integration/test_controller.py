@@ -209,7 +209,8 @@ def test_deletion_stops_the_job_exactly_once(aws: AwsStandins, world: DemoWorld)
     first = h.controller.finalize(view)
     second = h.controller.finalize(view)  # a retried finalizer after a restart
     assert [e.reason for e in first.events] == ["TrainingStopped"]
-    assert first.done and second.done
+    assert first.done
+    assert second.done
     assert second.events == []
     assert len(aws.log.calls("sagemaker", "StopTrainingJob")) == 1
 

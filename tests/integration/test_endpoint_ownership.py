@@ -16,6 +16,7 @@ from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
+from retraining_operator.policy_pass.context import Clock
 from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.tenancy import TAG_ENDPOINT_OWNER
@@ -73,7 +74,7 @@ def test_second_policy_on_one_endpoint_is_refused_and_drift_is_seen(
     c = Controller(
         OperatorConfig(tick_seconds=10, observe_seconds=OBSERVE, aws_calls_per_second=0),
         lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
-        clock=aws.clock.now, monotonic=lambda: aws.clock.now().timestamp(),
+        clock=Clock(aws.clock.now, lambda: aws.clock.now().timestamp()),
         started_at=aws.clock.now() - timedelta(hours=1),
     )  # fmt: skip
     first = Policy(aws, c, PolicyRef("team-a", "detector", "uid-first"), policy_spec(world))

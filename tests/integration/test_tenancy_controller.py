@@ -14,7 +14,7 @@ from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
-from retraining_operator.policy_pass.controller import Controller, PolicyView
+from retraining_operator.policy_pass.controller import Controller, PolicyView, Tenancy
 from retraining_operator.policy_pass.tenancy import StaticTenants
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.tenancy_api import TenancyMode, Tenant
@@ -59,8 +59,8 @@ def controller(aws: AwsStandins, world: DemoWorld) -> Controller:
         lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
         clock=aws.clock.now,
         started_at=aws.clock.now() - timedelta(hours=1),
-        tenants=StaticTenants([tenant("team-a", world, owns_world=True),
-                               tenant("team-b", world, owns_world=False)]),
+        tenancy=Tenancy(StaticTenants([tenant("team-a", world, owns_world=True),
+                               tenant("team-b", world, owns_world=False)])),
     )  # fmt: skip
 
 
@@ -161,7 +161,7 @@ def test_scoped_mode_checks_the_flow_output_before_the_first_read_of_a_new_ledge
                        tenancy_mode=TenancyMode.SCOPED),
         lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
         clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
-        tenants=StaticTenants([reader]),
+        tenancy=Tenancy(StaticTenants([reader])),
     )  # fmt: skip
     spec = policy_spec(world)
     spec["dataset"]["outputS3Uri"] = f"s3://{world.bucket}/team-a/dataset"

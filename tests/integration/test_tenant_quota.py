@@ -16,7 +16,7 @@ from integration.test_tenancy_controller import tenant
 from retraining_operator.api import RetrainingPolicyStatus, RunStage
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
-from retraining_operator.policy_pass.controller import Controller, PolicyView
+from retraining_operator.policy_pass.controller import Controller, PolicyView, Tenancy
 from retraining_operator.policy_pass.tenancy import StaticTenants
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.tenancy_api import TenancyMode, Tenant
@@ -48,7 +48,7 @@ class Team:
                            tenancy_mode=TenancyMode.SCOPED),
             lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
             clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
-            tenants=StaticTenants([_tenant(world, quota)]),
+            tenancy=Tenancy(StaticTenants([_tenant(world, quota)])),
         )  # fmt: skip
         self.refs = [PolicyRef("team-a", f"detector-{i}", f"uid-{i}") for i in range(4)]
         self.specs = []

@@ -27,10 +27,8 @@ _BEING_REDUCED = "issue 29: being reduced"
 EXCEPTIONS: dict[str, str] = {
     "aws/cloudwatch.py:variant_series": _BEING_REDUCED,
     "aws/session.py:AwsSession.__init__": _BEING_REDUCED,
-    "flows/dataset.py:_build": _BEING_REDUCED,
     "handlers.py:policy_daemon": _KOPF,
     "handlers.py:policy_deleted": _KOPF,
-    "policy_pass/controller.py:Controller.__init__": _BEING_REDUCED,
 }
 
 

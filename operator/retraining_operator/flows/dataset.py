@@ -36,7 +36,7 @@ from retraining_operator.flows.ledger_store import (
     LedgerStore,
     LedgerUnreadable,
 )
-from retraining_operator.flows.sinks import S3LineSink
+from retraining_operator.flows.sinks import S3LineSink, WrittenManifest
 from retraining_operator.manifest import replay as replay_rules
 from retraining_operator.manifest.dedupe import NewestReviews
 from retraining_operator.manifest.jsonl import DEFAULT_PART_SIZE
@@ -259,6 +259,40 @@ def _segment_lines(s3: S3, output: S3Location, segments: list[PendingSegment]) -
             )
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Where each newly reviewed image goes: validation (held out, or in the fixed
+    validation manifest, which it never trains beside) or training."""
+
+    images: frozenset[str]
+    held_out: frozenset[str]
+    in_fixed_validation: frozenset[str]
+    validation_images: frozenset[str] | None  # the fixed validation manifest's, if any
+
+    @property
+    def new_train(self) -> int:
+        return len(self.images) - len(self.held_out) - len(self.in_fixed_validation)
+
+    def replay_usable(self, reference: str) -> bool:
+        """Replay never trains on an image this run reviewed anew (the new review wins;
+        a held-out image must not train at all) or on a fixed validation image."""
+        return reference not in self.images and not (
+            self.validation_images is not None and reference in self.validation_images
+        )
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """The replay manifest's lines this run trains on beside the new ones."""
+
+    location: S3Location | None = None
+    total: int = 0  # usable lines in the manifest
+    skipped: int = 0  # not object-detection lines
+    overlap: int = 0  # lines of an image that may not train here
+    per_new: int = 0
+    wanted: int = 0
+
+
 def _build(
     s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int
 ) -> AssembledDataset | None:
@@ -266,18 +300,34 @@ def _build(
     attribute = spec.labels.attribute_name
     output = S3Location.parse(dataset.output_s3_uri)
     validation_uri = dataset.validation.manifest_s3_uri
-    holdout = 0 if validation_uri else dataset.validation.holdout_percent
-
     # A fixed validation manifest: its images never train (read first: fails fast if absent).
     validation_images = (
-        _source_refs(s3, S3Location.parse(validation_uri)) if validation_uri is not None else None
+        frozenset(_source_refs(s3, S3Location.parse(validation_uri)))
+        if validation_uri is not None
+        else None
     )
-
-    def goes_to_validation(reference: str) -> bool:
-        return holdout > 0 and is_validation(reference, holdout)
-
     # Pass 1: the newest review of each image, and the split sizes (replay needs the
     # number of new training lines up front).
+    reviews = _newest_reviews(s3, output, claim, attribute)
+    holdout = 0 if validation_uri else dataset.validation.holdout_percent
+    split = _split(reviews, validation_images, holdout)
+    if split.new_train == 0:
+        return None
+    replay = _replay(s3, spec, split)
+    # After reading the replay manifest, so that a missing one is reported, not waited on.
+    too_small = validation_uri is None and len(split.held_out) < dataset.validation.min_samples
+    if too_small and not dataset.validation.allow_train_as_validation:
+        raise WaitingForValidationData(
+            pending=claim.samples,
+            holdout_images=len(split.held_out),
+            min_samples=dataset.validation.min_samples,
+        )
+    writer = _ManifestWriter(s3, output, claim, part_size, attribute)
+    written = writer.write(reviews, split, replay)
+    return _assembled(spec, claim, reviews, split, replay, written)
+
+
+def _newest_reviews(s3: S3, output: S3Location, claim: RunClaim, attribute: str) -> NewestReviews:
     reviews = NewestReviews(attribute)
     for line in _segment_lines(s3, output, claim.segments):
         try:
@@ -290,93 +340,114 @@ def _build(
                 f"line ({str(error)[:120]}): it was not written by this operator. Nothing was "
                 "trained from it",
             ) from error
-    images = reviews.newest.keys()
-    held_out = {ref for ref in images if goes_to_validation(ref)}
-    in_fixed_validation = (
-        {ref for ref in images if ref in validation_images} if validation_images else set()
+    return reviews
+
+
+def _split(
+    reviews: NewestReviews, validation_images: frozenset[str] | None, holdout: int
+) -> _Split:
+    images = frozenset(reviews.newest.keys())
+    return _Split(
+        images=images,
+        held_out=frozenset(r for r in images if holdout > 0 and is_validation(r, holdout)),
+        in_fixed_validation=images & validation_images if validation_images else frozenset(),
+        validation_images=validation_images,
     )
-    new_train = len(images) - len(held_out) - len(in_fixed_validation)
-    if new_train == 0:
-        return None
 
-    def replay_usable(reference: str) -> bool:
-        """Replay never trains on an image this run reviewed anew (the new review wins;
-        a held-out image must not train at all) or on a fixed validation image."""
-        return reference not in images and not (
-            validation_images is not None and reference in validation_images
-        )
 
-    replay = dataset.replay
+def _replay(s3: S3, spec: RetrainingPolicySpec, split: _Split) -> _Replay:
+    replay = spec.dataset.replay
     per_new = replay.samples_per_new_sample if replay else 0
-    replay_total = replay_skipped = replay_overlap = 0
-    replay_location: S3Location | None = None
-    if replay is not None and per_new > 0:
-        replay_location = S3Location.parse(replay.manifest_s3_uri)
-        replay_total, replay_skipped, replay_overlap = _count_replay(
-            s3, replay_location, attribute, replay_usable
-        )
-    wanted = per_new * new_train if replay_total else 0
-    # After reading the replay manifest, so that a missing one is reported, not waited on.
-    too_small = validation_uri is None and len(held_out) < dataset.validation.min_samples
-    if too_small and not dataset.validation.allow_train_as_validation:
-        raise WaitingForValidationData(
-            pending=claim.samples,
-            holdout_images=len(held_out),
-            min_samples=dataset.validation.min_samples,
-        )
+    if replay is None or per_new <= 0:
+        return _Replay(per_new=per_new)
+    location = S3Location.parse(replay.manifest_s3_uri)
+    total, skipped, overlap = _count_replay(
+        s3, location, spec.labels.attribute_name, split.replay_usable
+    )
+    wanted = per_new * split.new_train if total else 0
+    return _Replay(location, total, skipped, overlap, per_new, wanted)
 
-    manifests = output.child(MANIFEST_PREFIX)
-    staging = output.child(STAGING_PREFIX, claim.run_id)
-    train_sink = S3LineSink(
-        s3, directory=manifests, staging=staging.child("train.jsonl"), part_size=part_size
-    )
-    validation_sink = (
-        S3LineSink(
-            s3,
-            directory=manifests,
-            staging=staging.child("validation.jsonl"),
-            part_size=part_size,
-        )
-        if held_out
-        else None
-    )
-    try:
-        replay_lines: Iterator[bytes] = iter(())
-        if replay_location is not None and wanted:
-            usable = (
-                normalized
-                for normalized in (
-                    replay_rules.normalize_replay_line(line, attribute)
-                    for line in s3.iter_lines(replay_location)
-                )
-                if normalized is not None and replay_usable(source_ref_of(normalized))
+
+@dataclass(frozen=True)
+class _Written:
+    train: WrittenManifest
+    validation: WrittenManifest | None
+
+
+class _ManifestWriter:
+    """Pass 2: the run's train (new lines interleaved with replay) and held-out validation
+    manifests, streamed to content-addressed S3 objects; aborted on any failure."""
+
+    def __init__(
+        self, s3: S3, output: S3Location, claim: RunClaim, part_size: int, attribute: str
+    ) -> None:
+        self.s3, self.output, self.claim, self.part_size = s3, output, claim, part_size
+        self.attribute = attribute
+
+    def _sink(self, name: str) -> S3LineSink:
+        staging = self.output.child(STAGING_PREFIX, self.claim.run_id).child(name)
+        directory = self.output.child(MANIFEST_PREFIX)
+        return S3LineSink(self.s3, directory=directory, staging=staging, part_size=self.part_size)
+
+    def write(self, reviews: NewestReviews, split: _Split, replay: _Replay) -> _Written:
+        train_sink = self._sink("train.jsonl")
+        validation_sink = self._sink("validation.jsonl") if split.held_out else None
+        try:
+            new_lines = self._new_train_lines(reviews, split, validation_sink)
+            for line in replay_rules.interleave(
+                new_lines, self._replay_lines(split, replay), replay.per_new
+            ):
+                train_sink.write(line)
+            train = train_sink.close()
+            validation = validation_sink.close() if validation_sink else None
+        except BaseException:
+            train_sink.abort()
+            if validation_sink is not None:
+                validation_sink.abort()
+            raise
+        return _Written(train, validation)
+
+    def _new_train_lines(
+        self, reviews: NewestReviews, split: _Split, validation_sink: S3LineSink | None
+    ) -> Iterator[bytes]:
+        for line in _segment_lines(self.s3, self.output, self.claim.segments):
+            reference, newest = reviews.keep(line)
+            if not newest or reference in split.in_fixed_validation:
+                continue
+            if reference in split.held_out:
+                assert validation_sink is not None
+                validation_sink.write(line)
+            else:
+                yield line
+
+    def _replay_lines(self, split: _Split, replay: _Replay) -> Iterator[bytes]:
+        if replay.location is None or not replay.wanted:
+            return iter(())
+        attribute = self.attribute
+        usable = (
+            normalized
+            for normalized in (
+                replay_rules.normalize_replay_line(line, attribute)
+                for line in self.s3.iter_lines(replay.location)
             )
-            replay_lines = replay_rules.replayed(usable, replay_total, wanted, claim.run_id)
+            if normalized is not None and split.replay_usable(source_ref_of(normalized))
+        )
+        return replay_rules.replayed(usable, replay.total, replay.wanted, self.claim.run_id)
 
-        def new_train_lines() -> Iterator[bytes]:
-            for line in _segment_lines(s3, output, claim.segments):
-                reference, newest = reviews.keep(line)
-                if not newest or reference in in_fixed_validation:
-                    continue
-                if reference in held_out:
-                    assert validation_sink is not None
-                    validation_sink.write(line)
-                else:
-                    yield line
 
-        for line in replay_rules.interleave(new_train_lines(), replay_lines, per_new):
-            train_sink.write(line)
-        train = train_sink.close()
-        validation = validation_sink.close() if validation_sink else None
-    except BaseException:
-        train_sink.abort()
-        if validation_sink is not None:
-            validation_sink.abort()
-        raise
-
+def _assembled(
+    spec: RetrainingPolicySpec,
+    claim: RunClaim,
+    reviews: NewestReviews,
+    split: _Split,
+    replay: _Replay,
+    written: _Written,
+) -> AssembledDataset:
+    train, validation = written.train, written.validation
+    validation_uri = spec.dataset.validation.manifest_s3_uri
     if validation_uri is not None:
         source = ValidationSource.MANIFEST
-        validation_count = len(validation_images or ())
+        validation_count = len(split.validation_images or ())
         validation_manifest = validation_uri
     elif validation is not None:
         source = ValidationSource.HOLDOUT
@@ -386,22 +457,21 @@ def _build(
         source = ValidationSource.TRAIN
         validation_count = train.lines
         validation_manifest = train.uri
-    replay_written = train.lines - new_train
     return AssembledDataset(
         run_id=claim.run_id,
         train_manifest_s3_uri=train.uri,
         validation_manifest_s3_uri=validation_manifest,
         samples=RunSamples(
             new=reviews.lines,
-            replay=replay_written,
+            replay=train.lines - split.new_train,
             validation=validation_count,
             train=train.lines,
             superseded=reviews.superseded,
-            overlap_dropped=len(in_fixed_validation) + replay_overlap,
+            overlap_dropped=len(split.in_fixed_validation) + replay.overlap,
         ),
         validation_source=source,
         segments=len(claim.segments),
-        replay_skipped=replay_skipped,
+        replay_skipped=replay.skipped,
     )
 
 

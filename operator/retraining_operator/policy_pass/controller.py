@@ -14,9 +14,9 @@ ends it Degraded `InternalError`, logged with its traceback once, retried after 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import pydantic
 
@@ -75,6 +75,20 @@ log = logging.getLogger(__name__)
 STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, rollback, deploy, drift)
 
 
+@dataclass(frozen=True)
+class Tenancy:
+    """What Scoped mode adds to a controller: the RetrainingTenants, how a session as a
+    tenant's role is made, and the runs that count against tenant quotas (kopf's index in
+    the operator; None: what this controller's own passes saw)."""
+
+    tenants: TenantDirectory = field(default_factory=StaticTenants)
+    sessions: TenantSessionFactory = tenant_session
+    usage: UsageSource | None = None
+
+
+SYSTEM_CLOCK = Clock()
+
+
 class Controller:
     """Reconciles policies; one instance per operator process (thread-safe per policy)."""
 
@@ -83,25 +97,21 @@ class Controller:
         config: OperatorConfig,
         sessions: SessionFactory,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], datetime] = SYSTEM_CLOCK,
         started_at: datetime | None = None,
-        tenants: TenantDirectory | None = None,
-        tenant_sessions: TenantSessionFactory = tenant_session,
-        usage: UsageSource | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.config = config
         self.sessions = sessions
-        self.tenants = tenants if tenants is not None else StaticTenants()
-        # Tenant quotas: the policies' runs from kopf's index in the operator, else from what
-        # this controller's own passes saw.
-        self._pass_usage = PassUsage() if usage is None else None
+        tenancy = tenancy or Tenancy()
+        self.tenants = tenancy.tenants
+        self._pass_usage = PassUsage() if tenancy.usage is None else None
         self.quota = QuotaBook(
-            usage or self._pass_usage or PassUsage(), self.tenants.namespace_labels
+            tenancy.usage or self._pass_usage or PassUsage(), self.tenants.namespace_labels
         )
-        self.tenant_sessions = tenant_sessions
-        self.clock = Clock(wall=clock, monotonic=monotonic)
-        self.started_at = started_at or clock()
+        self.tenant_sessions = tenancy.sessions
+        self.clock = clock if isinstance(clock, Clock) else Clock(wall=clock)
+        self.started_at = started_at or self.clock.wall()
         # Memos of callers that keep none (tests, benches); the operator passes kopf's.
         self._memos: dict[str, PolicyMemo] = {}
 
