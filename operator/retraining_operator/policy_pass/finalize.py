@@ -87,7 +87,13 @@ def finish_or_undo(
                 out.status, out.done = undone.status, undone.done
                 if not undone.done:
                     return out
-    released = rollout.release_endpoint(session, ref, spec)
+    # Only a policy that rolled (or started rolling) a model can have tagged the endpoint.
+    took_endpoint = (
+        status.serving is not None
+        or status.pre_operator is not None
+        or (run is not None and run.stage is RunStage.DEPLOYING)
+    )
+    released = rollout.release_endpoint(session, ref, spec) if took_endpoint else None
     if released:
         out.events.append(Event("Normal", "EndpointReleased", released))
     return out
