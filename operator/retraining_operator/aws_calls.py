@@ -135,17 +135,19 @@ CALLS: tuple[AwsCall, ...] = (
         tags=SAGEMAKER_TAGS,
         passes_role=True,
     ),
+    # Every policy: deleting one stops its run's jobs, a tuning job too, whatever the spec
+    # says now (the run may have started with a tuning the spec no longer has).
     AwsCall(
         SAGEMAKER,
         "DescribeHyperParameterTuningJob",
         ("sagemaker:DescribeHyperParameterTuningJob",),
-        (Feature.TUNING,),
+        (Feature.TRAINING, Feature.TUNING),
     ),
     AwsCall(
         SAGEMAKER,
         "StopHyperParameterTuningJob",
         ("sagemaker:StopHyperParameterTuningJob",),
-        (Feature.TUNING,),
+        (Feature.TRAINING, Feature.TUNING),
     ),
     # The serving endpoint, its config and model: read for the base model and a rollout.
     AwsCall(

@@ -1,14 +1,20 @@
 """`retraining-operator iam-policy` prints the same documents, byte for byte, as before its
 builder was split into small functions and its actions moved to `aws_calls.py`, but for
-one intended change since: a deleted policy releases its endpoint (commit 8c0ad90), so the
-endpoint's owner tag may be removed too (`sagemaker:DeleteTags` in `OwnTheEndpoint`).
+the changes made on purpose since, both for deletion finishing what a policy started
+(commit 8c0ad90), which the IAM audit found missing:
+
+- the endpoint is released: its owner tag removed (`sagemaker:DeleteTags`, OwnTheEndpoint);
+- the run's tuning job is stopped whatever the spec says now, so every policy may describe
+  and stop its own tuning jobs and describe their training jobs (TuningJobs and
+  TuningTrainingJobs, without CreateHyperParameterTuningJob unless it tunes).
 
 The expected documents (`iam_policy_output.json` beside this file) were rendered by the
 code before that change (commit b89ca43) from `support/iam_cases.py`: every example, each
 as the policy's role and as the operator's own, with and without `--a2i-output`, plus
-variations that switch each feature on or off. Regenerate only for an intended change of
-the output: `PYTHONPATH=operator:tests python tests/unit/test_iam_policy_output.py >
-tests/unit/iam_policy_output.json`.
+variations that switch each feature on or off. An intended change of the output is
+written into `_since_then`, so the file stays what b89ca43 printed (it was recorded with
+`python tests/unit/test_iam_policy_output.py > tests/unit/iam_policy_output.json`, run
+with PYTHONPATH=operator:tests on that commit).
 """
 
 from __future__ import annotations
@@ -26,35 +32,62 @@ EXPECTED = Path(__file__).with_name("iam_policy_output.json")
 A2I_OUTPUTS = (None, "s3://reviews/out", "s3://reviews")
 
 
-def rendered() -> dict[str, Any]:
-    """Every case's document (printed by the command as `json.dumps(document, indent=2)`)."""
-    out: dict[str, Any] = {}
+def _rendered() -> dict[str, tuple[str, Any]]:
+    """Every case: (policy name, document printed by the command as `printed(document)`)."""
+    out: dict[str, tuple[str, Any]] = {}
     for case, name, spec in examples():
         for a2i in A2I_OUTPUTS:
             for who, build in (("role", iam.for_policy), ("operator", iam.for_operator)):
-                out[f"{case}/{who}/{a2i}"] = build(name, spec, a2i_output_s3_uri=a2i)
+                out[f"{case}/{who}/{a2i}"] = name, build(name, spec, a2i_output_s3_uri=a2i)
     for case, name, spec in variations():
-        out[f"{case}/role/None"] = iam.for_policy(name, spec)
+        out[f"{case}/role/None"] = name, iam.for_policy(name, spec)
     roles = ["arn:aws:iam::1:role/b", "arn:aws:iam::1:role/a", "arn:aws:iam::1:role/a"]
-    out["scoped-operator"] = iam.for_scoped_operator(roles)
+    out["scoped-operator"] = "", iam.for_scoped_operator(roles)
     return out
+
+
+def rendered() -> dict[str, Any]:
+    return {case: document for case, (_, document) in _rendered().items()}
 
 
 def printed(document: Any) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def _since_then(document: dict[str, Any]) -> dict[str, Any]:
-    """A document rendered before, with the changes made on purpose since (see above)."""
-    for statement in document["Statement"]:
+def _allow(sid: str, actions: list[str], resource: str) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+
+
+def _since_then(document: dict[str, Any], policy_name: str) -> dict[str, Any]:
+    """A document rendered at b89ca43, with the changes made on purpose since (see above)."""
+    statements = document["Statement"]
+    for statement in statements:
         if statement["Sid"] == "OwnTheEndpoint":
             statement["Action"] = sorted({*statement["Action"], "sagemaker:DeleteTags"})
+    sids = [statement["Sid"] for statement in statements]
+    if "TrainingJobs" in sids and "TuningJobs" not in sids:
+        at = sids.index("TrainingJobs")
+        account = statements[at]["Resource"].partition("training-job/")[0]
+        head = iam.name_head(policy_name, "ht", max_len=32)
+        stop = [
+            "sagemaker:DescribeHyperParameterTuningJob",
+            "sagemaker:StopHyperParameterTuningJob",
+        ]
+        statements[at + 1 : at + 1] = [
+            _allow("TuningJobs", stop, f"{account}hyper-parameter-tuning-job/{head}-*"),
+            _allow(
+                "TuningTrainingJobs",
+                ["sagemaker:DescribeTrainingJob"],
+                f"{account}training-job/{head}-*",
+            ),
+        ]
     return document
 
 
 def _expected() -> dict[str, Any]:
     recorded = json.loads(EXPECTED.read_text())  # key order is kept: so is the printed text
-    return {case: _since_then(document) for case, document in recorded.items()}
+    names = {case: name for case, (name, _) in _rendered().items()}
+    return {case: _since_then(doc, names.get(case, "")) for case, doc in recorded.items()}
 
 
 def test_every_document_is_unchanged_byte_for_byte() -> None:

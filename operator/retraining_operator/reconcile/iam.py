@@ -242,21 +242,20 @@ class _Document:
         training, arns = self.spec.training, self.arns
         jobs = [arns.sagemaker(f"training-job/{name_head(self.policy_name, 'tj')}-*")]
         self.create("CreateTrainingJob", *jobs)
-        calls = ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")
-        self.allow("TrainingJobs", actions_of(SAGEMAKER, *calls), jobs)
+        jobs_calls = ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob")
+        self.allow("TrainingJobs", actions_of(SAGEMAKER, *jobs_calls), jobs)
+        tuning_head = name_head(self.policy_name, "ht", max_len=32)
+        tuning = arns.sagemaker(f"hyper-parameter-tuning-job/{tuning_head}-*")
+        # Every policy: deleting one stops its run's jobs, a tuning job too, whatever the
+        # spec says now (the run may have started with a tuning the spec no longer has).
+        tuning_calls = ["DescribeHyperParameterTuningJob", "StopHyperParameterTuningJob"]
         if Feature.TUNING in self.used:
-            tuning_head = name_head(self.policy_name, "ht", max_len=32)
-            tuning = arns.sagemaker(f"hyper-parameter-tuning-job/{tuning_head}-*")
             self.create("CreateHyperParameterTuningJob", tuning)
-            calls = (
-                "CreateHyperParameterTuningJob",
-                "DescribeHyperParameterTuningJob",
-                "StopHyperParameterTuningJob",
-            )
-            self.allow("TuningJobs", actions_of(SAGEMAKER, *calls), [tuning])
-            # SageMaker names a tuning job's training jobs `<tuning job>-<nnn>-<hash>`.
-            own = [arns.sagemaker(f"training-job/{tuning_head}-*")]
-            self.allow("TuningTrainingJobs", actions_of(SAGEMAKER, "DescribeTrainingJob"), own)
+            tuning_calls.append("CreateHyperParameterTuningJob")
+        self.allow("TuningJobs", actions_of(SAGEMAKER, *tuning_calls), [tuning])
+        # SageMaker names a tuning job's training jobs `<tuning job>-<nnn>-<hash>`.
+        own = [arns.sagemaker(f"training-job/{tuning_head}-*")]
+        self.allow("TuningTrainingJobs", actions_of(SAGEMAKER, "DescribeTrainingJob"), own)
         self.allow(
             "PassTrainingRole",
             [PASS_ROLE],
