@@ -96,9 +96,9 @@ class Standins:
 
 
 def _session() -> Any:
-    from retraining_operator.aws.session import AwsSession
+    from retraining_operator.aws.session import AwsSession, ClientSettings
 
-    return AwsSession(REGION, pool=CONCURRENCY)
+    return AwsSession(REGION, settings=ClientSettings(pool=CONCURRENCY))
 
 
 def _setup_flow(bucket: str, flow: str) -> str:

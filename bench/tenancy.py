@@ -39,9 +39,9 @@ QUIET_LOOPS = 10
 
 
 def _session(budget: Any) -> Any:
-    from retraining_operator.aws.session import AwsSession
+    from retraining_operator.aws.session import AwsSession, ClientSettings
 
-    session = AwsSession(REGION, pool=16, budget=budget)
+    session = AwsSession(REGION, settings=ClientSettings(pool=16, budget=budget))
     session.s3(), session.a2i(), session.sagemaker()
     return session
 

@@ -30,6 +30,7 @@ from retraining_operator.aws.session import (
     AwsSession,
     CallBudget,
     ClientPool,
+    ClientSettings,
     role_session_name,
 )
 from retraining_operator.config import OperatorConfig, namespace_call_rate
@@ -140,12 +141,13 @@ def _session(ref: PolicyRef, spec: Any) -> AwsSession:
     config = _state.config
     return AwsSession(
         spec.aws.region,
-        role_arn=spec.aws.role_arn,
-        session_name=role_session_name(ref.namespace),
-        pool=max(config.fetch_concurrency, 10),
-        budget=_budget(ref.namespace),
-        observer=_state.observer,
+        assumed=AssumedRole.of(spec.aws.role_arn, role_session_name(ref.namespace)),
         clients=_state.clients,
+        settings=ClientSettings(
+            pool=max(config.fetch_concurrency, 10),
+            budget=_budget(ref.namespace),
+            observer=_state.observer,
+        ),
     )
 
 
@@ -162,10 +164,12 @@ def _tenant_session(
         spec.aws.region,
         assumed=assumed,
         expected_bucket_owner=expected_owner,
-        pool=max(config.fetch_concurrency, 10),
-        budget=_budget(ref.namespace),
-        observer=_state.observer,
         clients=_state.clients,
+        settings=ClientSettings(
+            pool=max(config.fetch_concurrency, 10),
+            budget=_budget(ref.namespace),
+            observer=_state.observer,
+        ),
     )
 
 

@@ -279,10 +279,10 @@ def test_metric_queries_and_alarm_states(cw: Any) -> None:
             {"MetricDataQueries": expected_queries, "StartTime": start, "EndTime": end,
              "ScanBy": "TimestampAscending"},
         )  # fmt: skip
-        series = cloudwatch.variant_series(
-            cw, namespace="AWS/SageMaker", endpoint_name="od-endpoint",
+        series = cloudwatch.variant_series(cw, cloudwatch.SeriesRequest(
+            namespace="AWS/SageMaker", endpoint_name="od-endpoint",
             variants=["AllTraffic", "AllTraffic-alt"], queries=queries, start=start, end=end,
-        )  # fmt: skip
+        ))  # fmt: skip
         assert series["AllTraffic-alt"]["invocations"] == [(T0, 100.0)]
         assert series["AllTraffic-alt"]["errors5xx"] == [(T0, 3.0)]
         assert series["AllTraffic"]["invocations"] == []

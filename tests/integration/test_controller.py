@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from retraining_operator.api import RETRAIN_NOW_ANNOTATION, RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
@@ -73,7 +73,7 @@ class Harness:
         config = OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0)
         self.controller = Controller(
             config,
-            lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+            lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
             clock=aws.clock.now,
             started_at=aws.clock.now() - timedelta(hours=1),
         )

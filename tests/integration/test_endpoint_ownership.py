@@ -14,7 +14,7 @@ import pytest
 
 from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.context import Clock
 from retraining_operator.policy_pass.controller import Controller, PolicyView
@@ -73,7 +73,7 @@ def test_second_policy_on_one_endpoint_is_refused_and_drift_is_seen(
     aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.72})
     c = Controller(
         OperatorConfig(tick_seconds=10, observe_seconds=OBSERVE, aws_calls_per_second=0),
-        lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+        lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
         clock=Clock(aws.clock.now, lambda: aws.clock.now().timestamp()),
         started_at=aws.clock.now() - timedelta(hours=1),
     )  # fmt: skip
@@ -121,7 +121,7 @@ def test_adopting_needs_the_annotation_and_the_admin(
     c = Controller(
         OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
                        allow_endpoint_adoption=admin_allows),
-        lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+        lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
         clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
     )  # fmt: skip
     policy = Policy(aws, c, PolicyRef("team-a", "detector", "uid-new"), policy_spec(world))

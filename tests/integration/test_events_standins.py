@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from retraining_operator.api import ConditionType, RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.context import PolicyMemo
 from retraining_operator.policy_pass.controller import Controller, PolicyView
@@ -95,7 +95,7 @@ class Operator:
         self.memo = PolicyMemo(event_hub=hub, wake=self.woken.set)
         self.controller = Controller(
             OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0),
-            lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+            lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
             clock=aws.clock.now,
             started_at=aws.clock.now() - timedelta(hours=1),
         )

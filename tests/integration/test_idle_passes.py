@@ -18,7 +18,7 @@ import pytest
 
 from retraining_operator import handlers, kube
 from retraining_operator.api import RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.context import PassResult
 from retraining_operator.policy_pass.controller import Controller, PolicyView
@@ -43,7 +43,7 @@ class IdlePolicy:
         self.status: dict[str, Any] = {}
         self.patches: list[dict[str, Any]] = []
         self.refuse_next = False
-        session = AwsSession("us-east-1", max_attempts=2)
+        session = AwsSession("us-east-1", settings=ClientSettings(max_attempts=2))
         self.controller = Controller(
             OperatorConfig(tick_seconds=30, observe_seconds=30, aws_calls_per_second=0),
             lambda ref, spec: session,

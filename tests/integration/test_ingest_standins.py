@@ -21,7 +21,7 @@ import pytest
 
 from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.s3 import S3, S3Location
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.errors import NeedsAttention, RetryLater
 from retraining_operator.flows.dataset import NothingToTrain, ValidationSource
 from retraining_operator.flows.ingest import PollResult
@@ -180,7 +180,9 @@ def test_unreadable_output_is_retried_next_poll_and_holds_the_watermark(
 ) -> None:
     loops = aws.a2i.add_loops(a2i_flow, 5, interval=60)
     spec = _spec()
-    session = AwsSession("us-east-1", max_attempts=1)  # botocore: 1 retry, 2 attempts
+    session = AwsSession(
+        "us-east-1", settings=ClientSettings(max_attempts=1)
+    )  # botocore: 1 retry, 2 attempts
     armed: list[bool] = []
 
     def clock() -> Any:
@@ -211,7 +213,11 @@ def test_listing_failure_fails_the_poll_without_changing_state(
     aws.a2i.add_loops(a2i_flow, 3)
     aws.faults.throttle("sagemaker-a2i-runtime", "ListHumanLoops")
     with pytest.raises(IngestRetry, match="ListHumanLoops") as caught:
-        poll(AwsSession("us-east-1", max_attempts=1), _spec(), clock=aws.clock.now)
+        poll(
+            AwsSession("us-east-1", settings=ClientSettings(max_attempts=1)),
+            _spec(),
+            clock=aws.clock.now,
+        )
     assert isinstance(caught.value, RetryLater)  # AWS throttling: the class decides
     assert aws.get_object(f"{OUT}/ledger/head.json") is None
     aws.faults.clear()
@@ -510,7 +516,7 @@ _MEMORY_CHILD = """
 import json, resource, sys
 from pathlib import Path
 from retraining_operator.api import RetrainingPolicySpec
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from support.ingest import poll
 
 def vm_kb(field):
@@ -520,7 +526,7 @@ def vm_kb(field):
     raise RuntimeError(field)
 
 spec = RetrainingPolicySpec.model_validate(json.loads(sys.argv[1]))
-session = AwsSession("us-east-1", pool=16)
+session = AwsSession("us-east-1", settings=ClientSettings(pool=16))
 session.s3().list_buckets()  # clients built and connected, as in a running operator
 session.a2i()
 Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS: the poll's own peak

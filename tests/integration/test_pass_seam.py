@@ -17,7 +17,7 @@ import pytest
 
 from retraining_operator.api import ConditionType, RetrainingPolicyStatus, RunStage
 from retraining_operator.aws.images import ImageLookupError
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.flows import training
 from retraining_operator.policy_pass.controller import Controller, PassResult, PolicyView
@@ -37,7 +37,7 @@ class Passes:
         self.aws = aws
         self.spec = spec
         self.status: dict[str, Any] = {}
-        self.session = AwsSession("us-east-1", max_attempts=2)
+        self.session = AwsSession("us-east-1", settings=ClientSettings(max_attempts=2))
         self.controller = Controller(
             OperatorConfig(tick_seconds=TICK, observe_seconds=0, aws_calls_per_second=0),
             lambda ref, spec: self.session,

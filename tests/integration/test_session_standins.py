@@ -14,7 +14,14 @@ import pytest
 
 from retraining_operator.aws.errors import AccessDenied
 from retraining_operator.aws.s3 import S3, S3Location
-from retraining_operator.aws.session import AwsSession, CallBudget, ClientPool, botocore_session
+from retraining_operator.aws.session import (
+    AssumedRole,
+    AwsSession,
+    CallBudget,
+    ClientPool,
+    ClientSettings,
+    botocore_session,
+)
 from retraining_standins.stack import AwsStandins
 
 ROLE = "arn:aws:iam::210987654321:role/rtp-tenant-vision"
@@ -23,7 +30,7 @@ ROLE = "arn:aws:iam::210987654321:role/rtp-tenant-vision"
 def test_a_role_session_is_built_without_calls_and_assumes_the_role_on_first_use(
     aws: AwsStandins, aws_bucket: str
 ) -> None:
-    session = AwsSession("us-east-1", role_arn=ROLE, session_name="rtp-vision.detector")
+    session = AwsSession("us-east-1", assumed=AssumedRole.of(ROLE, "rtp-vision.detector"))
     assert aws.log.calls("sts") == []
     session.s3().list_objects_v2(Bucket=aws_bucket)
     session.s3().list_objects_v2(Bucket=aws_bucket)
@@ -38,7 +45,7 @@ def test_a_role_that_cannot_be_assumed_fails_the_call_with_a_typed_error(
 ) -> None:
     aws.faults.fail("sts", "AssumeRole", status=403, code="AccessDenied",
                     message="not authorized to perform sts:AssumeRole")  # fmt: skip
-    session = AwsSession("us-east-1", role_arn=ROLE)  # no call yet: nothing to fail
+    session = AwsSession("us-east-1", assumed=AssumedRole.of(ROLE))  # no call yet: nothing to fail
     with pytest.raises(AccessDenied, match=r": AccessDenied$") as caught:
         S3(session.s3()).get(S3Location(aws_bucket, "ledger/head.json"))
     assert "sts:AssumeRole" in caught.value.message  # AWS's words, for the operator's log
@@ -60,7 +67,7 @@ def test_throttled_attempts_are_counted_also_when_retries_succeed(
 def test_every_session_shares_one_parsed_model_cache(aws: AwsStandins) -> None:
     loader = botocore_session().get_component("data_loader")
     paths = list(loader.search_paths)
-    sessions = [AwsSession("us-east-1"), AwsSession("eu-west-1", role_arn=ROLE)]
+    sessions = [AwsSession("us-east-1"), AwsSession("eu-west-1", assumed=AssumedRole.of(ROLE))]
     for session in sessions:
         session.s3()
     assert botocore_session().get_component("data_loader") is loader
@@ -74,9 +81,9 @@ def test_sessions_of_one_identity_share_clients_and_one_assume_role(
     aws: AwsStandins, aws_bucket: str
 ) -> None:
     pool = ClientPool()
-    team = [AwsSession("us-east-1", role_arn=ROLE, session_name="rtp-vision", clients=pool)
+    team = [AwsSession("us-east-1", assumed=AssumedRole.of(ROLE, "rtp-vision"), clients=pool)
             for _ in range(50)]  # fmt: skip
-    other = AwsSession("us-east-1", role_arn=ROLE, session_name="rtp-audio", clients=pool)
+    other = AwsSession("us-east-1", assumed=AssumedRole.of(ROLE, "rtp-audio"), clients=pool)
     for session in [*team, other]:
         session.s3().list_objects_v2(Bucket=aws_bucket)
     assert len({id(session.s3()) for session in team}) == 1
@@ -121,9 +128,9 @@ def test_a_different_budget_or_bucket_owner_is_a_different_identity() -> None:
     pool = ClientPool()
     budget = CallBudget(10)
     plain = AwsSession("us-east-1", clients=pool)
-    budgeted = AwsSession("us-east-1", budget=budget, clients=pool)
+    budgeted = AwsSession("us-east-1", clients=pool, settings=ClientSettings(budget=budget))
     owned = AwsSession("us-east-1", expected_bucket_owner="111122223333", clients=pool)
-    again = AwsSession("us-east-1", budget=budget, clients=pool)
+    again = AwsSession("us-east-1", clients=pool, settings=ClientSettings(budget=budget))
     assert len({id(s.s3()) for s in (plain, budgeted, owned)}) == 3
     assert again.s3() is budgeted.s3()
     assert pool.identities() == 3

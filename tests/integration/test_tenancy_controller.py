@@ -12,7 +12,7 @@ import pytest
 
 from integration.test_controller import policy_spec
 from retraining_operator.api import RetrainingPolicyStatus
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.controller import Controller, PolicyView, Tenancy
 from retraining_operator.policy_pass.tenancy import StaticTenants
@@ -56,7 +56,7 @@ def controller(aws: AwsStandins, world: DemoWorld) -> Controller:
     return Controller(
         OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
                        tenancy_mode=TenancyMode.SCOPED),
-        lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+        lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
         clock=aws.clock.now,
         started_at=aws.clock.now() - timedelta(hours=1),
         tenancy=Tenancy(StaticTenants([tenant("team-a", world, owns_world=True),
@@ -159,7 +159,7 @@ def test_scoped_mode_checks_the_flow_output_before_the_first_read_of_a_new_ledge
     c = Controller(
         OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
                        tenancy_mode=TenancyMode.SCOPED),
-        lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+        lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
         clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
         tenancy=Tenancy(StaticTenants([reader])),
     )  # fmt: skip

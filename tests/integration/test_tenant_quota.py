@@ -14,7 +14,7 @@ import pytest
 from integration.test_controller import policy_spec
 from integration.test_tenancy_controller import tenant
 from retraining_operator.api import RetrainingPolicyStatus, RunStage
-from retraining_operator.aws.session import AwsSession
+from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.controller import Controller, PolicyView, Tenancy
 from retraining_operator.policy_pass.tenancy import StaticTenants
@@ -46,7 +46,7 @@ class Team:
         self.c = Controller(
             OperatorConfig(tick_seconds=10, observe_seconds=0, aws_calls_per_second=0,
                            tenancy_mode=TenancyMode.SCOPED),
-            lambda ref, spec: AwsSession(spec.aws.region, max_attempts=2),
+            lambda ref, spec: AwsSession(spec.aws.region, settings=ClientSettings(max_attempts=2)),
             clock=aws.clock.now, started_at=aws.clock.now() - timedelta(hours=1),
             tenancy=Tenancy(StaticTenants([_tenant(world, quota)])),
         )  # fmt: skip

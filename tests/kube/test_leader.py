@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from retraining_operator import fencing
-from retraining_operator.aws.session import AwsSession, ClientPool
+from retraining_operator.aws.session import AwsSession, ClientPool, ClientSettings
 from retraining_operator.leader import LeaderElector, LeaseTiming
 from support.kube import KubeCluster
 
@@ -135,7 +135,11 @@ def test_the_fence_stops_aws_calls_before_they_are_sent(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     sent: list[str] = []
     # The operator's pool takes the fence as its guard (handlers.OperatorState).
-    session = AwsSession("us-east-1", max_attempts=1, clients=ClientPool(before_send=fencing.check))
+    session = AwsSession(
+        "us-east-1",
+        clients=ClientPool(before_send=fencing.check),
+        settings=ClientSettings(max_attempts=1),
+    )
     sm = session.sagemaker()
     sm.meta.events.register("before-send", lambda request, **_: sent.append(request.url))
     holds = {"now": False}

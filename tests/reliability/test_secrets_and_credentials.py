@@ -16,7 +16,7 @@ from moto.sts.models import sts_backends
 from reliability.conftest import CaseReport
 from reliability.scene import Scene
 from retraining_operator.aws import session as aws_session
-from retraining_operator.aws.session import AwsSession, role_session_name
+from retraining_operator.aws.session import AssumedRole, AwsSession, role_session_name
 from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
@@ -71,8 +71,7 @@ def test_credentials_rotating_during_a_long_ingest_keep_it_going(
         if ref.uid not in sessions:
             made = AwsSession(
                 policy.aws.region,
-                role_arn=policy.aws.role_arn,
-                session_name=role_session_name(ref.namespace),
+                assumed=AssumedRole.of(policy.aws.role_arn, role_session_name(ref.namespace)),
             )
             for service in ("s3", "sagemaker-a2i-runtime", "sagemaker"):
                 made.client(service).meta.events.register("before-send", capture(service))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from retraining_operator import fencing
-from retraining_operator.aws.session import AwsSession, ClientPool
+from retraining_operator.aws.session import AwsSession, ClientPool, ClientSettings
 
 AWS = Path(__file__).resolve().parents[2] / "operator" / "retraining_operator" / "aws"
 
@@ -44,7 +44,9 @@ def test_a_raising_guard_stops_every_request_before_it_is_sent() -> None:
         asked.append(what)
         raise Refused(what)
 
-    session = AwsSession("us-east-1", max_attempts=1, clients=ClientPool(before_send=guard))
+    session = AwsSession(
+        "us-east-1", clients=ClientPool(before_send=guard), settings=ClientSettings(max_attempts=1)
+    )
     sent = _sent_through(session)
     with pytest.raises(Refused):
         session.sagemaker().list_endpoints()
@@ -62,7 +64,11 @@ def _raise_sent(**_: object) -> None:
 
 def test_a_guard_that_allows_lets_the_request_go() -> None:
     asked: list[str] = []
-    session = AwsSession("us-east-1", max_attempts=1, clients=ClientPool(before_send=asked.append))
+    session = AwsSession(
+        "us-east-1",
+        clients=ClientPool(before_send=asked.append),
+        settings=ClientSettings(max_attempts=1),
+    )
     session.sagemaker().meta.events.register("before-send", _raise_sent)
     with pytest.raises(_Sent):
         session.sagemaker().list_endpoints()
@@ -72,8 +78,8 @@ def test_a_guard_that_allows_lets_the_request_go() -> None:
 def test_the_pool_without_a_guard_and_private_clients_send_unguarded() -> None:
     fencing.install(lambda: False)  # not consulted: nothing gave these clients the fence
     for session in (
-        AwsSession("us-east-1", max_attempts=1, clients=ClientPool()),
-        AwsSession("us-east-1", max_attempts=1),
+        AwsSession("us-east-1", clients=ClientPool(), settings=ClientSettings(max_attempts=1)),
+        AwsSession("us-east-1", settings=ClientSettings(max_attempts=1)),
     ):
         session.sagemaker().meta.events.register("before-send", _raise_sent)
         with pytest.raises(_Sent):
@@ -83,7 +89,9 @@ def test_the_pool_without_a_guard_and_private_clients_send_unguarded() -> None:
 def test_the_operator_builds_its_pool_with_the_leadership_fence() -> None:
     from retraining_operator.handlers import OperatorState
 
-    session = AwsSession("us-east-1", max_attempts=1, clients=OperatorState().clients)
+    session = AwsSession(
+        "us-east-1", clients=OperatorState().clients, settings=ClientSettings(max_attempts=1)
+    )
     sent = _sent_through(session)
     fencing.install(lambda: False)
     with pytest.raises(fencing.NotLeader, match="does not hold the leader lease"):

@@ -36,22 +36,29 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class SeriesRequest:
+    """The metrics of some variants of one endpoint over [start, end), per `period` s."""
+
+    namespace: str
+    endpoint_name: str
+    variants: Sequence[str]
+    queries: Sequence[MetricQuery]
+    start: datetime
+    end: datetime
+    period: int = 60
+
+
 def variant_series(
-    cw: CloudWatchClient,
-    *,
-    namespace: str,
-    endpoint_name: str,
-    variants: Sequence[str],
-    queries: Sequence[MetricQuery],
-    start: datetime,
-    end: datetime,
-    period: int = 60,
+    cw: CloudWatchClient, request: SeriesRequest
 ) -> dict[str, dict[str, list[tuple[datetime, float]]]]:
     """`{variant: {key: [(period start, value), ...]}}` over [start, end), paginated.
 
     Dimensions are SageMaker's per-variant pair, EndpointName + VariantName. A metric with
     no data in the window yields an empty list.
     """
+    namespace, endpoint_name, period = request.namespace, request.endpoint_name, request.period
+    variants, queries, start, end = request.variants, request.queries, request.start, request.end
     ids: dict[str, tuple[str, str]] = {}
     metric_queries: list[MetricDataQueryTypeDef] = []
     for v_index, variant in enumerate(variants):

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_POOL = 16
+DEFAULT_SESSION_NAME = "a2i-retraining-operator"
 ASSUME_ROLE_SECONDS = 3600
 
 # Called with what is about to be sent ("AWS call") before every request; raising stops it.
@@ -109,6 +110,20 @@ def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = DEFAU
     )
 
 
+@dataclass(frozen=True)
+class ClientSettings:
+    """How a session's clients call AWS: botocore's attempts per call (standard retry
+    mode), connections per client, the operator-wide call budget every send waits for, and
+    who counts the calls (metrics live outside aws/)."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    pool: int = DEFAULT_POOL
+    budget: CallBudget | None = None
+    observer: CallObserver | None = None
+
+
+DEFAULT_SETTINGS = ClientSettings()
+
 MAX_SESSION_NAME = 64
 
 
@@ -129,11 +144,18 @@ class AssumedRole:
     """The role a session assumes, as whom (session name and tags), with which ExternalId."""
 
     role_arn: str
-    session_name: str
+    session_name: str = DEFAULT_SESSION_NAME
     external_id: str | None = None
     # STS session tags, e.g. (("namespace", "team-a"),): the role's
     # trust and permission policies can require them (aws:PrincipalTag/namespace).
     tags: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(
+        cls, role_arn: str | None, session_name: str = DEFAULT_SESSION_NAME
+    ) -> AssumedRole | None:
+        """A plain role to assume (`spec.aws.roleArn`), None when there is none."""
+        return cls(role_arn, session_name) if role_arn is not None else None
 
     def assume_role_args(self, seconds: int) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -229,8 +251,10 @@ class _Clients:
                 if code:
                     observer.failed(service, model.name, str(code))
 
-            def after_call_error(model: Any, exception: BaseException, **_: Any) -> None:
-                observer.failed(service, model.name, type(exception).__name__)
+            def after_call_error(exception: BaseException, event_name: str = "", **_: Any) -> None:
+                # botocore emits this one without the operation model (only the exception
+                # and the request context): the operation is the event name's last part.
+                observer.failed(service, event_name.rsplit(".", 1)[-1], type(exception).__name__)
 
             events.register("before-call", before_call)
             events.register("after-call", after_call)
@@ -339,24 +363,24 @@ class AwsSession:
         self,
         region: str,
         *,
-        role_arn: str | None = None,
-        session_name: str = "a2i-retraining-operator",
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        pool: int = DEFAULT_POOL,
-        base: boto3.Session | None = None,
-        budget: CallBudget | None = None,
-        observer: CallObserver | None = None,
         assumed: AssumedRole | None = None,
         expected_bucket_owner: str | None = None,
         clients: ClientPool | None = None,
+        base: boto3.Session | None = None,
+        settings: ClientSettings = DEFAULT_SETTINGS,
     ) -> None:
-        """`assumed` (a tenant's role, with session tags and ExternalId) wins over `role_arn`.
+        """`assumed`: the role to act as (a tenant's, with session tags and ExternalId; or
+        `AssumedRole.of(spec.aws.roleArn, name)`), None for the process's own identity.
         `expected_bucket_owner`: every S3 call that takes ExpectedBucketOwner sends it, so a
         bucket owned by another account fails with AccessDenied instead of being read."""
-        if assumed is None and role_arn is not None:
-            assumed = AssumedRole(role_arn, session_name)
         identity = Identity(
-            region, assumed, expected_bucket_owner, max_attempts, pool, budget, observer
+            region,
+            assumed,
+            expected_bucket_owner,
+            settings.max_attempts,
+            settings.pool,
+            settings.budget,
+            settings.observer,
         )
         self.region = region
         self.role_arn = assumed.role_arn if assumed is not None else None

@@ -115,8 +115,7 @@ def _analyse(ctx: RolloutContext, analyse: Analyse) -> StepVerdict:
     if not window.full:
         return analyse_step(new=None, old=None, firing_alarms=firing, spec=vs)
     end = max(window.until, window.baseline_since + timedelta(seconds=1))
-    series = cloudwatch.variant_series(
-        cw,
+    request = cloudwatch.SeriesRequest(
         namespace=NAMESPACE,
         endpoint_name=analyse.endpoint_name,
         variants=[analyse.old_variant, analyse.new_variant],
@@ -125,6 +124,7 @@ def _analyse(ctx: RolloutContext, analyse: Analyse) -> StepVerdict:
         end=end,
         period=PERIOD_SECONDS,
     )
+    series = cloudwatch.variant_series(cw, request)
     return analyse_step(
         new=sample(series[analyse.new_variant], window.new_since),
         old=sample(series[analyse.old_variant], window.baseline_since),
