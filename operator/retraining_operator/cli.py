@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "retraining_operator.commands.run",
     "retraining_operator.commands.plan",
     "retraining_operator.commands.manifest",
+    "retraining_operator.commands.evaluate",
     "retraining_operator.commands.status",
     "retraining_operator.commands.iam_policy",
     "retraining_operator.commands.tenant",

@@ -80,7 +80,15 @@ def test_the_operator_wheel_alone_has_no_standins(operator_wheel: Path, tmp_path
     bin_dir = _venv(tmp_path / "venv", operator_wheel)
     env = _clean_env(bin_dir, tmp_path)
     help_text = _run([str(bin_dir / "retraining-operator"), "--help"], env=env).stdout
-    assert _commands(help_text) == {"run", "plan", "manifest", "iam-policy", "status", "tenant"}
+    assert _commands(help_text) == {
+        "run",
+        "plan",
+        "manifest",
+        "evaluate",
+        "iam-policy",
+        "status",
+        "tenant",
+    }
     assert "standins" not in help_text
     assert "demo" not in help_text
     for argv in (["standins", "--help"], ["demo", "--help"]):

@@ -21,7 +21,7 @@ def test_console_script_help() -> None:
     assert "usage: retraining-operator" in out.stdout
     # The stand-ins and the demo are the other distribution's commands (`retraining-standins`).
     commands = set(re.findall(r"^ {4}(\w\S*)", out.stdout, re.MULTILINE))
-    assert commands == {"run", "plan", "manifest", "status", "iam-policy", "tenant"}
+    assert commands == {"run", "plan", "manifest", "evaluate", "status", "iam-policy", "tenant"}
 
 
 def test_python_dash_m_help() -> None:

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from retraining_operator.aws.session import ClientSettings
 from retraining_operator.commands import Subparsers
 
 if TYPE_CHECKING:  # the handler imports these when it runs (--help stays fast)
@@ -210,7 +209,7 @@ def _sources_and_sink(
         import boto3
 
         from retraining_operator.aws.s3 import S3
-        from retraining_operator.aws.session import AwsSession
+        from retraining_operator.aws.session import AwsSession, ClientSettings
 
         region = args.region or boto3.Session().region_name or "us-east-1"
         s3 = S3(AwsSession(region, settings=ClientSettings(pool=max(args.concurrency, 1))).s3())
