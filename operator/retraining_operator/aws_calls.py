@@ -53,6 +53,7 @@ class Feature(StrEnum):
     VARIANT_SHIFT = "VariantShift"
     ROLLBACK_ALARMS = "RollbackAlarms"  # deployment.autoRollbackAlarms, on a rollout
     REGISTRY = "Registry"  # spec.registry
+    EVALUATION = "Evaluation"  # spec.gate.evaluation: Batch Transform, the prediction cache
     ASSUME_ROLE = "AssumeRole"  # the operator's own role assumes spec.aws.roleArn / tenants'
     TOOLS = "Tools"  # CLI commands only, with the user's own credentials (never a policy)
 
@@ -104,8 +105,9 @@ CALLS: tuple[AwsCall, ...] = (
     AwsCall(S3, "CompleteMultipartUpload", ("s3:PutObject",), (Feature.DATASET,)),
     AwsCall(S3, "AbortMultipartUpload", ("s3:AbortMultipartUpload",), (Feature.DATASET,)),
     AwsCall(S3, "DeleteObject", ("s3:DeleteObject",), (Feature.DATASET,)),
-    # `retraining-operator manifest` lists an S3 prefix; no pass lists anything.
-    AwsCall(S3, "ListObjectsV2", ("s3:ListBucket",), (Feature.TOOLS,)),
+    # `retraining-operator manifest` lists an S3 prefix; a pass lists only the evaluation's
+    # prediction cache (the serving model's predictions it already has).
+    AwsCall(S3, "ListObjectsV2", ("s3:ListBucket",), (Feature.TOOLS, Feature.EVALUATION)),
     # Event-driven ingest: the policy's own queue (a batch is authorized as one message).
     AwsCall(SQS, "ReceiveMessage", ("sqs:ReceiveMessage",), (Feature.EVENTS,)),
     AwsCall(SQS, "DeleteMessageBatch", ("sqs:DeleteMessage",), (Feature.EVENTS,)),
@@ -127,6 +129,27 @@ CALLS: tuple[AwsCall, ...] = (
         (Feature.TRAINING, Feature.TUNING),
     ),
     AwsCall(SAGEMAKER, "StopTrainingJob", ("sagemaker:StopTrainingJob",), (Feature.TRAINING,)),
+    # The gate's evaluation (Batch Transform). Every policy may describe and stop its run's
+    # transform jobs: deleting one stops them whatever the spec says now.
+    AwsCall(
+        SAGEMAKER,
+        "CreateTransformJob",
+        ("sagemaker:CreateTransformJob",),
+        (Feature.EVALUATION,),
+        tags=SAGEMAKER_TAGS,
+    ),
+    AwsCall(
+        SAGEMAKER,
+        "DescribeTransformJob",
+        ("sagemaker:DescribeTransformJob",),
+        (Feature.TRAINING, Feature.EVALUATION),
+    ),
+    AwsCall(
+        SAGEMAKER,
+        "StopTransformJob",
+        ("sagemaker:StopTransformJob",),
+        (Feature.TRAINING, Feature.EVALUATION),
+    ),
     AwsCall(
         SAGEMAKER,
         "CreateHyperParameterTuningJob",
@@ -159,13 +182,18 @@ CALLS: tuple[AwsCall, ...] = (
         ("sagemaker:DescribeEndpointConfig",),
         (Feature.SERVING_READ,),
     ),
-    AwsCall(SAGEMAKER, "DescribeModel", ("sagemaker:DescribeModel",), (Feature.SERVING_READ,)),
+    AwsCall(
+        SAGEMAKER,
+        "DescribeModel",
+        ("sagemaker:DescribeModel",),
+        (Feature.SERVING_READ, Feature.EVALUATION),
+    ),
     # A rollout: the operator's models and configs, the endpoint, their owner tags.
     AwsCall(
         SAGEMAKER,
         "CreateModel",
         ("sagemaker:CreateModel",),
-        (Feature.DEPLOY,),
+        (Feature.DEPLOY, Feature.EVALUATION),
         tags=SAGEMAKER_TAGS,
         passes_role=True,
     ),

@@ -23,6 +23,7 @@ from retraining_operator.api import RetrainingPolicySpec
 from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.aws.session import AwsSession, ClientSettings
 from retraining_operator.errors import NeedsAttention, RetryLater
+from retraining_operator.flows import dataset as dataset_flow
 from retraining_operator.flows.dataset import NothingToTrain, ValidationSource
 from retraining_operator.flows.ingest import PollResult
 from retraining_operator.flows.ledger_store import LedgerStore
@@ -344,7 +345,7 @@ def test_drop_mode_drops_only_the_box_and_says_so(
 
 
 def test_assembly_with_replay_validation_manifest_and_multipart(
-    aws: AwsStandins, a2i_flow: FlowDefinition
+    aws: AwsStandins, a2i_flow: FlowDefinition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec_base = {
         "validation": {"manifestS3Uri": f"s3://{BUCKET}/voc/validation.manifest"},
@@ -375,7 +376,8 @@ def test_assembly_with_replay_validation_manifest_and_multipart(
     assert _poll(aws, spec).new_samples == 100
 
     session = AwsSession("us-east-1")
-    dataset = assemble_run_dataset(session, spec, "r1", clock=aws.clock.now, part_size=5 << 20)
+    monkeypatch.setattr(dataset_flow, "PART_SIZE", 5 << 20)
+    dataset = assemble_run_dataset(session, spec, "r1", clock=aws.clock.now)
     assert dataset.validation_source is ValidationSource.MANIFEST
     assert dataset.validation_manifest_s3_uri == f"s3://{BUCKET}/voc/validation.manifest"
     assert dataset.samples.validation == 7

@@ -172,16 +172,17 @@ def test_unscoped_actions_are_granted_on_star_and_nothing_else_is() -> None:
 
 
 def test_calls_no_feature_grants_are_not_made_by_any_pass() -> None:
-    """DeleteEndpoint (the operator never deletes an endpoint) and the S3 listing of the
-    offline `manifest` command (with the user's own credentials) are declared, never granted."""
+    """DeleteEndpoint (the operator never deletes an endpoint) is declared, never granted; the
+    S3 listing is the offline `manifest` command's (the user's own credentials) and, in a
+    pass, only the evaluation's prediction cache (gate.evaluation)."""
     outside = [c.operation for c in CALLS if not set(c.features) - {Feature.TOOLS}]
-    assert sorted(outside) == ["DeleteEndpoint", "ListObjectsV2"]
+    assert sorted(outside) == ["DeleteEndpoint"]
     sources = {
         p: p.read_text() for p in PACKAGE.rglob("*.py") if "aws" not in p.relative_to(PACKAGE).parts
     }
     assert not [p for p, text in sources.items() if "delete_endpoint(" in text]
-    listing = [p.name for p, text in sources.items() if "s3.list(" in text]
-    assert listing == ["offline.py"]
+    listing = sorted(p.name for p, text in sources.items() if "s3.list(" in text)
+    assert listing == ["evaluation.py", "offline.py"]
     importers = [p.name for p, text in sources.items() if "flows import offline" in text]
     assert importers == ["manifest.py"]
 
@@ -202,3 +203,24 @@ def test_each_rollout_strategy_names_only_declared_actions_of_its_feature() -> N
 def test_pass_role_is_declared_on_the_calls_that_hand_sagemaker_a_role() -> None:
     passing = sorted(c.operation for c in CALLS if PASS_ROLE in c.needs())
     assert passing == ["CreateHyperParameterTuningJob", "CreateModel", "CreateTrainingJob"]
+
+
+@pytest.mark.parametrize("source", ["pascal-voc-detector", "train-only"])
+def test_gate_evaluation_grants_exactly_its_declared_calls(source: str) -> None:
+    """gate.evaluation (issue 30): the transform jobs, the candidate's Model (made by the
+    evaluation itself when nothing is rolled out), the prediction cache's listing."""
+    from retraining_operator.api import RetrainingPolicySpec
+    from support.iam_cases import example
+
+    name, raw = example(source)
+    raw["gate"] = {**raw.get("gate", {}), "evaluation": {"minImages": 20}}
+    spec = RetrainingPolicySpec.model_validate(raw)
+    used = iam.features(spec)
+    assert Feature.EVALUATION in used
+    document = iam.for_policy(name, spec)
+    assert _actions(document) == _declared(used_by(used))
+    sids = {s["Sid"]: s for s in document["Statement"]}
+    assert "sagemaker:CreateTransformJob" in sids["TransformJobs"]["Action"]
+    listing = sids["ListPredictionCache"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"][0].endswith("/evaluation/predictions/*")
+    assert ("EvaluationModels" in sids) == (source == "train-only")

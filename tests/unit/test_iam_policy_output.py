@@ -6,7 +6,9 @@ the changes made on purpose since, both for deletion finishing what a policy sta
 - the endpoint is released: its owner tag removed (`sagemaker:DeleteTags`, OwnTheEndpoint);
 - the run's tuning job is stopped whatever the spec says now, so every policy may describe
   and stop its own tuning jobs and describe their training jobs (TuningJobs and
-  TuningTrainingJobs, without CreateHyperParameterTuningJob unless it tunes).
+  TuningTrainingJobs, without CreateHyperParameterTuningJob unless it tunes);
+- likewise its held-out evaluation's transform jobs (issue 30: TransformJobs, without
+  CreateTransformJob unless `gate.evaluation` is set).
 
 The expected documents (`iam_policy_output.json` beside this file) were rendered by the
 code before that change (commit b89ca43) from `support/iam_cases.py`: every example, each
@@ -81,6 +83,23 @@ def _since_then(document: dict[str, Any], policy_name: str) -> dict[str, Any]:
                 f"{account}training-job/{head}-*",
             ),
         ]
+    sids = [statement["Sid"] for statement in statements]
+    if "TuningTrainingJobs" in sids:
+        at = sids.index("TuningTrainingJobs")
+        account = statements[at]["Resource"].partition("training-job/")[0]
+        transforms = sorted(
+            {f"{account}transform-job/{iam.name_head(policy_name, k)}-*" for k in ("tc", "ts")}
+        )
+        stop = ["sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob"]
+        statements.insert(
+            at + 1,
+            {
+                "Sid": "TransformJobs",
+                "Effect": "Allow",
+                "Action": stop,
+                "Resource": transforms[0] if len(transforms) == 1 else transforms,
+            },
+        )
     return document
 
 

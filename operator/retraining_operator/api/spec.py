@@ -286,10 +286,40 @@ class TrainingSpec(_Model):
         return self
 
 
+class GateEvaluationSpec(_Model):
+    """Judge the candidate and the serving model on the same held-out images (docs/gate.md).
+
+    The held-out set is every human-reviewed image the policy's runs held out of training
+    so far (or `dataset.validation.manifestS3Uri`), versioned in `status.heldOut`. Both
+    models predict it with SageMaker Batch Transform; the operator computes mAP at IoU 0.5,
+    and a paired bootstrap over the images gives the interval of mAP(candidate) -
+    mAP(serving)."""
+
+    min_images: Annotated[int, Field(ge=1, le=100_000)] = 50
+    max_images: Annotated[int, Field(ge=1, le=100_000)] = 10_000
+    min_improvement: Annotated[float, Field(ge=-1, le=1)] = 0.0
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    bootstrap_samples: Annotated[int, Field(ge=100, le=10_000)] = 1000
+    anchor_manifest_s3_uri: S3Uri | None = Field(default=None, alias="anchorManifestS3Uri")
+    max_forgetting: Annotated[float, Field(ge=0, le=1)] = 0.02
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", max_length=64)] = (
+        "ml.m5.xlarge"
+    )
+    instance_count: Annotated[int, Field(ge=1, le=10)] = 1
+    max_runtime: Annotated[Duration, duration_between(low="5m", high="48h")] = "2h"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_images > self.max_images:
+            raise ValueError("gate.evaluation.minImages must not exceed maxImages")
+        return self
+
+
 class GateSpec(_Model):
     metric: Annotated[str, Field(min_length=1, max_length=255)] = "validation:mAP"
     minimum: float | None = None
     max_regression: Annotated[float, Field(ge=0)] | None = 0.01
+    evaluation: GateEvaluationSpec | None = None
 
 
 class Strategy(StrEnum):

@@ -106,6 +106,57 @@ class RunSamples(_Status):
     overlap_dropped: int = 0
 
 
+class ClassComparison(_Status):
+    """One class's AP on the held-out images, candidate against serving."""
+
+    class_id: int
+    candidate: float
+    serving: float | None = None
+
+
+class Comparison(_Status):
+    """What the gate measured on the held-out images (gate.evaluation; docs/gate.md)."""
+
+    passed: bool
+    reason: str
+    images: int
+    held_out_version: int | None = None
+    candidate_map: float = Field(alias="candidateMAP")
+    serving_map: float | None = Field(default=None, alias="servingMAP")
+    difference: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = None
+    anchor_images: int | None = None
+    anchor_candidate_map: float | None = Field(default=None, alias="anchorCandidateMAP")
+    anchor_serving_map: float | None = Field(default=None, alias="anchorServingMAP")
+    worst_classes: list[ClassComparison] = Field(default_factory=list, max_length=5)
+
+
+class EvaluationRun(_Status):
+    """The evaluation under way in the current run (resumable: names are the run's own)."""
+
+    held_out_manifest_s3_uri: str = Field(alias="heldOutManifestS3Uri")
+    held_out_version: int
+    images: int
+    anchor_images: int = 0
+    serving_model: str | None = None
+    candidate_model: str | None = None
+    candidate_job: str | None = None
+    serving_job: str | None = None
+    started_at: Timestamp | None = None
+
+
+class HeldOutSet(_Status):
+    """Every human-reviewed image the policy's runs held out of training so far: what the
+    gate judges on. `version` moves when a run adds images."""
+
+    manifest_s3_uri: str = Field(alias="manifestS3Uri")
+    images: int
+    version: int
+    updated_at: Timestamp | None = None
+
+
 class CurrentRun(_Status):
     id: str
     stage: RunStage
@@ -130,6 +181,8 @@ class CurrentRun(_Status):
     deploy_step: int | None = None
     deploy_step_started_at: Timestamp | None = None
     message: str | None = None
+    evaluation: EvaluationRun | None = None
+    comparison: Comparison | None = None
 
 
 class Outcome(StrEnum):
@@ -158,6 +211,7 @@ class HistoryEntry(_Status):
     reason: str | None = None
     train_as_validation: bool | None = None
     instance_hours: float | None = None
+    comparison: Comparison | None = None
 
 
 class ServingStatus(_Status):
@@ -182,5 +236,7 @@ class RetrainingPolicyStatus(_Status):
     serving: ServingStatus | None = None
     # What the endpoint served when the operator first took it (`rollback-to: pre-operator`).
     pre_operator: ServingStatus | None = None
+    # The images gate.evaluation judges on (every run's holdout so far).
+    held_out: HeldOutSet | None = None
     validation_wait: ValidationWait | None = None
     last_training_job_name: str | None = None

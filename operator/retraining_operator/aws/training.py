@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import (
         CreateHyperParameterTuningJobRequestTypeDef,
         CreateTrainingJobRequestTypeDef,
+        CreateTransformJobRequestTypeDef,
         DescribeHyperParameterTuningJobResponseTypeDef,
         DescribeTrainingJobResponseTypeDef,
+        DescribeTransformJobResponseTypeDef,
     )
 
 # A Stop* call on a job that already ended is a ValidationException with one of these.
@@ -89,13 +91,36 @@ def stop_tuning_job(sm: SageMakerClient, name: str) -> bool:
     )
 
 
+# ---------------------------------------------------------------------------------------
+# Batch Transform jobs (the gate's evaluation)
+
+
+def describe_transform_job(sm: SageMakerClient, name: str) -> DescribeTransformJobResponseTypeDef:
+    with mapped("DescribeTransformJob"):
+        return sm.describe_transform_job(TransformJobName=name)
+
+
+def create_transform_job(sm: SageMakerClient, request: CreateTransformJobRequestTypeDef) -> str:
+    """Submit; returns the job ARN. `AlreadyExists` when the name is taken (adopt it)."""
+    with mapped("CreateTransformJob"):
+        return sm.create_transform_job(**request)["TransformJobArn"]
+
+
+def stop_transform_job(sm: SageMakerClient, name: str) -> bool:
+    """Ask SageMaker to stop the job. False when it was already ending or gone."""
+    return _stop("StopTransformJob", lambda: sm.stop_transform_job(TransformJobName=name))
+
+
 __all__ = [
     "AlreadyExists",
     "NotFound",
     "create_training_job",
+    "create_transform_job",
     "create_tuning_job",
     "describe_training_job",
+    "describe_transform_job",
     "describe_tuning_job",
     "stop_training_job",
+    "stop_transform_job",
     "stop_tuning_job",
 ]

@@ -74,16 +74,26 @@ class WaitingForValidationData(NothingToTrain):
     so few images (or, as the seed did, on the train manifest itself) would let the gate
     measure memorisation. The samples stay pending; the run does not start."""
 
-    def __init__(self, *, pending: int, holdout_images: int, min_samples: int) -> None:
+    def __init__(
+        self, *, pending: int, holdout_images: int, min_samples: int, for_gate: bool = False
+    ) -> None:
         self.pending = pending
         self.holdout_images = holdout_images
         self.min_samples = min_samples
-        super().__init__(
-            f"the validation holdout of the {pending} pending samples has {holdout_images} "
-            f"distinct image(s), fewer than dataset.validation.minSamples {min_samples}: "
-            "waiting for more reviews (or set dataset.validation.manifestS3Uri, or "
-            "allowTrainAsValidation: true to validate on training data)"
-        )
+        if for_gate:
+            message = (
+                f"the held-out set the gate judges on would have {holdout_images} image(s) with "
+                f"this run's, fewer than gate.evaluation.minImages {min_samples}: waiting for "
+                "more reviews (or set dataset.validation.manifestS3Uri)"
+            )
+        else:
+            message = (
+                f"the validation holdout of the {pending} pending samples has {holdout_images} "
+                f"distinct image(s), fewer than dataset.validation.minSamples {min_samples}: "
+                "waiting for more reviews (or set dataset.validation.manifestS3Uri, or "
+                "allowTrainAsValidation: true to validate on training data)"
+            )
+        super().__init__(message)
 
 
 class DatasetFailed(DatasetError, NeedsAttention):
@@ -141,14 +151,18 @@ class AssembledDataset:
         )
 
 
+# The multipart part size of the manifests a run writes (S3's minimum is 5 MiB).
+PART_SIZE = DEFAULT_PART_SIZE
+
+
 def assemble_run_dataset(
     session: AwsSession,
     spec: RetrainingPolicySpec,
     run_id: str,
     *,
     clock: Callable[[], datetime] | None = None,
-    part_size: int = DEFAULT_PART_SIZE,
     access: LedgerAccess,
+    held_out_before: int = 0,
 ) -> AssembledDataset:
     """Claim every pending sample for `run_id` and write its manifests (idempotent).
 
@@ -160,6 +174,10 @@ def assemble_run_dataset(
     busy, the ledger contended) or
     `DatasetFailed` (a `NeedsAttention`: a missing manifest or denied access, reason
     `DatasetUnavailable`; an unreadable ledger, reason `LedgerCorrupt`).
+
+    With `gate.evaluation` (and no fixed validation manifest) the held-out set the gate will
+    judge on (`held_out_before` images, plus this run's holdout) must reach its `minImages`,
+    else `WaitingForValidationData` too: a model that cannot be judged is not trained.
     """
     now = clock or (lambda: datetime.now(UTC))
     s3 = S3(session.s3())
@@ -172,7 +190,7 @@ def assemble_run_dataset(
                 AssembledDataset.from_json(run_id, claim.result), pending_after=_pending(store)
             )
         try:
-            dataset = _build(s3, spec, claim, part_size)
+            dataset = _build(s3, spec, claim, PART_SIZE, held_out_before)
         except WaitingForValidationData:
             store.update(lambda ledger: ledger.release(run_id))
             raise
@@ -294,7 +312,7 @@ class _Replay:
 
 
 def _build(
-    s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int
+    s3: S3, spec: RetrainingPolicySpec, claim: RunClaim, part_size: int, held_out_before: int
 ) -> AssembledDataset | None:
     dataset = spec.dataset
     attribute = spec.labels.attribute_name
@@ -321,6 +339,15 @@ def _build(
             pending=claim.samples,
             holdout_images=len(split.held_out),
             min_samples=dataset.validation.min_samples,
+        )
+    evaluation = spec.gate.evaluation
+    judged_on = held_out_before + len(split.held_out)
+    if evaluation is not None and validation_uri is None and judged_on < evaluation.min_images:
+        raise WaitingForValidationData(
+            pending=claim.samples,
+            holdout_images=judged_on,
+            min_samples=evaluation.min_images,
+            for_gate=True,
         )
     writer = _ManifestWriter(s3, output, claim, part_size, attribute)
     written = writer.write(reviews, split, replay)

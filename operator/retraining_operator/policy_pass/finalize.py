@@ -28,7 +28,7 @@ import pydantic
 
 from retraining_operator.api import RetrainingPolicySpec, RetrainingPolicyStatus, RunStage
 from retraining_operator.aws.session import AwsSession
-from retraining_operator.flows import rollout, training
+from retraining_operator.flows import evaluation, rollout, training
 from retraining_operator.policy_pass.context import Event
 from retraining_operator.reconcile.naming import PolicyRef
 
@@ -80,6 +80,8 @@ def finish_or_undo(
                 out.events.append(
                     Event("Normal", "TrainingStopped", f"stopped {job.kind} {job.name}")
                 )
+        for name in evaluation.stop_evaluation(session, ref, run.id):
+            out.events.append(Event("Normal", "EvaluationStopped", f"stopped {name}"))
         if run.stage is RunStage.DEPLOYING:
             undone = _undo_rollout(session, ref, spec, status, now)
             if undone is not None:

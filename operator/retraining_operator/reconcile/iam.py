@@ -41,6 +41,7 @@ from retraining_operator.aws_calls import (
     actions_of,
     declared,
 )
+from retraining_operator.reconcile.evaluation.transform import EVALUATION_PREFIX
 from retraining_operator.reconcile.events import parse_queue_url
 from retraining_operator.reconcile.naming import resource_name
 from retraining_operator.reconcile.rollout.strategies import rules_for
@@ -130,6 +131,10 @@ def features(spec: RetrainingPolicySpec) -> frozenset[Feature]:
             used.add(Feature.ROLLBACK_ALARMS)
     if spec.registry is not None:
         used.add(Feature.REGISTRY)
+    if spec.gate.evaluation is not None:
+        used.add(Feature.EVALUATION)
+        if deployment.endpoint_name:
+            used.add(Feature.SERVING_READ)  # the serving model is evaluated too
     return frozenset(used)
 
 
@@ -179,6 +184,8 @@ class _Document:
             self.rollout_watch()
         if Feature.REGISTRY in self.used:
             self.registry()
+        if Feature.EVALUATION in self.used:
+            self.evaluation()
         self.tag_on_create()
         return {"Version": VERSION, "Statement": self.statements}
 
@@ -224,6 +231,9 @@ class _Document:
         validation = spec.dataset.validation.manifest_s3_uri
         if validation:
             reads.append(arns.s3("/".join(_s3_parts(validation))))
+        anchor = spec.gate.evaluation.anchor_manifest_s3_uri if spec.gate.evaluation else None
+        if anchor:
+            reads.append(arns.s3("/".join(_s3_parts(anchor))))
         if spec.dataset.replay is not None:
             reads.append(arns.s3("/".join(_s3_parts(spec.dataset.replay.manifest_s3_uri))))
         self.allow("ReadReviewsAndManifests", actions_of(S3, "GetObject"), reads)
@@ -256,6 +266,17 @@ class _Document:
         # SageMaker names a tuning job's training jobs `<tuning job>-<nnn>-<hash>`.
         own = [arns.sagemaker(f"training-job/{tuning_head}-*")]
         self.allow("TuningTrainingJobs", actions_of(SAGEMAKER, "DescribeTrainingJob"), own)
+        # The gate's evaluation: every policy may describe and stop its run's transform jobs
+        # (deletion stops them whatever the spec says now); creating them needs the feature.
+        transforms = [
+            arns.sagemaker(f"transform-job/{name_head(self.policy_name, kind)}-*")
+            for kind in ("tc", "ts")
+        ]
+        transform_calls = ["DescribeTransformJob", "StopTransformJob"]
+        if Feature.EVALUATION in self.used:
+            self.create("CreateTransformJob", *transforms)
+            transform_calls.append("CreateTransformJob")
+        self.allow("TransformJobs", actions_of(SAGEMAKER, *transform_calls), transforms)
         self.allow(
             "PassTrainingRole",
             [PASS_ROLE],
@@ -332,6 +353,28 @@ class _Document:
         self.allow("ModelPackageGroup", actions_of(SAGEMAKER, *calls), [group])
         calls = ("CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage")
         self.allow("ModelPackages", actions_of(SAGEMAKER, *calls), [packages])
+
+    def evaluation(self) -> None:
+        """The candidate's Model (the rollout's own name; without a rollout the evaluation
+        makes it), and the listing of the prediction cache under the dataset prefix."""
+        if Feature.DEPLOY not in self.used:
+            models = self.arns.sagemaker(f"model/{name_head(self.policy_name, 'm')}-*")
+            self.create("CreateModel", models)
+            self.allow(
+                "EvaluationModels", actions_of(SAGEMAKER, "CreateModel", "DescribeModel"), [models]
+            )
+        bucket, key = _s3_parts(self.spec.dataset.output_s3_uri)
+        prefix = (
+            f"{key.strip('/')}/{EVALUATION_PREFIX}/predictions/"
+            if key.strip("/")
+            else (f"{EVALUATION_PREFIX}/predictions/")
+        )
+        self.allow(
+            "ListPredictionCache",
+            actions_of(S3, "ListObjectsV2"),
+            [self.arns.s3(bucket)],
+            Condition={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        )
 
     def tag_on_create(self) -> None:
         """What the operator creates it tags in the same call: AWS authorizes the tags on

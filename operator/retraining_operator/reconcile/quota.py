@@ -5,7 +5,7 @@ run that does not fit waits (condition `QuotaExceeded`, an Event) instead of fai
 starts when quota frees. Two dimensions (`RetrainingTenant.spec.quota`):
 
 - `concurrentJobs`: runs with a training (or evaluation) job in flight at once, i.e. runs in
-  stage Preparing or Training.
+  stage Preparing, Training or Evaluating (gate.evaluation's transform jobs).
 - `instanceHours` per rolling `window`: the instance-hours of the runs started within the
   window, counted as reserved (instanceCount x maxRuntime x tuning jobs) while a run's job is
   in flight, and as billed (BillableTimeInSeconds x instanceCount) once it ended (reserved
@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from retraining_operator.api import RetrainingPolicyStatus, RunStage, parse_duration
 from retraining_operator.tenancy_api import TenantQuota
 
-IN_FLIGHT_STAGES = frozenset({RunStage.PREPARING, RunStage.TRAINING})
+# Evaluating: the held-out evaluation's transform jobs run (gate.evaluation).
+IN_FLIGHT_STAGES = frozenset({RunStage.PREPARING, RunStage.TRAINING, RunStage.EVALUATING})
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ def metrics_document(policy: PolicyRef, candidate: Candidate) -> dict[str, Any]:
         "gate": {"passed": decision.passed, "required": decision.required},
         "reason": decision.reason,
         "lineage": lineage(policy, candidate, full=True),
+        # gate.evaluation: both models on the same held-out images (docs/gate.md).
+        "heldOut": candidate.run.comparison.to_wire() if candidate.run.comparison else None,
     }
 
 

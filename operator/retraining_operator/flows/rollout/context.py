@@ -68,9 +68,11 @@ class RolloutContext:
     # -- reads, each at most once per pass ------------------------------------------------
 
     def described_endpoint(self) -> Mapping[str, Any] | None:
-        """The DescribeEndpoint answer, None when there is no endpoint."""
+        """The DescribeEndpoint answer, None when there is no endpoint (or none is named: a
+        policy that only trains and evaluates)."""
         if self._endpoint is _UNREAD:
-            self._endpoint = endpoints.find_endpoint(self.sm, self.endpoint_name)
+            name = self.spec.deployment.endpoint_name
+            self._endpoint = endpoints.find_endpoint(self.sm, name) if name else None
         return self._endpoint  # type: ignore[no-any-return]
 
     @property

@@ -1,15 +1,27 @@
-"""Evaluating: the gate against gate.minimum and the serving model's value; a rejected
-model is recorded in history and never deployed. With `spec.registry` every candidate is
+"""Evaluating: the gate against gate.minimum and the serving model's value, or, with
+gate.evaluation, both models on the same held-out images (flows/evaluation.py; one step per
+pass while the transform jobs run); a rejected model is recorded in history and never
+deployed. With `spec.registry` every candidate is
 registered as a Model Package first (Rejected, Approved, or PendingManualApproval: then
 the run waits in AwaitingApproval, see `approve.py`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from retraining_operator import metrics
-from retraining_operator.api import Approval, CurrentRun, RunStage
+from retraining_operator.api import (
+    Approval,
+    Comparison,
+    CurrentRun,
+    HistoryEntry,
+    Outcome,
+    RunStage,
+)
 from retraining_operator.aws.images import ImageLookupError
-from retraining_operator.flows import registry, training
+from retraining_operator.flows import evaluation, registry, training
 from retraining_operator.policy_pass.context import PolicyPass
+from retraining_operator.policy_pass.outcome import observe_interval
 from retraining_operator.reconcile.gate import (
     GateDecision,
     evaluate_gate,
@@ -31,13 +43,24 @@ def step(p: PolicyPass) -> None:
             raise RuntimeError(f"run {run.id} is Evaluating without a training job")
         seen = training.observe_training(p.session, job)
     job_name = seen.training_job_name or seen.job.name
+    held_out = p.spec.gate.evaluation is not None
     decision = evaluate_gate(
         p.spec.gate,
         seen.final_metrics,
-        serving_value=serving_metric_value(p.status),
+        # With gate.evaluation the serving model is compared on the same held-out images,
+        # not by the number its own run measured on other images.
+        serving_value=None if held_out else serving_metric_value(p.status),
         job_name=job_name,
     )
     _export_gate_metric(p, decision.metric, decision.value, decision.serving_value)
+    if held_out and decision.passed:
+        judged = _held_out_comparison(p, seen.model_data_url)
+        if judged is None:
+            return  # predicting (or the run ended Failed): a later pass goes on
+        run = p.run or run
+        decision = dataclasses.replace(
+            decision, passed=judged.passed, reason=f"{decision.reason}; {judged.reason}"
+        )
     if p.spec.registry is not None and run.model_package_arn is None:
         run = _register(p, run, decision, job_name, seen.model_data_url)
     if not decision.passed:
@@ -48,8 +71,13 @@ def step(p: PolicyPass) -> None:
             model_data_url=seen.model_data_url,
             finished_at=p.now,
         )
-        p.end_run(entry.model_copy(update={"model_package_arn": run.model_package_arn}))
-        p.event("Warning", "GateRejected", decision.reason)
+        p.end_run(
+            entry.model_copy(
+                update={"model_package_arn": run.model_package_arn, "comparison": run.comparison}
+            )
+        )
+        failed_held_out = run.comparison is not None and not run.comparison.passed
+        p.event("Warning", "GateFailed" if failed_held_out else "GateRejected", decision.reason)
     elif p.spec.registry is not None and p.spec.registry.approval is Approval.MANUAL:
         p.event("Normal", "GatePassed", decision.reason)
         message = (
@@ -69,6 +97,48 @@ def step(p: PolicyPass) -> None:
         p.update_run(stage=RunStage.DEPLOYING, metric_value=decision.value, message=decision.reason)
         p.set_phase()
     p.checkpoint()
+
+
+def _held_out_comparison(p: PolicyPass, model_data_url: str | None) -> Comparison | None:
+    """The run's held-out comparison (gate.evaluation): done, or one more step of it."""
+    run = p.run
+    assert run is not None
+    if run.comparison is not None:
+        return run.comparison
+    if run.model_data_url is None and model_data_url:
+        run = p.update_run(model_data_url=model_data_url)
+    subject = evaluation.EvaluationSubject(p.ref, p.spec, run, p.status.held_out, p.now)
+    step = evaluation.advance_evaluation(p.session, subject, poll=observe_interval(p))
+    for action in step.actions:
+        p.event("Normal", "EvaluationStep", action)
+    if step.held_out is not None:
+        p.status.held_out = step.held_out
+    hours = (step.run.instance_hours or 0.0) + step.instance_hours
+    p.status.current_run = step.run.model_copy(
+        update={"instance_hours": hours or step.run.instance_hours}
+    )
+    if step.failed is not None:
+        p.end_run(
+            HistoryEntry(
+                run_id=run.id,
+                outcome=Outcome.FAILED,
+                training_job_name=run.training_job_name,
+                model_data_url=run.model_data_url,
+                started_at=run.started_at,
+                finished_at=p.now,
+                reason=f"EvaluationFailed: {step.failed}",
+                instance_hours=hours or None,
+            )
+        )
+        p.event("Warning", "EvaluationFailed", f"run {run.id}: {step.failed}; nothing deployed")
+        p.checkpoint()
+        return None
+    if step.comparison is None:
+        p.checkpoint()  # the job names are durable before the next pass looks
+        p.due_in((step.retry_after or observe_interval(p)).total_seconds())
+        return None
+    p.update_run(comparison=step.comparison)
+    return step.comparison
 
 
 def _export_gate_metric(

@@ -14,7 +14,12 @@ def step(p: PolicyPass) -> None:
         return
     try:
         built = dataset.assemble_run_dataset(
-            p.session, p.spec, run.id, clock=p.clock.wall, access=p.ledger_access
+            p.session,
+            p.spec,
+            run.id,
+            clock=p.clock.wall,
+            access=p.ledger_access,
+            held_out_before=p.status.held_out.images if p.status.held_out else 0,
         )
     except dataset.WaitingForValidationData as error:
         # The run does not start: its samples stay pending until more arrive (start

@@ -1,20 +1,46 @@
-"""Suspended: no new polls or runs; an in-flight training job is stopped (it would only
-cost money); a rollout already under way is let finish; a run still Preparing keeps its
-claimed samples and resumes when unsuspended."""
+"""Suspended: no new polls or runs; an in-flight training job, or the held-out evaluation's
+transform jobs, are stopped (they would only cost money); a rollout already under way is let
+finish; a run still Preparing keeps its claimed samples and resumes when unsuspended."""
 
 from __future__ import annotations
 
-from retraining_operator.api import RunStage
-from retraining_operator.flows import training
+from retraining_operator.api import CurrentRun, HistoryEntry, Outcome, RunStage
+from retraining_operator.flows import evaluation, training
 from retraining_operator.policy_pass.context import PolicyPass
 from retraining_operator.reconcile.training_status import JobRef
 
 
 def step(p: PolicyPass) -> None:
     run = p.run
-    if not p.spec.suspend or run is None or run.stage is not RunStage.TRAINING:
+    if not p.spec.suspend or run is None:
+        return
+    if run.stage is RunStage.EVALUATING and run.evaluation is not None and not run.comparison:
+        _stop_evaluation(p, run)
+        return
+    if run.stage is not RunStage.TRAINING:
         return
     job = JobRef.from_run(run)
     if job is not None and training.stop_training(p.session, job):
         # The next observation records it as Stopped.
         p.event("Normal", "TrainingStopped", f"suspended: stopped {job.name}")
+
+
+def _stop_evaluation(p: PolicyPass, run: CurrentRun) -> None:
+    """The held-out evaluation's transform jobs would only cost money: stop them, and end
+    the run Stopped (nothing judged, nothing deployed)."""
+    stopped = evaluation.stop_evaluation(p.session, p.ref, run.id)
+    p.end_run(
+        HistoryEntry(
+            run_id=run.id,
+            outcome=Outcome.STOPPED,
+            training_job_name=run.training_job_name,
+            model_data_url=run.model_data_url,
+            started_at=run.started_at,
+            finished_at=p.now,
+            reason="suspended during the held-out evaluation",
+            instance_hours=run.instance_hours,
+        )
+    )
+    p.checkpoint()
+    for name in stopped:
+        p.event("Normal", "EvaluationStopped", f"suspended: stopped {name}")
