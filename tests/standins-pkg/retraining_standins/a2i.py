@@ -3,7 +3,9 @@
 Human loops are seeded by tests (`seed_loop`, `complete_loop`, ...) or started through
 StartHumanLoop. A loop that completes writes its `output.json` into the S3 stand-in at A2I's
 key layout, at the moment it completes, so loops can finish out of creation order exactly as
-they do on AWS.
+they do on AWS. Unless the output was given as raw bytes, it also puts the reviewed image at
+its `taskObject` (`images.image_bytes`: the first human answer's boxes are the image's truth,
+class ids being indexes in the seeding `classes`), so Batch Transform can answer for it.
 
 ListHumanLoops filters `CreationTimeAfter < CreationTime < CreationTimeBefore` (both strict),
 sorts by creation time (Ascending by default) and pages with opaque key-based tokens.
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from retraining_standins import errors
+from retraining_standins.images import Truth, image_bytes, truth_of_a2i_output
 from retraining_standins.model import SAGEMAKER, shared_members
 from retraining_standins.paging import paginate, time_key
 from retraining_standins.seed import (
@@ -365,6 +370,18 @@ class HumanLoopStore:
         if self.state.events is not None:
             self.state.events.loop_ended(loop)
 
+    def _put_image(self, task: str, truth: Truth | None) -> None:
+        """The reviewed image itself, at its task object, carrying the first answer's boxes
+        (the truth a Batch Transform model sees). An image A2I could not have read (no
+        bucket, not s3://) is skipped."""
+        store = self.state.store
+        if truth is None or store is None:
+            return
+        try:
+            store.put(task, image_bytes(truth.width, truth.height, truth.boxes), "image/jpeg")
+        except (ClientError, ValueError):
+            return
+
     def _complete(
         self,
         loop: HumanLoop,
@@ -383,26 +400,26 @@ class HumanLoopStore:
         # them review the same objects (jitter, occasional disagreement), as real teams do.
         count = workers if workers is not None else loop.flow.task_count
         disagreement = WORKER_DISAGREEMENT if workers is None and count > 1 else None
+        document: Any = output
         if output is None:
-            body = json.dumps(
-                random_a2i_output(
-                    flow_definition_arn=loop.flow.arn,
-                    human_loop_name=loop.name,
-                    task_object=task,
-                    classes=classes,
-                    rng=random.Random(self.rng.getrandbits(64)),
-                    submitted_at=at,
-                    workers=count,
-                    disagreement=disagreement,
-                )
-            ).encode()
-        elif isinstance(output, bytes):
-            body = output
-        elif isinstance(output, str):
-            body = output.encode()
+            document = random_a2i_output(
+                flow_definition_arn=loop.flow.arn,
+                human_loop_name=loop.name,
+                task_object=task,
+                classes=classes,
+                rng=random.Random(self.rng.getrandbits(64)),
+                submitted_at=at,
+                workers=count,
+                disagreement=disagreement,
+            )
+            body = json.dumps(document).encode()
+        elif isinstance(output, bytes | str):  # raw, often malformed on purpose: no image
+            body = output if isinstance(output, bytes) else output.encode()
+            document = None
         else:
             body = json.dumps(output).encode()
         store.put(uri, body, "application/json")
+        self._put_image(task, truth_of_a2i_output(document, classes))
         loop.status = "Completed"
         loop.output_uri = uri
         loop.completed_at = at

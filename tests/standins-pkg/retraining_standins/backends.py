@@ -1,7 +1,8 @@
 """Side channels of the emulator: S3 objects and CloudWatch alarm states.
 
-The emulator writes model artifacts and A2I `output.json` files, checks that training inputs
-and model data exist, and reads alarm states during endpoint deployments. Against the moto
+The emulator writes model artifacts, A2I `output.json` files, seeded images and Batch
+Transform outputs, checks that training inputs and model data exist, lists and reads
+transform inputs, and reads alarm states during endpoint deployments. Against the moto
 server it does so through boto3 on moto's *direct* listener (no faults, not in the request
 log), so the emulator's own traffic never shows up as the operator's.
 """
@@ -67,6 +68,20 @@ class S3ObjectStore:
             raise
         return int(response.get("KeyCount", 0)) > 0
 
+    def list_keys(self, uri: str) -> list[str]:
+        bucket, key = parse_s3_uri(uri)
+        keys: list[str] = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=key
+            ):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise
+        return sorted(keys)
+
 
 class MemoryObjectStore:
     """An in-memory `ObjectStore` (for running the emulator without the S3 stand-in)."""
@@ -91,6 +106,11 @@ class MemoryObjectStore:
     def exists_prefix(self, uri: str) -> bool:
         with self._lock:
             return any(k.startswith(uri) for k in self._objects)
+
+    def list_keys(self, uri: str) -> list[str]:
+        bucket, _ = parse_s3_uri(uri)
+        with self._lock:
+            return sorted(k[len(f"s3://{bucket}/") :] for k in self._objects if k.startswith(uri))
 
     def keys(self) -> list[str]:
         with self._lock:

@@ -75,6 +75,20 @@ class Control:
     def set_metrics(self, job: str, metrics: Mapping[str, float]) -> None:
         self._call("POST", "sagemaker/metrics", {"job": job, "metrics": dict(metrics)})
 
+    def set_model_quality(
+        self,
+        models: Mapping[str, Mapping[str, Any]] | None = None,
+        default: Mapping[str, Any] | None = None,
+    ) -> None:
+        """How good each model is in Batch Transform: `models` by ModelDataUrl or ModelName,
+        e.g. `{"s3://b/model.tar.gz": {"overall": 0.8, "perClass": {"3": 0.0}}}`; every other
+        model `default` (`{"overall": 0.7}` if None). Both None: back to the default."""
+        if models is None and default is None:
+            self._call("DELETE", "sagemaker/model-quality", {})
+            return
+        body = {"models": dict(models or {}), "default": dict(default or {})}
+        self._call("PUT", "sagemaker/model-quality", body)
+
     def plan_training(self, job: str, **plan: Any) -> None:
         self._call("POST", "sagemaker/plans", {"job": job, **plan})
 

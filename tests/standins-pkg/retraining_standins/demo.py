@@ -1,6 +1,7 @@
 """A small, realistic world for the demo: a bucket, a flow definition with completed loops,
 VOC-style training/validation manifests, and an endpoint serving a built-in object-detection
-model (variant `AllTraffic`)."""
+model (variant `AllTraffic`). Every image the loops and manifests name is in the bucket too,
+carrying its true boxes (`images.py`), so Batch Transform can evaluate models on them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retraining_standins.detector import ModelQuality, QualityProvider, quality_table
+from retraining_standins.images import image_bytes, truth_of_manifest_line
 from retraining_standins.seed import VOC_CLASSES, random_bounding_boxes
 from retraining_standins.stack import AwsStandins
 from retraining_standins.training import model_tarball
 
+LABEL_ATTRIBUTE = "a2i-retraining"
 IMAGE_CONFIG = Path("sagemaker", "core", "image_uri_config", "object-detection.json")
 
 
@@ -67,7 +71,7 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
             json.dumps(
                 {
                     "source-ref": f"s3://{bucket}/{prefix}/images/{index:06d}.jpg",
-                    "a2i-retraining": {
+                    LABEL_ATTRIBUTE: {
                         "annotations": [
                             {
                                 "class_id": VOC_CLASSES.index(b["label"]),
@@ -80,7 +84,7 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
                         ],
                         "image_size": [{"width": width, "height": height, "depth": 3}],
                     },
-                    "a2i-retraining-metadata": {
+                    f"{LABEL_ATTRIBUTE}-metadata": {
                         "class-map": dict(enumerate(VOC_CLASSES)),
                         "human-annotated": "yes",
                         "type": "groundtruth/object-detection",
@@ -91,6 +95,27 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
     return ("\n".join(lines) + "\n").encode()
 
 
+def demo_model_quality(world: DemoWorld) -> QualityProvider:
+    """The serving base model finds 70 % of the objects; every retrained model 80 %, so a
+    gate that evaluates on held-out images promotes the candidate."""
+    return quality_table({world.model_data_url: ModelQuality(0.7)}, ModelQuality(0.8))
+
+
+def put_manifest_images(
+    standins: AwsStandins, lines: bytes, attribute: str = LABEL_ATTRIBUTE
+) -> int:
+    """Put each line's image at its `source-ref`, carrying the line's boxes as its truth
+    (`images.image_bytes`); the number of images written."""
+    written = 0
+    for text in lines.decode().splitlines():
+        line = json.loads(text)
+        truth = truth_of_manifest_line(line, attribute)
+        if truth is not None:
+            standins.put_object(line["source-ref"], image_bytes(*truth))
+            written += 1
+    return written
+
+
 def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-bucket") -> DemoWorld:
     rng = random.Random(standins.seed)
     standins.create_bucket(bucket)
@@ -98,8 +123,12 @@ def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-buck
     standins.a2i.add_loops(flow.name, loops, interval=60.0)
     train = f"s3://{bucket}/voc/train.manifest"
     validation = f"s3://{bucket}/voc/validation.manifest"
-    standins.put_object(train, manifest_lines(rng, bucket, "voc/train", 60))
-    standins.put_object(validation, manifest_lines(rng, bucket, "voc/validation", 20))
+    for uri, lines in (
+        (train, manifest_lines(rng, bucket, "voc/train", 60)),
+        (validation, manifest_lines(rng, bucket, "voc/validation", 20)),
+    ):
+        standins.put_object(uri, lines)
+        put_manifest_images(standins, lines)
     model_data_url = f"s3://{bucket}/model/model.tar.gz"
     standins.put_object(model_data_url, model_tarball({"model": "demo base model"}))
     image = object_detection_image(standins.region)

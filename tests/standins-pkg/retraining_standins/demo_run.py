@@ -24,7 +24,7 @@ import yaml
 
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 from retraining_standins.clock import Clock
-from retraining_standins.demo import DemoWorld, seed_demo
+from retraining_standins.demo import DemoWorld, demo_model_quality, seed_demo
 from retraining_standins.kubeapi import ControlPlane, find_assets
 from retraining_standins.seed import VOC_CLASSES
 from retraining_standins.stack import AwsStandins, isolated_aws_env
@@ -49,6 +49,8 @@ DEMO_DURATIONS = Durations(
     endpoint_weights=2.0,
     endpoint_deleting=2.0,
     tuning_stopping=2.0,
+    transform=2.0,
+    transform_stopping=1.0,
 )
 
 
@@ -160,6 +162,7 @@ class DemoRun:
         with AwsStandins(clock=Clock(speed=1.0), durations=DEMO_DURATIONS) as aws:
             world = seed_demo(aws, self.loops)
             aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.74})
+            aws.sagemaker.set_model_quality(demo_model_quality(world))
             say(
                 f"AWS stand-ins up: {self.loops} reviewed images in A2I flow "
                 f"{world.flow_definition_arn.rsplit('/', 1)[-1]}, endpoint {world.endpoint_name} "

@@ -16,6 +16,7 @@ from retraining_standins import errors
 from retraining_standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
 from retraining_standins.autoscaling import AutoScalingStore
 from retraining_standins.clock import Clock
+from retraining_standins.detector import QualityProvider, default_quality
 from retraining_standins.hosting import HostingStore
 from retraining_standins.paging import paginate
 from retraining_standins.registry import ModelPackage, RegistryStore
@@ -34,6 +35,7 @@ from retraining_standins.training import (
     TrainingPlanner,
     TrainingStore,
 )
+from retraining_standins.transform import TransformStore
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -60,6 +62,7 @@ class Emulator:
         )
         self.training = TrainingStore(self.state)
         self.hosting = HostingStore(self.state)
+        self.transform = TransformStore(self.state, self.hosting)
         self.registry = RegistryStore(self.state)
         self.human_loops = HumanLoopStore(self.state, seed)
         self.autoscaling = AutoScalingStore(self.state, self.hosting)
@@ -69,6 +72,7 @@ class Emulator:
         self.sagemaker = SageMakerControl(self)
         self.a2i = A2IControl(self)
         t, h, a, r = self.training, self.hosting, self.human_loops, self.registry
+        b = self.transform
         self.sagemaker_operations: dict[str, Handler] = {
             "CreateTrainingJob": t.create_training_job,
             "DescribeTrainingJob": t.describe_training_job,
@@ -80,6 +84,10 @@ class Emulator:
             "ListTrainingJobsForHyperParameterTuningJob": (
                 t.list_training_jobs_for_hyper_parameter_tuning_job
             ),
+            "CreateTransformJob": b.create_transform_job,
+            "DescribeTransformJob": b.describe_transform_job,
+            "StopTransformJob": b.stop_transform_job,
+            "ListTransformJobs": b.list_transform_jobs,
             "CreateModel": h.create_model,
             "DescribeModel": h.describe_model,
             "DeleteModel": h.delete_model,
@@ -141,6 +149,7 @@ class Emulator:
         with self.lock:
             self.training.reset()
             self.hosting.reset()
+            self.transform.reset()
             self.registry.reset()
             self.human_loops.reset(seed)
             self.autoscaling.reset()
@@ -154,6 +163,7 @@ class Emulator:
         self.hosting.list_endpoints({})  # refresh: deleted endpoints lose their tags
         known = (
             self.training.arns()
+            | self.transform.arns()
             | self.hosting.arns()
             | self.human_loops.arns()
             | self.registry.arns()
@@ -228,6 +238,13 @@ class SageMakerControl:
         with self._emulator.lock:
             self._emulator.training.metrics_provider = provider
 
+    def set_model_quality(self, provider: QualityProvider | None) -> None:
+        """`provider(model_name, model_data_url) -> ModelQuality`: how good each model is
+        when a Batch Transform job runs it (read when the job completes). None: the default,
+        every model `ModelQuality()` (finds 70 % of the objects)."""
+        with self._emulator.lock:
+            self._emulator.transform.quality = provider or default_quality
+
     def fail_next_update(self, endpoint_name: str, reason: str) -> None:
         """The next UpdateEndpoint of this endpoint fails while provisioning."""
         with self._emulator.lock:
@@ -275,6 +292,9 @@ class SageMakerControl:
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
         return self.call("DescribeTrainingJob", TrainingJobName=name)
+
+    def describe_transform_job(self, name: str) -> dict[str, Any]:
+        return self.call("DescribeTransformJob", TransformJobName=name)
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         return self.call("DescribeEndpoint", EndpointName=name)

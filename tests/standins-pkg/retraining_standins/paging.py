@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -46,6 +46,41 @@ def paginate(
     page = ordered[:max_results]
     token = _encode(key(page[-1]), scope) if len(ordered) > max_results else None
     return page, token
+
+
+def filter_common(
+    items: list[Any], params: Mapping[str, Any], created: Callable[[Any], datetime]
+) -> list[Any]:
+    """The items a List call's `NameContains` and `CreationTimeAfter/Before` keep."""
+    if "NameContains" in params:
+        needle = str(params["NameContains"]).lower()
+        items = [i for i in items if needle in i.name.lower()]
+    if "CreationTimeAfter" in params:
+        items = [i for i in items if created(i) > params["CreationTimeAfter"]]
+    if "CreationTimeBefore" in params:
+        items = [i for i in items if created(i) < params["CreationTimeBefore"]]
+    return items
+
+
+def sort_key(
+    sort_by: str,
+    name: Callable[[Any], str],
+    created: Callable[[Any], datetime],
+    status: Callable[[Any], str] | None = None,
+) -> Callable[[Any], SortKey]:
+    """A List call's `SortBy` (Name, Status, else CreationTime) as a `paginate` key."""
+    if sort_by == "Name":
+        return lambda i: name_key(name(i))
+    if sort_by == "Status" and status is not None:
+        return lambda i: (status(i), name(i))
+    return lambda i: time_key(created(i), name(i))
+
+
+def with_token(result: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """`result` with `NextToken` when there is a next page."""
+    if token:
+        result["NextToken"] = token
+    return result
 
 
 def _encode(last: SortKey, scope: str) -> str:

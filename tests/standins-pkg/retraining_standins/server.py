@@ -32,6 +32,7 @@ from botocore.model import OperationModel
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from retraining_standins.detector import ModelQuality, quality_table
 from retraining_standins.emulator import Emulator
 from retraining_standins.errors import ApiError
 from retraining_standins.faults import FaultDecision, FaultRule, Faults
@@ -378,6 +379,17 @@ class ControlApi:
             return {"outputS3Uri": uri}
         if route == "sagemaker/metrics" and method == "POST":
             self.emulator.sagemaker.set_metrics(str(body["job"]), body["metrics"])
+            return {"ok": True}
+        if route == "sagemaker/model-quality" and method in ("PUT", "DELETE"):
+            provider = None
+            if method == "PUT":
+                models = {
+                    str(key): ModelQuality.from_json(value)
+                    for key, value in dict(body.get("models") or {}).items()
+                }
+                default = ModelQuality.from_json(body.get("default") or {})
+                provider = quality_table(models, default)
+            self.emulator.sagemaker.set_model_quality(provider)
             return {"ok": True}
         if route == "autoscaling/scale" and method == "POST":
             count = self.emulator.sagemaker.autoscale(

@@ -28,6 +28,9 @@ class Durations:
     endpoint_creating: float = 300.0
     endpoint_updating: float = 300.0
     """Provisioning the new fleet, before traffic shifts and baking starts."""
+    transform: float = 60.0
+    """A Batch Transform job, from creation to Completed (or Failed)."""
+    transform_stopping: float = 10.0
     endpoint_rolling_back: float = 120.0
     endpoint_weights: float = 30.0
     endpoint_deleting: float = 30.0
@@ -60,6 +63,9 @@ class ObjectStore(Protocol):
 
     def exists_prefix(self, uri: str) -> bool:
         """True if at least one object has this key prefix."""
+
+    def list_keys(self, uri: str) -> list[str]:
+        """The keys of every object under this key prefix (`s3://bucket/prefix`), sorted."""
 
 
 class LoopEventSink(Protocol):

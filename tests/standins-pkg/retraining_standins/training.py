@@ -25,7 +25,14 @@ from botocore.exceptions import ClientError
 
 from retraining_standins import errors
 from retraining_standins.model import SAGEMAKER, shared_members
-from retraining_standins.paging import name_key, paginate, time_key
+from retraining_standins.paging import (
+    filter_common,
+    name_key,
+    paginate,
+    sort_key,
+    time_key,
+    with_token,
+)
 from retraining_standins.state import EmulatorState
 
 PHASES = ("Starting", "Downloading", "Training", "Uploading")
@@ -540,7 +547,7 @@ class TrainingStore:
 
     def list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         self.refresh_all()
-        jobs = _filter_common(list(self.jobs.values()), params, lambda j: j.created)
+        jobs = filter_common(list(self.jobs.values()), params, lambda j: j.created)
         if "LastModifiedTimeAfter" in params:
             jobs = [j for j in jobs if _mod(j) > params["LastModifiedTimeAfter"]]
         if "LastModifiedTimeBefore" in params:
@@ -548,7 +555,7 @@ class TrainingStore:
         if "StatusEquals" in params:
             jobs = [j for j in jobs if j.status == params["StatusEquals"]]
         sort_by = params.get("SortBy", "CreationTime")
-        key = _sort_key(sort_by, lambda j: j.name, lambda j: j.created, lambda j: j.status)
+        key = sort_key(sort_by, lambda j: j.name, lambda j: j.created, lambda j: j.status)
         page, token = paginate(
             jobs,
             key,
@@ -557,7 +564,7 @@ class TrainingStore:
             next_token=params.get("NextToken"),
             scope=f"ListTrainingJobs/{sort_by}",
         )
-        return _with_token({"TrainingJobSummaries": [j.summary() for j in page]}, token)
+        return with_token({"TrainingJobSummaries": [j.summary() for j in page]}, token)
 
     # -- tuning jobs -----------------------------------------------------------------------
     def create_hyper_parameter_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -736,7 +743,7 @@ class TrainingStore:
             scope=f"ListTrainingJobsForHyperParameterTuningJob/{tuning.name}/{sort_by}",
         )
         summaries = [c.tuning_summary(tuning.objective) for c in page]
-        return _with_token({"TrainingJobSummaries": summaries}, token)
+        return with_token({"TrainingJobSummaries": summaries}, token)
 
 
 def _mod(job: TrainingJob) -> datetime:
@@ -794,35 +801,3 @@ def _sample(ranges: Mapping[str, Any], rng: random.Random) -> dict[str, str]:
     for item in ranges.get("CategoricalParameterRanges") or []:
         tuned[item["Name"]] = str(rng.choice(list(item["Values"])))
     return tuned
-
-
-def _filter_common(
-    items: list[Any], params: Mapping[str, Any], created: Callable[[Any], datetime]
-) -> list[Any]:
-    if "NameContains" in params:
-        needle = str(params["NameContains"]).lower()
-        items = [i for i in items if needle in i.name.lower()]
-    if "CreationTimeAfter" in params:
-        items = [i for i in items if created(i) > params["CreationTimeAfter"]]
-    if "CreationTimeBefore" in params:
-        items = [i for i in items if created(i) < params["CreationTimeBefore"]]
-    return items
-
-
-def _sort_key(
-    sort_by: str,
-    name: Callable[[Any], str],
-    created: Callable[[Any], datetime],
-    status: Callable[[Any], str] | None = None,
-) -> Callable[[Any], tuple[float | str, str]]:
-    if sort_by == "Name":
-        return lambda i: name_key(name(i))
-    if sort_by == "Status" and status is not None:
-        return lambda i: (status(i), name(i))
-    return lambda i: time_key(created(i), name(i))
-
-
-def _with_token(result: dict[str, Any], token: str | None) -> dict[str, Any]:
-    if token:
-        result["NextToken"] = token
-    return result
