@@ -98,6 +98,7 @@ def allows(documents: Iterable[Mapping[str, Any]], request: Request) -> bool:
 _SAGEMAKER_NAMES = {
     "TrainingJobName": "training-job",
     "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
+    "TransformJobName": "transform-job",
     "ModelName": "model",
     "EndpointConfigName": "endpoint-config",
     "EndpointName": "endpoint",
@@ -172,6 +173,10 @@ def _sagemaker_resources(call: Call, where: _Where) -> list[str]:
     def arn(kind: str, name: str) -> str:
         return where.arn("sagemaker", f"{kind}/{name.lower()}")
 
+    if "TransformJobName" in params:
+        # A transform job is authorized on itself; the model it names is not a resource of
+        # CreateTransformJob (the Service Authorization Reference lists transform-job only).
+        return [arn("transform-job", params["TransformJobName"])]
     resources = [arn(kind, params[p]) for p, kind in _SAGEMAKER_NAMES.items() if p in params]
     group = params.get("ModelPackageGroupName")
     if group:

@@ -307,6 +307,9 @@ class PolicyPass:
             if entry.started_at is None:
                 update["started_at"] = run.started_at
             entry = entry.model_copy(update=update)
+        if run is not None and entry.comparison is None and run.comparison is not None:
+            # gate.evaluation: what the run was judged on stays with it (docs/gate.md).
+            entry = entry.model_copy(update={"comparison": run.comparison})
         status.history = st.push_history(status.history, entry)
         status.current_run = None
         metrics.RUNS.labels(*self.labels, entry.outcome.value).inc()
