@@ -121,7 +121,13 @@ def needs(call: Call, *, partition: str = "aws", region: str, account: str) -> l
     resources = _resources(call, where)
     if not resources:
         raise AssertionError(f"no IAM resource for {call.service} {call.operation} {call.params}")
-    out = [Request(action, resource) for action in row.actions for resource in resources]
+    # A listing is authorized with the prefix it asks for (s3:prefix).
+    listed = (
+        {"s3:prefix": str(call.params.get("Prefix", ""))}
+        if call.operation == "ListObjectsV2"
+        else {}
+    )
+    out = [Request(action, resource, listed) for action in row.actions for resource in resources]
     if row.tags and _tagged(call.params):
         out.append(_tagging(row.tags, call, resources[0]))
     if row.passes_role:
