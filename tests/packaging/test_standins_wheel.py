@@ -153,3 +153,4 @@ def test_both_wheels_run_the_demo_outside_the_checkout(
     output = f"{demo.stdout[-6000:]}\n{demo.stderr[-3000:]}"
     assert demo.returncode == 0, output
     assert "loop closed: endpoint demo-endpoint is InService" in demo.stdout, output
+    assert "gate judged like with like: held-out mAP" in demo.stdout, output

@@ -9,6 +9,7 @@ import pytest
 
 from retraining_operator.api import (
     CurrentRun,
+    GateEvaluationSpec,
     GateSpec,
     HistoryEntry,
     Outcome,
@@ -93,6 +94,14 @@ def test_unknown_serving_value_only_checks_floor() -> None:
     decision = evaluate_gate(GATE, {"validation:mAP": 0.55}, serving_value=None)
     assert decision.passed
     assert "regression was not checked" in decision.reason
+
+
+def test_held_out_evaluation_says_where_regression_is_judged() -> None:
+    gate = GATE.model_copy(update={"evaluation": GateEvaluationSpec()})
+    decision = evaluate_gate(gate, {"validation:mAP": 0.55}, serving_value=None)
+    assert decision.passed
+    assert "regression was not checked" not in decision.reason
+    assert "held-out images (gate.evaluation)" in decision.reason
 
 
 def test_serving_value_from_status_or_history() -> None:

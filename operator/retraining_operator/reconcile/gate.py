@@ -95,7 +95,9 @@ def evaluate_gate(
         basis = "no bar is set (gate.minimum unset and no serving value known)"
     else:
         basis = " and ".join(f">= {text}" for _, text in bars)
-    if gate.max_regression is not None and serving_value is None:
+    if gate.evaluation is not None:
+        basis += "; regression is judged on the held-out images (gate.evaluation)"
+    elif gate.max_regression is not None and serving_value is None:
         basis += "; the serving model's value is unknown, so regression was not checked"
     return GateDecision(
         passed=True,

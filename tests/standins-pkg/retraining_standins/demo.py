@@ -96,9 +96,11 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
 
 
 def demo_model_quality(world: DemoWorld) -> QualityProvider:
-    """The serving base model finds 70 % of the objects; every retrained model 80 %, so a
-    gate that evaluates on held-out images promotes the candidate."""
-    return quality_table({world.model_data_url: ModelQuality(0.7)}, ModelQuality(0.8))
+    """The serving base model finds 60 % of the objects; every retrained model 90 %, so the
+    held-out gate promotes the candidate. The gap is wide on purpose: on the demo's 20
+    held-out images a 0.7 vs 0.8 pair left the 90 % interval's lower bound below 0 in 15 of
+    60 simulated runs; 0.6 vs 0.9 in none (lowest bound +0.10)."""
+    return quality_table({world.model_data_url: ModelQuality(0.6)}, ModelQuality(0.9))
 
 
 def put_manifest_images(

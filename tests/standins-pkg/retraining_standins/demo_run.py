@@ -4,13 +4,15 @@ Starts a real kube-apiserver + etcd (envtest binaries), the AWS stand-ins (S3/ST
 on moto, the SageMaker + A2I emulator on a real-time clock with short lifecycles), installs
 the CRD, seeds an A2I flow definition with reviewed images and an endpoint serving a model,
 applies a RetrainingPolicy, runs the real operator (`retraining-operator run`, a subprocess)
-and prints each step: polled -> manifest -> training job -> gate -> canary -> serving.
+and prints each step: polled -> manifest -> training job -> held-out comparison (both models
+predict the same images through Batch Transform; the operator scores them) -> canary -> serving.
 Exit 0 when the loop closes (the endpoint serves the new model), 1 otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +26,13 @@ import yaml
 
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 from retraining_standins.clock import Clock
-from retraining_standins.demo import DemoWorld, demo_model_quality, seed_demo
+from retraining_standins.demo import (
+    DemoWorld,
+    demo_model_quality,
+    manifest_lines,
+    put_manifest_images,
+    seed_demo,
+)
 from retraining_standins.kubeapi import ControlPlane, find_assets
 from retraining_standins.seed import VOC_CLASSES
 from retraining_standins.stack import AwsStandins, isolated_aws_env
@@ -104,6 +112,48 @@ def demo_policy(world: DemoWorld, *, min_new_samples: int) -> dict[str, Any]:
     }
 
 
+def with_held_out_gate(policy: dict[str, Any], anchor_manifest: str) -> dict[str, Any]:
+    """The demo policy judging the candidate against the serving model on the same images
+    (its validation manifest), and on an anchor set for forgetting (docs/gate.md)."""
+    policy["spec"]["gate"]["evaluation"] = {
+        "minImages": 20,
+        "minImprovement": 0,
+        "confidence": 0.9,
+        "bootstrapSamples": 500,
+        "anchorManifestS3Uri": anchor_manifest,
+        "maxForgetting": 0.05,
+        "instanceType": "ml.m5.xlarge",
+    }
+    return policy
+
+
+def seed_anchor(aws: AwsStandins, world: DemoWorld, images: int = 40) -> str:
+    """An anchor set: images like the ones the base model was validated on."""
+    uri = f"s3://{world.bucket}/voc/anchor.manifest"
+    lines = manifest_lines(random.Random(aws.seed + 1), world.bucket, "voc/anchor", images)
+    aws.put_object(uri, lines)
+    put_manifest_images(aws, lines)
+    return uri
+
+
+def comparison_line(comparison: dict[str, Any]) -> str:
+    """One line of the held-out comparison recorded in the run's history."""
+    if comparison.get("servingMAP") is None:
+        return f"held-out mAP {comparison['candidateMAP']:.3f} (first deployment)"
+    line = (
+        f"held-out mAP {comparison['candidateMAP']:.3f} vs serving "
+        f"{comparison['servingMAP']:.3f} on {comparison['images']} images, difference "
+        f"{comparison['difference']:+.3f}, {comparison['confidence'] * 100:g} % interval "
+        f"[{comparison['low']:+.3f}, {comparison['high']:+.3f}]"
+    )
+    if comparison.get("anchorCandidateMAP") is not None:
+        line += (
+            f"; anchor mAP {comparison['anchorCandidateMAP']:.3f} vs "
+            f"{comparison.get('anchorServingMAP', 0):.3f}"
+        )
+    return line
+
+
 class Narrator:
     """Prints what changed: phase, run stage, and every new Kubernetes Event."""
 
@@ -124,6 +174,11 @@ class Narrator:
             f"phase={status.get('phase', '-')} pending={ingest.get('pendingSamples', 0)}"
             f" stage={run.get('stage', '-')}"
             + (f" job={run['trainingJobName']}" if run.get("trainingJobName") else "")
+            + "".join(
+                f" transform={job}"
+                for key in ("candidateJob", "servingJob")
+                if (job := (run.get("evaluation") or {}).get(key))
+            )
         )
         if line != self.last_line:
             self.say(line)
@@ -163,6 +218,7 @@ class DemoRun:
             world = seed_demo(aws, self.loops)
             aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.74})
             aws.sagemaker.set_model_quality(demo_model_quality(world))
+            anchor = seed_anchor(aws, world)
             say(
                 f"AWS stand-ins up: {self.loops} reviewed images in A2I flow "
                 f"{world.flow_definition_arn.rsplit('/', 1)[-1]}, endpoint {world.endpoint_name} "
@@ -178,7 +234,9 @@ class DemoRun:
                     API_VERSION,
                     NAMESPACE,
                     PLURAL,
-                    demo_policy(world, min_new_samples=min(20, self.loops)),
+                    with_held_out_gate(
+                        demo_policy(world, min_new_samples=min(20, self.loops)), anchor
+                    ),
                 )
                 say(f"applied RetrainingPolicy {NAMESPACE}/{POLICY}")
                 env = {**os.environ, **isolated_aws_env(aws), "KUBECONFIG": str(plane.kubeconfig)}
@@ -242,6 +300,11 @@ class DemoRun:
                     f"on {endpoint['EndpointConfigName']}, serving {serving} "
                     f"(was {world.model_name}); validation:mAP {history[0].get('metricValue')}"
                 )
+                comparison = history[0].get("comparison")
+                if not comparison:
+                    self.narrator.say("no held-out comparison in the run's history")
+                    return False
+                self.narrator.say(f"gate judged like with like: {comparison_line(comparison)}")
                 return True
             time.sleep(1.0)
         self.narrator.say(f"timed out after {self.timeout:.0f}s")
