@@ -3,6 +3,9 @@
 Argo CD runs health scripts in gopher-lua (Lua 5.1 semantics, JSON numbers as float64) with only
 the base, table, string and math libraries; the tests run the script the same way under Lua 5.1
 (numbers as floats) and under Lua 5.4 (integers), in a sandbox without os/io/require.
+
+The rows of the tables in docs/argocd.md ("What it reports") are the specification: each row's
+samples are parsed from the doc and run here, so the doc and the script cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ import textwrap
 from typing import Any
 
 import pytest
+import yaml
 from helmkit import CHART_DIR, REPO_ROOT
 
+from retraining_operator.api import ConditionType, Phase, RunStage
+from retraining_operator.reconcile.status import WAITING_FOR_VALIDATION_DATA
+
 SCRIPT = (CHART_DIR / "argocd" / "health.lua").read_text()
+DOC = (REPO_ROOT / "docs" / "argocd.md").read_text()
+OPERATOR = REPO_ROOT / "operator" / "retraining_operator"
 RUNTIMES = ["lua51", "lua54"]
 UNSAFE_GLOBALS = ["os", "io", "require", "package", "debug", "dofile", "loadfile", "load"]
 
@@ -101,15 +110,15 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "suspended",
-        policy(phase="Suspended", conditions=[cond("Ready", "False", "Suspended", "paused")]),
+        policy(phase="Suspended", conditions=[cond("Ready", "True", "Suspended", "phase x")]),
         "Suspended",
-        "paused",
+        "spec.suspend is true",
     ),
     (
-        "suspended-wins-over-degraded",
+        "degraded-wins-over-suspended",
         policy(phase="Suspended", conditions=[cond("Degraded", "True", "RolledBack", "x")]),
-        "Suspended",
-        "spec.suspend",
+        "Degraded",
+        "x (also: suspended)",
     ),
     (
         "degraded-condition",
@@ -193,14 +202,66 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "Awaiting approval of run r7",
     ),
     (
-        "awaiting-approval-wins-over-an-old-degradation",
+        "degradation-wins-over-awaiting-approval",
         policy(
             phase="Evaluating",
             currentRun={**RUN, "stage": "AwaitingApproval"},
             conditions=[cond("Degraded", "True", "TrainingFailed", "an earlier run failed")],
         ),
-        "Suspended",
-        "Awaiting approval",
+        "Degraded",
+        "an earlier run failed (also: awaiting approval of run r7)",
+    ),
+    (
+        "every-problem-and-every-wait-named",
+        policy(
+            phase="Evaluating",
+            currentRun={**RUN, "stage": "AwaitingApproval"},
+            conditions=[
+                cond("Degraded", "True", "AccessDenied"),
+                cond("Drifted", "True", "EndpointChanged", "runs c-2"),
+                cond("PollsStarved", "True", "AwsBudget", "late"),
+                cond("EventsFlowing", "False", "QueueUnreachable", "cannot read"),
+            ],
+        ),
+        "Degraded",
+        "AccessDenied (also: Drifted, PollsStarved, EventsFlowing, awaiting approval of run r7)",
+    ),
+    (
+        "problem-while-waiting-for-validation-data",
+        policy(
+            phase="Collecting",
+            conditions=[
+                cond("Progressing", "False", "WaitingForValidationData", "holdout too small"),
+                cond("PollsStarved", "True", "AwsBudget"),
+            ],
+        ),
+        "Degraded",
+        "AwsBudget (also: waiting for validation data)",
+    ),
+    (
+        "drifted-without-message",
+        policy(phase="Serving", conditions=[cond("Drifted", "True", "")]),
+        "Degraded",
+        "The endpoint changed out of band",
+    ),
+    (
+        "failed-after-quota",
+        policy(
+            phase="Failed",
+            conditions=[cond("QuotaExceeded", "True", "QuotaExceeded", "concurrentJobs is 2")],
+        ),
+        "Degraded",
+        "The policy failed",
+    ),
+    (
+        "events-unknown-status-is-ignored",
+        policy(
+            phase="Serving",
+            conditions=[cond("EventsFlowing", "Unknown", "Starting")],
+            serving={"modelName": "m-1"},
+        ),
+        "Healthy",
+        "Serving model m-1",
     ),
     (
         "collecting-ready-idle",
@@ -249,29 +310,171 @@ def test_health(obj: dict[str, Any], status: str, fragment: str, runtime: str) -
     assert fragment in result["message"], result
 
 
-def test_every_phase_of_the_crd_is_covered() -> None:
-    import yaml
+# ------------------------------------------------------------------------------ the doc's tables
 
+
+class Sample:
+    """One sample of a row of docs/argocd.md, parsed from its notation (explained above the
+    table): `phase=P`, `run=Stage`, `Type=Status/Reason`, `pending=N`, `model=M`, `job=J`,
+    `stale`, `unobserved`."""
+
+    def __init__(self, notation: str) -> None:
+        self.notation = notation
+        self.phase: str | None = None
+        self.stage: str | None = None
+        self.conditions: list[tuple[str, str, str]] = []
+        status: dict[str, Any] = {}
+        run: dict[str, Any] = {}
+        generation, observed = 3, 3
+        self.observed = True
+        for token in notation.split():
+            key, _, value = token.partition("=")
+            if token == "unobserved":
+                self.observed = False
+            elif token == "stale":
+                generation = 4
+            elif key == "phase":
+                self.phase = status["phase"] = value
+            elif key == "run":
+                self.stage = value
+                run.update({"id": "r7", "stage": value, "startedAt": "2025-01-01T00:00:00Z"})
+            elif key == "job":
+                run["trainingJobName"] = value
+            elif key == "pending":
+                status["ingest"] = {"pendingSamples": int(value)}
+            elif key == "model":
+                status["serving"] = {"modelName": value}
+            elif key[:1].isupper() and re.fullmatch(r"(True|False)/\w+", value):
+                state, _, reason = value.partition("/")
+                self.conditions.append((key, state, reason))
+            else:
+                raise AssertionError(f"unknown sample token {token!r} in {notation!r}")
+        if run:
+            status["currentRun"] = run
+        if self.conditions:
+            status["conditions"] = [
+                cond(ctype, state, reason, f"<{ctype} message>")
+                for ctype, state, reason in self.conditions
+            ]
+        self.obj = policy(generation)
+        if self.observed:
+            self.obj["status"] = {"observedGeneration": observed, **status}
+
+
+class Row:
+    def __init__(self, cells: dict[str, str]) -> None:
+        self.id = cells["#"]
+        self.samples = [Sample(n) for n in re.findall(r"`([^`]+)`", cells["sample (as tested)"])]
+        self.status = cells["Argo CD health"].strip("* ")
+        found = re.search(r"`([^`]+)`", cells["message"])
+        assert found, f"row {self.id}: no `expected message` in {cells['message']!r}"
+        self.message = found.group(1)
+        assert self.samples, f"row {self.id}: no sample"
+
+
+def doc_rows(doc: str = DOC) -> list[Row]:
+    """Every row of the tables (with a "sample (as tested)" column) in "What it reports"."""
+    section = doc.split("## What it reports", 1)[1].split("\n## ", 1)[0]
+    rows: list[Row] = []
+    header: list[str] | None = None
+    for line in section.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if header is None:
+            header = cells
+        elif not set(line) <= set("|- "):
+            assert len(cells) == len(header), line
+            rows.append(Row(dict(zip(header, cells, strict=True))))
+    return rows
+
+
+ROWS = doc_rows()
+SAMPLES = [(row, sample) for row in ROWS for sample in row.samples]
+
+
+def test_the_doc_tables_are_found_and_numbered_in_order() -> None:
+    assert [row.id for row in ROWS] == [str(n) for n in range(1, len(ROWS) + 1)]
+    assert len(ROWS) >= 27
+    assert {row.status for row in ROWS} == {"Progressing", "Degraded", "Suspended", "Healthy"}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize(
+    ("row", "sample"),
+    SAMPLES,
+    ids=[f"row{row.id}-{row.samples.index(s)}" for row, s in SAMPLES],
+)
+def test_every_row_of_the_doc_table(row: Row, sample: Sample, runtime: str) -> None:
+    result = health(sample.obj, runtime)
+    assert result["status"] == row.status, (sample.notation, result)
+    assert row.message in result["message"], (sample.notation, result)
+
+
+def _crd_status_schema() -> dict[str, Any]:
     crd = yaml.safe_load((REPO_ROOT / "crds" / "retrainingpolicies.yaml").read_text())
-    status_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-    phases = set(status_schema["properties"]["phase"]["enum"])
-    covered = {c[1].get("status", {}).get("phase") for c in CASES}
-    assert phases <= covered, phases - covered
-    conditions = set(
-        status_schema["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(schema["properties"]["status"]["properties"])
+
+
+def test_the_tables_cover_every_phase_stage_and_condition_the_operator_writes() -> None:
+    status = _crd_status_schema()
+    phases = set(status["phase"]["enum"])
+    stages = set(status["currentRun"]["properties"]["stage"]["enum"])
+    types = set(status["conditions"]["items"]["properties"]["type"]["enum"])
+    # The CRD and the operator's enums agree, so covering one covers both.
+    assert phases == {p.value for p in Phase}
+    assert stages == {s.value for s in RunStage}
+    assert types == {t.value for t in ConditionType}
+    samples = [sample for _, sample in SAMPLES]
+    assert phases <= {s.phase for s in samples}, phases - {s.phase for s in samples}
+    assert stages <= {s.stage for s in samples}, stages - {s.stage for s in samples}
+    written = {(ctype, state) for s in samples for ctype, state, _ in s.conditions}
+    wanted = {(ctype, state) for ctype in types for state in ("True", "False")}
+    assert wanted <= written, wanted - written
+
+
+def _written_reasons(path: str, pattern: str) -> set[tuple[str, str]]:
+    code = (OPERATOR / path).read_text()
+    return {(str(ok), reason) for ok, reason in re.findall(pattern, code)}
+
+
+def test_the_tables_cover_every_reason_that_changes_the_health() -> None:
+    """The script looks at the reason of two conditions: EventsFlowing (some reasons of False
+    are expected, the others a problem) and Progressing=False WaitingForValidationData."""
+    events = _written_reasons(
+        "policy_pass/stages/events.py", r'_condition\(\s*p,\s*(True|False),\s*"(\w+)"'
     )
-    # Informational, health follows the others: Drifted (the endpoint changed out of band),
-    # PollsStarved (polls later than pollInterval x 1.1), EventsFlowing (event ingest).
-    # QuotaExceeded (a run waits for its tenant's quota) is Progressing.
-    assert conditions == {
-        "Ready",
-        "Progressing",
-        "Degraded",
-        "Drifted",
-        "PollsStarved",
-        "EventsFlowing",
-        "QuotaExceeded",
-    }
+    assert ("False", "QueueUnreachable") in events, events  # the pattern still matches
+    assert ("True", "Consuming") in events, events
+    samples = [sample for _, sample in SAMPLES]
+    covered = {(t, state, reason) for s in samples for t, state, reason in s.conditions}
+    flowing = {(state, reason) for t, state, reason in covered if t == "EventsFlowing"}
+    assert events <= flowing, events - flowing
+    assert ("Progressing", "False", WAITING_FOR_VALIDATION_DATA) in covered
+    script_reasons = set(re.findall(r'reason [~=]= "(\w+)"', SCRIPT))
+    assert script_reasons == {"Connecting", "Backlogged", "Suspended", WAITING_FOR_VALIDATION_DATA}
+    assert script_reasons - {WAITING_FOR_VALIDATION_DATA} <= {r for _, r in events}
+
+
+def test_the_table_parser_reads_what_the_notation_says() -> None:
+    (row,) = doc_rows(
+        "## What it reports\n\n| # | sample (as tested) | Argo CD health | message |\n"
+        "| --- | --- | --- | --- |\n"
+        "| 1 | `stale phase=Evaluating run=AwaitingApproval Drifted=True/X pending=2` `unobserved` "
+        "| **Healthy** | the `<Drifted message>` and `other` |\n\n## Next\n| 9 | x |\n"
+    )
+    assert (row.id, row.status, row.message) == ("1", "Healthy", "<Drifted message>")
+    stale, unobserved = row.samples
+    assert stale.obj["metadata"]["generation"] == 4
+    assert stale.obj["status"]["observedGeneration"] == 3
+    assert stale.obj["status"]["currentRun"]["stage"] == "AwaitingApproval"
+    assert stale.obj["status"]["conditions"][0]["message"] == "<Drifted message>"
+    assert stale.obj["status"]["ingest"] == {"pendingSamples": 2}
+    assert "status" not in unobserved.obj
+    with pytest.raises(AssertionError, match="unknown sample token"):
+        Sample("phase=Serving Drifted")
 
 
 def test_the_script_uses_only_what_argo_cd_provides() -> None:
