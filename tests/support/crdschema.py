@@ -56,7 +56,10 @@ def walk(schema: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
 def structural_problems(schema: Schema) -> list[str]:
     problems = []
     for path, node in walk(schema):
-        if "type" not in node and not node.get("x-kubernetes-int-or-string"):
+        untyped_allowed = node.get("x-kubernetes-int-or-string") or node.get(
+            "x-kubernetes-preserve-unknown-fields"
+        )
+        if "type" not in node and not untyped_allowed:
             problems.append(f"{path or '<root>'}: no type")
         if node.get("type") == "object" and path != "metadata":
             has_shape = "properties" in node or "additionalProperties" in node
@@ -169,7 +172,7 @@ def cel_errors(schema: Schema, value: Any, path: str = "") -> list[str]:
             errors.append(f"{path}: rule {rule['rule']!r} failed to evaluate: {exc.args[0]}")
             continue
         if not ok:
-            errors.append(f"{path}: Invalid value: {rule.get('message', rule['rule'])}")
+            errors.append(f"{path}: Invalid value: {_message(rule, typed)}")
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():
             if name in value:
@@ -182,6 +185,22 @@ def cel_errors(schema: Schema, value: Any, path: str = "") -> list[str]:
         for index, item in enumerate(value):
             errors += cel_errors(schema["items"], item, f"{path}[{index}]")
     return errors
+
+
+def _message(rule: dict[str, Any], typed: Any) -> str:
+    """The rule's message; a messageExpression evaluated as the API server does (cel-python
+    has no `join`: a list result is joined here, as CEL's strings extension would)."""
+    expression = rule.get("messageExpression")
+    if expression is None:
+        return str(rule.get("message", rule["rule"]))
+    joined = expression.replace(".join(', ')", "")
+    if joined != expression:  # evaluate the list, then join it like the strings extension
+        head, _, tail = expression.partition(".join(', ')")
+        start = head.rindex(" + ") + 3
+        listed = _CEL_ENV.program(_CEL_ENV.compile(head[start:])).evaluate({"self": typed})
+        text = "'" + ", ".join(str(item) for item in listed) + "'"
+        expression = head[:start] + text + tail
+    return str(_CEL_ENV.program(_CEL_ENV.compile(expression)).evaluate({"self": typed}))
 
 
 def admit(schema: Schema, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import re
 import types
 import typing
 from datetime import timedelta
@@ -155,9 +156,25 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+FORMAT_RULE = re.compile(r"^self\.matches\(r'(?P<pattern>.*)'\)$")
+FLOOR_RULE = re.compile(r"^self >= (?P<floor>[0-9.]+)$")
+
+
+def _as_written(node: dict[str, Any]) -> dict[str, Any]:
+    """The CRD node with its CEL format and floor rules read back as `pattern` and `minimum`
+    (the CRD states them as rules so the refusal names the field and the expected form)."""
+    node = dict(node)
+    for rule in node.get("x-kubernetes-validations", []):
+        if match := FORMAT_RULE.match(rule["rule"]):
+            node["pattern"] = match.group("pattern")
+        elif match := FLOOR_RULE.match(rule["rule"]):
+            node["minimum"] = float(match.group("floor"))
+    return node
+
+
 def test_patterns_bounds_and_defaults_match() -> None:
     model_nodes = _model_schema_nodes()
-    crd_nodes = dict(crdschema.walk(SCHEMA))
+    crd_nodes = {path: _as_written(node) for path, node in crdschema.walk(SCHEMA)}
     pairs = {
         "pattern": "pattern",
         "minimum": "minimum",

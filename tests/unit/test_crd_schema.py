@@ -37,7 +37,7 @@ def test_crd_names_scope_and_subresources() -> None:
     assert version["subresources"] == {"status": {}}
 
 
-def test_printer_columns_cover_phase_pending_job_model_age() -> None:
+def test_printer_columns_cover_phase_pending_job_model_ready_age() -> None:
     columns = {
         c["name"]: c["jsonPath"] for c in CRD["spec"]["versions"][0]["additionalPrinterColumns"]
     }
@@ -47,10 +47,13 @@ def test_printer_columns_cover_phase_pending_job_model_age() -> None:
         "Last-Job": ".status.lastTrainingJobName",
         "Serving-Model": ".status.serving.modelName",
         "Stage": ".status.currentRun.stage",  # AwaitingApproval shows here
+        # Degraded shows here, with its reason (IngestFailed, ...), not only as a phase.
+        "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
         "Age": ".metadata.creationTimestamp",
     }
     for path in columns.values():
-        if path.startswith(".status"):
+        if path.startswith(".status") and "[" not in path:
             node = SCHEMA
             for part in path.strip(".").split("."):
                 node = node["properties"][part]
@@ -83,7 +86,10 @@ def test_every_cel_rule_compiles_and_has_a_message() -> None:
     assert len(rules) >= 15
     for path, rule in rules:
         env.compile(rule["rule"])
-        assert rule.get("message"), f"{path}: rule without message"
+        assert rule.get("message") or rule.get("messageExpression"), f"{path}: no message"
+        if "messageExpression" in rule:  # cel-python lacks the strings extension's join
+            env.compile(rule["messageExpression"].replace(".join(', ')", ""))
+            assert rule["messageExpression"].startswith("'"), "it names the field first"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -140,3 +140,21 @@ def test_rejection_history_entry() -> None:
     assert entry.model_name is None  # never became a SageMaker model
     assert (entry.started_at, entry.finished_at) == (T0, finished)
     assert entry.to_wire()["outcome"] == "GateRejected"
+
+
+@pytest.mark.parametrize(
+    ("gate", "problem"),
+    [
+        ({"minimum": -0.5}, "greater than or equal to 0"),
+        ({"metric": "validation:mAP", "minimum": 50}, "at most 1 for a mAP metric"),
+    ],
+)
+def test_gate_floor_is_refused_where_no_model_could_meet_it(
+    gate: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        GateSpec.model_validate(gate)
+
+
+def test_a_floor_above_one_is_fine_for_a_metric_that_is_not_a_fraction() -> None:
+    assert GateSpec.model_validate({"metric": "validation:loss_inv", "minimum": 50}).minimum == 50

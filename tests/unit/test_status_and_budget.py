@@ -104,6 +104,10 @@ def test_conditions_report_a_rolled_back_run_until_a_later_success() -> None:
     assert conds[ConditionType.DEGRADED].reason == "RolledBack"
     assert "od-5xx" in conds[ConditionType.DEGRADED].message
     assert conds[ConditionType.READY].status == "False"
+    # Ready names the problem, not only the phase (printer column Ready/Reason).
+    assert conds[ConditionType.READY].reason == "RolledBack"
+    assert conds[ConditionType.READY].message.startswith("Degraded in phase Serving: ")
+    assert "od-5xx" in conds[ConditionType.READY].message
     status.history.insert(0, HistoryEntry(run_id="r3", outcome=Outcome.DEPLOYED))
     status.conditions = list(conds.values())
     conds = {

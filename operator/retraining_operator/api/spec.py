@@ -317,9 +317,16 @@ class GateEvaluationSpec(_Model):
 
 class GateSpec(_Model):
     metric: Annotated[str, Field(min_length=1, max_length=255)] = "validation:mAP"
-    minimum: float | None = None
+    minimum: Annotated[float, Field(ge=0)] | None = None
     max_regression: Annotated[float, Field(ge=0)] | None = 0.01
     evaluation: GateEvaluationSpec | None = None
+
+    @model_validator(mode="after")
+    def _fraction_for_map(self) -> Self:
+        # mAP is a fraction: a floor of 50 (meant as 50 %) would refuse every model.
+        if self.minimum is not None and self.metric.endswith("mAP") and self.minimum > 1:
+            raise ValueError("gate.minimum must be at most 1 for a mAP metric (0.5 means 50 %)")
+        return self
 
 
 class Strategy(StrEnum):

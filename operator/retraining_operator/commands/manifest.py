@@ -20,6 +20,7 @@ from retraining_operator.commands import Subparsers
 
 if TYPE_CHECKING:  # the handler imports these when it runs (--help stays fast)
     from retraining_operator.api import LabelsSpec
+    from retraining_operator.api.problems import problem_lines
     from retraining_operator.flows.offline import OfflineResult, Source
     from retraining_operator.flows.sinks import LineSink
 
@@ -188,10 +189,7 @@ def _labels(args: argparse.Namespace) -> LabelsSpec:
         )
     except (OSError, ValueError) as error:
         if isinstance(error, ValidationError):
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in item['loc']) or 'labels'}: {item['msg']}"
-                for item in error.errors()
-            )
+            details = "; ".join(problem_lines(error, prefix="labels"))
             raise _Refused(f"invalid labels: {details}") from None
         raise _Refused(str(error)) from None
 

@@ -54,6 +54,7 @@ def load_policy(path: str) -> tuple[PolicyRef, RetrainingPolicySpec]:
     from pydantic import ValidationError
 
     from retraining_operator.api import API_GROUP, KIND, RetrainingPolicySpec
+    from retraining_operator.api.problems import problem_lines
     from retraining_operator.reconcile.naming import PolicyRef
 
     try:
@@ -76,7 +77,8 @@ def load_policy(path: str) -> tuple[PolicyRef, RetrainingPolicySpec]:
     try:
         spec = RetrainingPolicySpec.model_validate(document.get("spec") or {})
     except ValidationError as error:
-        raise PlanError(f"{path}: invalid spec:\n{error}") from error
+        lines = problem_lines(error, prefix="spec")
+        raise PlanError(f"{path}: invalid spec:\n  " + "\n  ".join(lines)) from None
     uid = metadata.get("uid")
     policy = (
         PolicyRef(namespace=namespace, name=str(name), uid=str(uid))
@@ -156,7 +158,7 @@ def _plan_training(args: argparse.Namespace) -> int:
 
 
 def _plan_training_checked(args: argparse.Namespace) -> int:
-    from retraining_operator.api import S3_URI_PATTERN
+    from retraining_operator.api.problems import s3_uri_problem
     from retraining_operator.aws.images import ImageLookupError
     from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.training_request import (
@@ -178,8 +180,8 @@ def _plan_training_checked(args: argparse.Namespace) -> int:
         ("--validation-manifest", args.validation_manifest),
         ("--base-model", base_model),
     ):
-        if not re.fullmatch(S3_URI_PATTERN, value):
-            raise PlanError(f"{flag} {value!r} is not an s3:// URI")
+        if problem := s3_uri_problem(value):
+            raise PlanError(f"{flag} {value!r} {problem}")
     data = TrainingData(
         train_manifest_s3_uri=args.train_manifest,
         validation_manifest_s3_uri=args.validation_manifest,
@@ -225,12 +227,18 @@ def _register_rollout(plan_sub: Subparsers) -> None:
         metavar="S3_URI",
         help="the trained model.tar.gz (the training job's S3ModelArtifacts)",
     )
-    rollout.add_argument(
+    current = rollout.add_mutually_exclusive_group(required=True)
+    current.add_argument(
         "--current-endpoint-config",
-        required=True,
         metavar="FILE.json",
         help="the endpoint's current config: the JSON answer of "
         "`aws sagemaker describe-endpoint-config`",
+    )
+    current.add_argument(
+        "--first-deployment",
+        action="store_true",
+        help="the endpoint does not exist yet: plan its first config (one variant) and "
+        "CreateEndpoint, as the operator does",
     )
     rollout.add_argument(
         "--current-tags",
@@ -317,7 +325,8 @@ def _live_state(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict[s
 
 
 def _plan_rollout_checked(args: argparse.Namespace) -> int:
-    from retraining_operator.api import S3_URI_PATTERN, Strategy
+    from retraining_operator.api import Strategy
+    from retraining_operator.api.problems import s3_uri_problem
     from retraining_operator.aws.images import ImageLookupError
     from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.rollout import RolloutError
@@ -326,8 +335,14 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
     from retraining_operator.reconcile.rollout.requests import LiveConfig, ModelSource
 
     policy, spec = load_policy(args.policy)
-    if not re.fullmatch(S3_URI_PATTERN, args.model_data):
-        raise PlanError(f"--model-data {args.model_data!r} is not an s3:// URI")
+    if problem := s3_uri_problem(args.model_data):
+        raise PlanError(f"--model-data {args.model_data!r} {problem}")
+    if args.first_deployment:
+        for flag in ("current_tags", "current_endpoint", "current_model"):
+            if getattr(args, flag):
+                option = "--" + flag.replace("_", "-")
+                raise PlanError(f"{option} describes a live endpoint: not with --first-deployment")
+        return _emit_first_deployment(args, policy, spec)
     current = _read_json(args.current_endpoint_config, "--current-endpoint-config")
     if not isinstance(current, dict) or not isinstance(current.get("ProductionVariants"), list):
         raise PlanError(
@@ -360,6 +375,29 @@ def _plan_rollout_checked(args: argparse.Namespace) -> int:
             "then stepped with UpdateEndpointWeightsAndCapacities",
             file=sys.stderr,
         )
+    _emit(plan.to_json())
+    return 0
+
+
+def _emit_first_deployment(args: argparse.Namespace, policy: Any, spec: Any) -> int:
+    """The operator's first deployment: the Model, a one-variant config and CreateEndpoint."""
+    from retraining_operator.aws.images import ImageLookupError
+    from retraining_operator.flows.training import training_image_uri
+    from retraining_operator.reconcile.rollout import RolloutError
+    from retraining_operator.reconcile.rollout.plan import plan_rollout
+    from retraining_operator.reconcile.rollout.requests import ModelSource
+
+    try:
+        image = args.image or training_image_uri(spec)
+        plan = plan_rollout(
+            policy,
+            spec,
+            run_id=_run_id(args.run_id),
+            source=ModelSource(args.model_data, image, serving_model=None),
+            live=None,
+        )
+    except (RolloutError, ImageLookupError) as error:
+        raise PlanError(str(error)) from error
     _emit(plan.to_json())
     return 0
 
@@ -412,7 +450,8 @@ def _plan_registry(args: argparse.Namespace) -> int:
 def _plan_registry_checked(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from retraining_operator.api import S3_URI_PATTERN, CurrentRun, RunStage
+    from retraining_operator.api import CurrentRun, RunStage
+    from retraining_operator.api.problems import s3_uri_problem
     from retraining_operator.aws.images import ImageLookupError
     from retraining_operator.flows.training import training_image_uri
     from retraining_operator.reconcile.gate import GateDecision, evaluate_gate
@@ -430,8 +469,8 @@ def _plan_registry_checked(args: argparse.Namespace) -> int:
         ("--train-manifest", args.train_manifest),
         ("--validation-manifest", args.validation_manifest),
     ):
-        if value is not None and not re.fullmatch(S3_URI_PATTERN, value):
-            raise PlanError(f"{flag} {value!r} is not an s3:// URI")
+        if value is not None and (problem := s3_uri_problem(value)):
+            raise PlanError(f"{flag} {value!r} {problem}")
     run_id = _run_id(args.run_id)
     job = args.training_job or policy.training_job_name(run_id)
     if args.metric_value is None:

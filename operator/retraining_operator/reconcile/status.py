@@ -197,14 +197,16 @@ def _degraded(degraded: tuple[str, str] | None) -> _Wanted:
 def _ready(
     status: RetrainingPolicyStatus, phase: Phase, degraded: tuple[str, str] | None
 ) -> _Wanted:
-    ready = phase not in (Phase.FAILED,) and degraded is None
+    """Ready names the problem itself (the printer column and `kubectl wait` show it), not
+    only the phase: a degraded policy reads `False  IngestFailed  Degraded: cannot read...`."""
+    if degraded is not None:
+        reason, message = degraded
+        return _Wanted(False, reason, f"Degraded in phase {phase.value}: {message}")
+    if phase is Phase.FAILED:
+        return _Wanted(False, "Failed", "the policy cannot run; see Degraded")
     if phase is Phase.SERVING and status.serving is not None:
-        ready_msg = f"serving model {status.serving.model_name}"
-    elif phase is Phase.FAILED:
-        ready_msg = "the policy cannot run; see Degraded"
-    else:
-        ready_msg = f"phase {phase.value}"
-    return _Wanted(ready, phase.value if ready else "NotReady", ready_msg)
+        return _Wanted(True, phase.value, f"serving model {status.serving.model_name}")
+    return _Wanted(True, phase.value, f"phase {phase.value}")
 
 
 def quiet_ingest_status(
