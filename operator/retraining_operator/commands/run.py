@@ -45,8 +45,10 @@ def _add_watch_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--peering",
         default=FromEnvironment("RTP_PEERING", parse=_text_or_none),
-        help="kopf peering name for HA (several replicas, one active). "
-        "Default: standalone, no peering [RTP_PEERING]",
+        help="kopf peering name: a rolling update hands over without two active operators, "
+        "and a developer's `kopf run --dev` pauses this one. Not HA: peers of equal priority "
+        "all pause, so several replicas need --leader-election. Default: standalone, no "
+        "peering [RTP_PEERING]",
     )
     run.add_argument(
         "--liveness",
