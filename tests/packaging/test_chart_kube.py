@@ -129,6 +129,45 @@ def test_rendered_manifests_pass_server_side_dry_run(
     assert deployments["items"] == []
 
 
+def _subset(small: Any, big: Any) -> bool:
+    """Whether `big` holds everything `small` says (the API server adds defaults)."""
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(
+            k in big and _subset(v, big[k]) for k, v in small.items()
+        )
+    if isinstance(small, list):
+        return isinstance(big, list) and len(small) == len(big) and all(map(_subset, small, big))
+    return bool(small == big)
+
+
+@pytest.mark.parametrize("name", ["default", "sharded"])
+def test_probes_and_topology_spread_are_stored_as_rendered(
+    name: str, kube: KubeCluster, kube_namespace: str
+) -> None:
+    """The startup and readiness probes and the default topologySpreadConstraints (their label
+    selector filled in from the chart's selector labels) pass the API server's validation and
+    are stored as rendered."""
+    docs = render(VALUE_SETS[name], namespace=kube_namespace, release=_release(kube_namespace))
+    rendered = workload(docs)
+    result = _apply(kube, [rendered], "--server-side", "--dry-run=server", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(result.stdout)["spec"]["template"]["spec"]
+    template = rendered["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (echo,) = stored["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert _subset(container[probe], echo[probe]), (probe, echo[probe])
+    spread = template["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == [
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    ]
+    assert stored["topologySpreadConstraints"] == spread
+    for constraint in spread:
+        selector = constraint["labelSelector"]["matchLabels"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+
+
 # ------------------------------------------------------------------------------ PodSecurity
 
 
@@ -494,6 +533,9 @@ def test_operator_runs_with_the_chart_rbac_and_settings(
         "RTP_METRICS_PORT": str(metrics),
     }
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    # The kubelet's three probes ask the endpoint this process serves, leader or standby.
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz", probe
     argv = [str(Path(sys.executable).with_name("retraining-operator")), "run"]
     argv += container.get("args", [])
     log = tmp_path / "operator.log"

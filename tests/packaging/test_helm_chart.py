@@ -172,6 +172,56 @@ def test_template_renders_the_expected_objects(rendered: tuple[str, list[dict[st
         assert ("namespace" in doc["metadata"]) is not cluster_scoped, doc["metadata"]
 
 
+# Every Kubernetes API the chart renders and the release that serves it by default (GA).
+# Third-party kinds (kopf.dev, monitoring.coreos.com) come with their own CRDs.
+SERVED_SINCE: dict[str, tuple[int, int]] = {
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": (1, 30),
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": (1, 30),
+    "policy/v1/PodDisruptionBudget": (1, 21),
+    "networking.k8s.io/v1/NetworkPolicy": (1, 7),
+    "apps/v1/Deployment": (1, 9),
+    "apps/v1/StatefulSet": (1, 9),
+    "rbac.authorization.k8s.io/v1/ClusterRole": (1, 8),
+    "rbac.authorization.k8s.io/v1/ClusterRoleBinding": (1, 8),
+    "rbac.authorization.k8s.io/v1/Role": (1, 8),
+    "rbac.authorization.k8s.io/v1/RoleBinding": (1, 8),
+    "v1/ConfigMap": (1, 0),
+    "v1/Service": (1, 0),
+    "v1/ServiceAccount": (1, 0),
+}
+
+
+def _kube_minimum() -> tuple[int, int]:
+    constraint = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["kubeVersion"]
+    major, minor = constraint.removeprefix(">=").split("-")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_kube_version_admits_only_clusters_that_serve_every_rendered_api() -> None:
+    """Scoped mode renders a v1 ValidatingAdmissionPolicy (Kubernetes 1.30); Chart.yaml says
+    >=1.30 (v1beta1 on 1.29 is off by default, so the chart does not fall back to it)."""
+    extra = {
+        "metrics": {"grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}},
+    }
+    rendered: set[str] = set()
+    for values in [*VALUE_SETS.values(), extra]:
+        for doc in render(values):
+            api = f"{doc['apiVersion']}/{doc['kind']}"
+            group = doc["apiVersion"].rpartition("/")[0]
+            if "." in group and not group.endswith(".k8s.io"):
+                continue
+            assert api in SERVED_SINCE, f"add {api} to SERVED_SINCE"
+            rendered.add(api)
+    assert "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" in rendered
+    assert _kube_minimum() == max(SERVED_SINCE[api] for api in rendered) == (1, 30)
+    refused = template_text({}, "--kube-version", "1.29.9", check=False)
+    assert refused.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0" in refused.stderr, refused.stderr
+    for version in ("1.30.0", "v1.30.2-eks-1234"):
+        policy = one(render({}, "--kube-version", version), "ValidatingAdmissionPolicy")
+        assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+
+
 def test_chart_metadata_matches_the_package() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
@@ -218,7 +268,6 @@ def test_crd_is_not_a_template() -> None:
         ("metrics.serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
         ("securityContext.privilegd=true", "additional properties 'privilegd' not allowed"),
         ("podSecurityContext.seccompProfile.typ=x", "additional properties 'typ' not allowed"),
-        ("leaderElection.enabled=false", "/replicaCount"),  # 2 replicas need an elector
         ("shards=0", "/shards"),
         ("leaderElection.leaseName=Bad_Name", "/leaderElection/leaseName"),
         ("podDisruptionBudget.minAvailable=1", "additional properties 'minAvailable' not allowed"),
@@ -226,6 +275,10 @@ def test_crd_is_not_a_template() -> None:
         ("image.digest=abc123", "/image/digest"),
         ("operator.logFormat=xml", "/operator/logFormat"),
         ("operator.maxWorkers=0", "/operator/maxWorkers"),
+        ("readinessProbe.path=/ready", "additional properties 'path' not allowed"),
+        ("startupProbe.failureThreshold=0", "/startupProbe/failureThreshold"),
+        ("topologySpreadConstraints[0].whenUnsatisfiable=Maybe", "/topologySpreadConstraints/0"),
+        ("topologySpreadConstraints[0].maxSkw=1", "additional properties 'maxSkw' not allowed"),
     ],
 )
 def test_schema_rejects_typos_and_bad_values(setting: str, complaint: str) -> None:
@@ -256,6 +309,7 @@ OPEN_OBJECTS = {
     "/properties/affinity/properties/nodeAffinity",
     "/properties/affinity/properties/podAffinity",
     "/properties/affinity/properties/podAntiAffinity",
+    "/properties/topologySpreadConstraints/items/properties/labelSelector",
 }
 
 
@@ -266,8 +320,6 @@ def test_schema_is_closed_at_every_object_level() -> None:
         if path in OPEN_OBJECTS:
             assert "properties" not in node, path
             continue
-        if path.startswith(("/if", "/then")):
-            continue  # a condition on declared keys (replicaCount > 1 needs leader election)
         assert node.get("additionalProperties") is False, f"{path} is open"
     stringmap = SCHEMA["definitions"]["stringMap"]
     assert stringmap["additionalProperties"] == {"type": "string"}
@@ -491,14 +543,20 @@ def test_standalone_uses_recreate_and_leader_election_or_peering_a_rolling_updat
     ],
 )
 def test_more_than_one_replica_needs_leader_election(values: dict[str, Any]) -> None:
-    """The schema refuses it; so does the template, for a schema skipped (`--skip-schema-
-    validation`): kopf peers of equal priority all pause, standalone ones all reconcile."""
-    by_schema = template_text(values, check=False)
-    assert by_schema.returncode != 0
-    assert "/replicaCount" in by_schema.stderr, by_schema.stderr
-    by_template = template_text(values, "--skip-schema-validation", check=False)
-    assert by_template.returncode != 0
-    assert "replicaCount > 1 needs leaderElection.enabled" in by_template.stderr
+    """The template refuses it and says why and what to do (kopf peers of equal priority all
+    pause, standalone ones all reconcile). Not the schema: Helm would print only "maximum: got
+    2, want 1"."""
+    for extra in ((), ("--skip-schema-validation",)):
+        refused = template_text(values, *extra, check=False)
+        assert refused.returncode != 0
+        assert "schema" not in refused.stderr, refused.stderr
+        assert "replicaCount 2 > 1 needs leaderElection.enabled" in refused.stderr
+        assert "Set leaderElection.enabled=true" in refused.stderr
+        assert "or replicaCount=1" in refused.stderr
+    assert not {"if", "then"} & set(SCHEMA)
+    assert one(render({**values, "replicaCount": 1}), "Deployment")["spec"]["replicas"] == 1
+    sharded = render({**values, "replicaCount": 1, "shards": 2})
+    assert one(sharded, "StatefulSet")["spec"]["replicas"] == 2
 
 
 def test_leader_election_environment_and_lease_name() -> None:
@@ -540,6 +598,42 @@ def test_default_anti_affinity_spreads_pods_over_nodes() -> None:
     # A given affinity replaces it entirely.
     given = VALUE_SETS["irsa-monitoring"]["affinity"]
     assert _pod_spec(render(VALUE_SETS["irsa-monitoring"]))["affinity"] == given
+
+
+SELECTOR = {
+    "app.kubernetes.io/name": "a2i-retraining-operator",
+    "app.kubernetes.io/instance": "rtp",
+}
+
+
+def test_topology_spread_over_zones_and_nodes_by_default() -> None:
+    for values in ({}, VALUE_SETS["sharded"], VALUE_SETS["irsa-monitoring"]):
+        template = workload(render(values))["spec"]["template"]
+        spread = template["spec"]["topologySpreadConstraints"]
+        assert spread == [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": SELECTOR},
+            }
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+        ]
+        # The selector counts exactly this release's operator pods.
+        assert SELECTOR.items() <= template["metadata"]["labels"].items()
+    assert "topologySpreadConstraints" not in _pod_spec(render({"topologySpreadConstraints": []}))
+
+
+def test_topology_spread_given_is_used_as_given() -> None:
+    own = {"matchLabels": {"team": "ml"}}
+    zone = {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+    node = {"maxSkew": 1, "topologyKey": "node", "whenUnsatisfiable": "ScheduleAnyway"}
+    given = [
+        {**zone, "minDomains": 2},
+        {**node, "labelSelector": own, "matchLabelKeys": ["pod-template-hash"]},
+    ]
+    spread = _pod_spec(render({"topologySpreadConstraints": given}))["topologySpreadConstraints"]
+    assert spread == [{**given[0], "labelSelector": {"matchLabels": SELECTOR}}, given[1]]
 
 
 def test_shards_render_a_stateful_set_whose_ordinal_is_the_shard() -> None:
@@ -665,8 +759,47 @@ def test_liveness_probe_targets_kopf_liveness_endpoint() -> None:
     assert container_env(one(custom, "Deployment"))["RTP_LIVENESS"] == "http://0.0.0.0:8181/live"
     off = render({"livenessProbe": {"enabled": False}, "metrics": {"enabled": False}})
     (bare,) = _pod_spec(off)["containers"]
-    assert "livenessProbe" not in bare
+    # livenessProbe.enabled serves the endpoint: without it there is nothing to probe.
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(bare)
     assert "ports" not in bare
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_startup_and_readiness_probe_the_health_endpoint(name: str) -> None:
+    """One endpoint answers while the process runs, leader or standby (runner.py); readiness
+    means "up", not "leading": a standby is Ready, so rolling updates with maxUnavailable 0
+    finish and the metrics Service keeps it."""
+    values = VALUE_SETS[name]
+    (container,) = _pod_spec(render(values))["containers"]
+    if not values.get("livenessProbe", {}).get("enabled", True):
+        assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container)
+        return
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = container_env(workload(render(values)))
+    for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        get = container[kind]["httpGet"]
+        assert get == {"path": "/healthz", "port": "health"}, kind
+        assert env["RTP_LIVENESS"].endswith(f":{ports['health']}{get['path']}")
+    startup, ready = container["startupProbe"], container["readinessProbe"]
+    # Two minutes to answer first; liveness (3 x 20 s) only counts after that.
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 120
+    assert (ready["periodSeconds"], ready["failureThreshold"]) == (10, 3)
+    assert "initialDelaySeconds" not in ready
+
+
+def test_probes_can_be_turned_off_one_by_one() -> None:
+    (container,) = _pod_spec(
+        render({"readinessProbe": {"enabled": False}, "startupProbe": {"periodSeconds": 2}})
+    )["containers"]
+    assert "readinessProbe" not in container
+    assert container["startupProbe"]["periodSeconds"] == 2
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    custom = _pod_spec(
+        render({"livenessProbe": {"path": "/live"}, "startupProbe": {"enabled": False}})
+    )
+    (container,) = custom["containers"]
+    assert "startupProbe" not in container
+    assert container["readinessProbe"]["httpGet"]["path"] == "/live"
 
 
 def test_metrics_service_and_service_monitor_line_up() -> None:

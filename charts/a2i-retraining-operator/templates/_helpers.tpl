@@ -103,3 +103,18 @@ app.kubernetes.io/part-of: a2i-retraining-operator
 {{- define "rtp.podCount" -}}
 {{- if eq (int .Values.replicaCount) 0 }}0{{ else if gt (int .Values.shards) 1 }}{{ int .Values.shards }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
 {{- end }}
+
+{{/* topologySpreadConstraints: each one as given; one without a labelSelector counts the
+chart's own pods (its selector labels), so the default values need no release name. */}}
+{{- define "rtp.topologySpreadConstraints" -}}
+{{- $selector := include "rtp.selectorLabels" . | fromYaml }}
+{{- $out := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}

@@ -123,6 +123,31 @@ spec:
         periodSeconds: {{ .Values.livenessProbe.periodSeconds }}
         timeoutSeconds: {{ .Values.livenessProbe.timeoutSeconds }}
         failureThreshold: {{ .Values.livenessProbe.failureThreshold }}
+      {{- /* The operator serves one endpoint: /healthz answers 200 while the process runs its
+      loop, as the leader (kopf's liveness endpoint) or as a standby waiting for the Lease (the
+      operator's own, runner.py). There is no "this replica reconciles" endpoint, and readiness
+      must not mean that: a standby that was never Ready would stall every rolling update
+      (maxUnavailable 0) and drop out of the metrics Service. So startup and readiness probe the
+      same endpoint: startup gives the first answer time (ledger key, kopf's start) before
+      liveness may restart the pod; readiness says "up: leading, or ready to take over". */}}
+      {{- if .Values.startupProbe.enabled }}
+      startupProbe:
+        httpGet:
+          path: {{ .Values.livenessProbe.path }}
+          port: health
+        periodSeconds: {{ .Values.startupProbe.periodSeconds }}
+        timeoutSeconds: {{ .Values.startupProbe.timeoutSeconds }}
+        failureThreshold: {{ .Values.startupProbe.failureThreshold }}
+      {{- end }}
+      {{- if .Values.readinessProbe.enabled }}
+      readinessProbe:
+        httpGet:
+          path: {{ .Values.livenessProbe.path }}
+          port: health
+        periodSeconds: {{ .Values.readinessProbe.periodSeconds }}
+        timeoutSeconds: {{ .Values.readinessProbe.timeoutSeconds }}
+        failureThreshold: {{ .Values.readinessProbe.failureThreshold }}
+      {{- end }}
       {{- end }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
@@ -155,6 +180,10 @@ spec:
               matchLabels:
                 {{- include "rtp.selectorLabels" . | nindent 16 }}
     {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- include "rtp.topologySpreadConstraints" $ | nindent 4 }}
+  {{- end }}
   {{- with .Values.tolerations }}
   tolerations:
     {{- toYaml . | nindent 4 }}
