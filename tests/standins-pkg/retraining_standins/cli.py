@@ -1,26 +1,30 @@
-"""`retraining-standins serve|demo`: the stand-ins' command line.
+"""`retraining-standins serve|sandbox|demo`: the stand-ins' command line.
 
 `serve` runs the AWS stand-ins in the foreground. The first lines on stdout are
 `export NAME=value` lines (eval-able by a shell), flushed before anything else; then the command
 serves until SIGINT or SIGTERM.
 
+`sandbox` adds a real kube-apiserver, the CRD, a seeded world and optionally the operator: a
+cluster to `kubectl apply` the examples against (see `sandbox`).
+
 `demo` runs the whole retraining loop on the stand-ins and a real kube-apiserver (see
 `demo_run`).
 
-Both import their heavy dependencies inside the handler, so `--help` stays fast.
+They import their heavy dependencies inside the handler, so `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from retraining_standins.stack import AwsStandins
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -33,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_serve_parser(sub).set_defaults(handler=serve)
+    add_sandbox_parser(sub).set_defaults(handler=sandbox)
     add_demo_parser(sub).set_defaults(handler=demo)
     return parser
 
@@ -62,6 +67,16 @@ def add_demo_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=110.0, help="seconds to wait for the loop to close"
     )
+    add_assets_argument(parser)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the working directory (operator log, kube-apiserver and etcd logs and data)",
+    )
+    return parser
+
+
+def add_assets_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--assets",
         type=Path,
@@ -69,7 +84,6 @@ def add_demo_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory holding kube-apiserver and etcd (default: $KUBEBUILDER_ASSETS)",
     )
-    return parser
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -77,10 +91,93 @@ def demo(args: argparse.Namespace) -> int:
     from retraining_standins.kubeapi import EnvtestError
 
     try:
-        return DemoRun(loops=args.loops, timeout=args.timeout, assets=args.assets).run()
+        return DemoRun(
+            loops=args.loops, timeout=args.timeout, keep=args.keep, assets=args.assets
+        ).run()
     except EnvtestError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
+
+
+def add_sandbox_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "sandbox",
+        help="a kube-apiserver + AWS stand-ins (+ the operator) to kubectl apply policies to",
+        description="Start a real kube-apiserver + etcd, the AWS stand-ins seeded with a world, "
+        "install the CRD and create the namespaces the world's policies use; with --operator "
+        "also run the operator. Prints the kubeconfig, `export` lines for kubectl, the AWS CLI "
+        "and the operator (everything else is a `#` comment: the output can be sourced) and the "
+        "next commands, then runs until Ctrl-C or SIGTERM (also in the background), stops every "
+        "child process and removes its directory unless --keep.",
+    )
+    parser.add_argument(
+        "--world",
+        choices=("demo", "examples"),
+        default="demo",
+        help="demo: the demo's bucket, flow definition fd-demo with --loops reviewed loops and "
+        "endpoint demo-endpoint, plus a policy file for them; examples: what the policies in "
+        "--examples name (flow definitions with enough reviewed loops, buckets, manifests, "
+        "endpoints, alarms, queues), so `kubectl apply -f examples/pascal-voc-detector.yaml` "
+        "reaches Serving",
+    )
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        default=Path("examples"),
+        metavar="DIR",
+        help="the example policies for --world examples (default: ./examples)",
+    )
+    parser.add_argument(
+        "--operator", action="store_true", help="also run the operator, its log in the directory"
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the kubeconfig, logs and etcd data go (default: a new temporary directory)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the directory (logs, etcd data) when stopped"
+    )
+    parser.add_argument("--loops", type=int, default=24, help="reviewed loops (--world demo)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="emulated seconds per real second for AWS lifecycles; default 60 (a 10-minute "
+        "canary bakes in 10 s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (seeded data)")
+    add_assets_argument(parser)
+    return parser
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    from retraining_standins.kubeapi import EnvtestError, stop_signals
+    from retraining_standins.sandbox import Sandbox, SandboxOptions
+
+    if args.speed <= 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    options = SandboxOptions(
+        world=args.world,
+        examples=args.examples,
+        operator=args.operator,
+        keep=args.keep,
+        directory=args.dir,
+        assets=args.assets,
+        loops=args.loops,
+        speed=args.speed,
+        seed=args.seed,
+    )
+    # The handlers come first: a signal during start-up still stops what has started.
+    with stop_signals() as stop:
+        try:
+            return Sandbox(options).run(stop)
+        except (EnvtestError, FileNotFoundError, ValueError) as error:
+            print(f"sandbox: {error}", file=sys.stderr)
+            return 2
 
 
 def add_serve_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -118,7 +215,7 @@ def add_serve_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def serve(args: argparse.Namespace) -> int:
     from retraining_standins.clock import Clock
-    from retraining_standins.demo import seed_demo
+    from retraining_standins.kubeapi import stop_signals
     from retraining_standins.stack import AwsStandins
 
     if args.speed <= 0:
@@ -132,31 +229,28 @@ def serve(args: argparse.Namespace) -> int:
         moto_port=args.moto_port,
         region=args.region,
     )
-    stop = threading.Event()
+    with stop_signals() as stop:
+        try:
+            return _serve(args, standins, stop)
+        finally:
+            standins.stop()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    previous: dict[int, Any] = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        standins.start()
-        exports = standins.env()
-        if args.seed_loops > 0:
-            exports.update(seed_demo(standins, args.seed_loops).exports())
-        for name, value in exports.items():
-            sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
-        sys.stdout.flush()
-        print(
-            f"# stand-ins ready (clock x{args.speed:g}); Ctrl-C to stop",
-            file=sys.stderr,
-            flush=True,
-        )
-        while not stop.wait(0.5):
-            pass
-        return 0
-    finally:
-        standins.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _serve(args: argparse.Namespace, standins: AwsStandins, stop: threading.Event) -> int:
+    from retraining_standins.demo import seed_demo
+
+    standins.start()
+    exports = standins.env()
+    if args.seed_loops > 0:
+        exports.update(seed_demo(standins, args.seed_loops).exports())
+    for name, value in exports.items():
+        sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
+    sys.stdout.flush()
+    print(
+        f"# stand-ins ready (clock x{args.speed:g}); Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,19 +63,27 @@ def object_detection_image(region: str) -> str:
     return f"emulated.dkr.ecr.{region}.amazonaws.com/object-detection:1"
 
 
-def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> bytes:
+def manifest_lines(
+    rng: random.Random,
+    bucket: str,
+    prefix: str,
+    count: int,
+    *,
+    classes: Sequence[str] = VOC_CLASSES,
+    attribute: str = LABEL_ATTRIBUTE,
+) -> bytes:
     lines = []
     for index in range(count):
         width, height = rng.randint(300, 800), rng.randint(300, 800)
-        boxes = random_bounding_boxes(rng, VOC_CLASSES, width, height, rng.randint(1, 3))
+        boxes = random_bounding_boxes(rng, classes, width, height, rng.randint(1, 3))
         lines.append(
             json.dumps(
                 {
                     "source-ref": f"s3://{bucket}/{prefix}/images/{index:06d}.jpg",
-                    LABEL_ATTRIBUTE: {
+                    attribute: {
                         "annotations": [
                             {
-                                "class_id": VOC_CLASSES.index(b["label"]),
+                                "class_id": list(classes).index(b["label"]),
                                 "left": b["left"],
                                 "top": b["top"],
                                 "width": b["width"],
@@ -84,8 +93,8 @@ def manifest_lines(rng: random.Random, bucket: str, prefix: str, count: int) -> 
                         ],
                         "image_size": [{"width": width, "height": height, "depth": 3}],
                     },
-                    f"{LABEL_ATTRIBUTE}-metadata": {
-                        "class-map": dict(enumerate(VOC_CLASSES)),
+                    f"{attribute}-metadata": {
+                        "class-map": dict(enumerate(classes)),
                         "human-annotated": "yes",
                         "type": "groundtruth/object-detection",
                     },
@@ -118,6 +127,54 @@ def put_manifest_images(
     return written
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    endpoint: str
+    model: str
+    config: str
+    model_data_url: str
+    variant: str = "AllTraffic"
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+
+
+def serve_model(standins: AwsStandins, served: ServedModel, *, image: str, role_arn: str) -> None:
+    """An endpoint already InService on `served.model` (its model data must be in S3)."""
+    sagemaker = standins.sagemaker
+    sagemaker.call(
+        "CreateModel",
+        ModelName=served.model,
+        PrimaryContainer={"Image": image, "ModelDataUrl": served.model_data_url},
+        ExecutionRoleArn=role_arn,
+    )
+    sagemaker.call(
+        "CreateEndpointConfig",
+        EndpointConfigName=served.config,
+        ProductionVariants=[
+            {
+                "VariantName": served.variant,
+                "ModelName": served.model,
+                "InitialInstanceCount": served.instance_count,
+                "InstanceType": served.instance_type,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+    )
+    durations = sagemaker.durations
+    # Created InService: the world exists before the story starts.
+    with standins.emulator.lock:
+        creating, durations.endpoint_creating = durations.endpoint_creating, 0.0
+        try:
+            sagemaker.call(
+                "CreateEndpoint", EndpointName=served.endpoint, EndpointConfigName=served.config
+            )
+        finally:
+            durations.endpoint_creating = creating
+    status = sagemaker.describe_endpoint(served.endpoint)["EndpointStatus"]
+    if status != "InService":
+        raise RuntimeError(f"endpoint {served.endpoint} is {status}, expected InService")
+
+
 def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-bucket") -> DemoWorld:
     rng = random.Random(standins.seed)
     standins.create_bucket(bucket)
@@ -135,40 +192,12 @@ def seed_demo(standins: AwsStandins, loops: int, *, bucket: str = "a2i-demo-buck
     standins.put_object(model_data_url, model_tarball({"model": "demo base model"}))
     image = object_detection_image(standins.region)
     role = f"arn:aws:iam::{standins.account_id}:role/SageMakerExecution"
-    sagemaker = standins.sagemaker
-    sagemaker.call(
-        "CreateModel",
-        ModelName="demo-model-v0",
-        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url},
-        ExecutionRoleArn=role,
+    serve_model(
+        standins,
+        ServedModel("demo-endpoint", "demo-model-v0", "demo-endpoint-config-v0", model_data_url),
+        image=image,
+        role_arn=role,
     )
-    sagemaker.call(
-        "CreateEndpointConfig",
-        EndpointConfigName="demo-endpoint-config-v0",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "demo-model-v0",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.xlarge",
-                "InitialVariantWeight": 1.0,
-            }
-        ],
-    )
-    durations = sagemaker.durations
-    with standins.emulator.lock:
-        creating, durations.endpoint_creating = durations.endpoint_creating, 0.0
-        try:
-            sagemaker.call(
-                "CreateEndpoint",
-                EndpointName="demo-endpoint",
-                EndpointConfigName="demo-endpoint-config-v0",
-            )
-        finally:
-            durations.endpoint_creating = creating
-    status = sagemaker.describe_endpoint("demo-endpoint")["EndpointStatus"]
-    if status != "InService":
-        raise RuntimeError(f"demo endpoint is {status}, expected InService")
     return DemoWorld(
         bucket=bucket,
         flow_definition_arn=flow.arn,

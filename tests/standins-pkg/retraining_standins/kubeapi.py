@@ -11,10 +11,12 @@ really restricted.
 There is no kube-controller-manager: nothing creates ``default`` ServiceAccounts, garbage-collects
 owner references or finishes namespace deletion. Tests must not rely on those.
 
-The demo uses it as well as the tests; ``tests/support/envtest.py`` adds the checkout's default
-build cache. Run ``python -m retraining_standins.kubeapi`` (with ``KUBEBUILDER_ASSETS``) to
-start a control plane by hand: it prints the kubeconfig path and the start-up time, and stops
-on Ctrl-C.
+The demo and ``retraining-standins sandbox`` use it as well as the tests;
+``tests/support/envtest.py`` adds the checkout's default build cache. To start a control plane
+by hand, ``retraining-standins sandbox`` is the documented way (with the AWS stand-ins, the CRD
+and the examples' namespaces). ``python -m retraining_standins.kubeapi`` (with
+``KUBEBUILDER_ASSETS``) starts the bare control plane: it prints the kubeconfig path and the
+start-up time, and stops on SIGINT or SIGTERM, also when started in the background.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 ASSETS_HINT = (
     "point KUBEBUILDER_ASSETS (or --assets) at a directory holding kube-apiserver and etcd; "
@@ -188,7 +192,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: SIGKILL the child if the test process dies without running its teardown.
 
     SIGKILL, not SIGTERM: a kube-apiserver whose etcd is gone would otherwise spend a minute
@@ -305,7 +309,7 @@ class ControlPlane:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group, killed as a group in stop()
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if sys.platform == "linux" else None,
             )
         proc = _Proc(name, popen, log)
         self._procs.append(proc)
@@ -442,14 +446,33 @@ def main() -> int:  # pragma: no cover - manual helper
     except EnvtestError as exc:
         print(exc, file=sys.stderr)
         return 1
-    with running(assets) as plane:
+    with stop_signals() as stop, running(assets) as plane:
         print(f"kube-apiserver {plane.server} ready in {plane.startup_seconds:.2f}s")
-        print(f"export KUBECONFIG={plane.kubeconfig}")
-        if "--once" in sys.argv:
-            return 0
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
+        if "--once" not in sys.argv:
+            stop.wait()
     return 0
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An Event set by SIGINT or SIGTERM while the block runs; the previous handlers after it.
+
+    Installed explicitly because a shell starts a background job (`cmd &`) with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt; SIGTERM's default would kill the
+    process without stopping its children or removing its files.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
