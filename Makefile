@@ -31,7 +31,8 @@ envtest:
 	bash tests/envtest/build.sh
 
 test: setup lint typecheck
-	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/pytest
+	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" \
+		PROMTOOL="$$(bash tests/promtool/build.sh | tail -n 1)" $(BIN)/pytest
 	@echo "== demo smoke run =="
 	KUBEBUILDER_ASSETS="$$(bash tests/envtest/build.sh | tail -n 1)" $(BIN)/retraining-standins demo
 

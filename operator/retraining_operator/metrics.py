@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from retraining_operator.api import RetrainingPolicyStatus
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _POLICY = ("namespace", "policy")
@@ -120,6 +123,14 @@ PHASE = Gauge(
     (*_POLICY, "phase"),
     registry=REGISTRY,
 )
+CONDITION = Gauge(
+    "rtp_condition",
+    "1 for each condition the policy's status has now (Ready, Progressing, Degraded, Drifted, "
+    "PollsStarved, EventsFlowing, QuotaExceeded), with its status (True, False, Unknown) and "
+    "reason; a status or reason the condition no longer has has no series.",
+    (*_POLICY, "type", "status", "reason"),
+    registry=REGISTRY,
+)
 AWS_IDENTITIES = Gauge(
     "rtp_aws_identities",
     "AWS identities (region, role, session tags, budget) holding a set of clients now: the "
@@ -175,10 +186,53 @@ EVENTS_DROPPED = Counter(
 
 def set_phase(namespace: str, policy: str, phase: str, previous: str | None = None) -> None:
     """Only phases the policy has been in have a series: an idle policy has one, not seven
-    (issue 18: each labelled child costs memory for the operator's life)."""
+    (issue 18: each labelled child costs memory for the operator's life). Every phase it
+    enters, Failed included, gets its series at once."""
     PHASE.labels(namespace, policy, phase).set(1)
     if previous is not None and previous != phase:
         PHASE.labels(namespace, policy, previous).set(0)
+
+
+# (type, status, reason) of one condition: the labels of its rtp_condition series.
+ConditionLabels = tuple[str, str, str]
+
+
+def set_conditions(
+    namespace: str,
+    policy: str,
+    conditions: frozenset[ConditionLabels],
+    previous: frozenset[ConditionLabels],
+) -> frozenset[ConditionLabels]:
+    """A series for each condition the policy has now and none for a label set it no longer
+    has: unlike rtp_phase, a condition's old status or reason is removed, not set to 0 (the
+    reasons are many; a policy keeps one series per condition type, at most seven)."""
+    for labels in conditions:
+        CONDITION.labels(namespace, policy, *labels).set(1)
+    for labels in previous - conditions:
+        with contextlib.suppress(KeyError):
+            CONDITION.remove(namespace, policy, *labels)
+    return conditions
+
+
+@dataclass(frozen=True)
+class StatusSeries:
+    """What rtp_phase and rtp_condition last reported for one policy (kept in its memo)."""
+
+    phase: str | None = None
+    conditions: frozenset[ConditionLabels] = frozenset()
+
+
+def report_status(
+    namespace: str, policy: str, status: RetrainingPolicyStatus, reported: StatusSeries
+) -> StatusSeries:
+    """The phase and conditions a pass ended with, on /metrics; returns what is reported now.
+    Every pass that ends calls this, a refused one (phase Failed) included."""
+    phase = reported.phase
+    if status.phase is not None:
+        set_phase(namespace, policy, status.phase.value, reported.phase)
+        phase = status.phase.value
+    conditions = frozenset((c.type.value, c.status, c.reason) for c in status.conditions)
+    return StatusSeries(phase, set_conditions(namespace, policy, conditions, reported.conditions))
 
 
 # Every metric labelled by namespace and policy (tests/unit/test_phase_metric.py checks that
@@ -196,6 +250,7 @@ _PER_POLICY = (
     POLICY_STARVED,
     GATE_METRIC,
     PHASE,
+    CONDITION,
     EVENTS_DROPPED,
 )
 

@@ -47,19 +47,44 @@ def test_dashboard_loads_in_the_foundation_sdk_and_round_trips() -> None:
     assert model.uid == "a2i-retraining-operator"
     variables = [v.name for v in model.templating.list_val or []]
     assert variables == ["datasource", "namespace", "policy"]
+    assert all(v.multi for v in model.templating.list_val or [] if v.name != "datasource")
+
+
+def test_variables_come_from_rtp_phase_with_all_and_multi_select() -> None:
+    """Every policy has rtp_phase from its first pass, Degraded and Failed ones included
+    (issue 32: a picker built from rtp_pending_samples never listed a degraded policy)."""
+    variables = {v["name"]: v for v in committed()["templating"]["list"]}
+    assert variables["namespace"]["query"] == "label_values(rtp_phase, namespace)"
+    assert variables["policy"]["query"] == (
+        'label_values(rtp_phase{namespace=~"$namespace"}, policy)'
+    )
+    for name in ("namespace", "policy"):
+        assert variables[name]["multi"] is True
+        assert variables[name]["includeAll"] is True
+        assert variables[name]["current"]["value"] == "$__all"
+
+
+def test_panel_ids_are_unique() -> None:
+    ids = [panel.get("id") for panel in committed()["panels"]]
+    assert None not in ids
+    assert len(ids) == len(set(ids)), sorted(ids)
 
 
 def test_every_query_parses_and_selects_only_operator_metrics() -> None:
     exprs = queries(committed())
-    assert len(exprs) >= 15
+    assert len(exprs) >= 20
     used: set[str] = set()
     for expr in exprs:
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
         used |= names
     assert used <= exposed_names(), used - exposed_names()
-    # What the issue asks to see: reviews, runs, the gate, durations, phase, AWS.
+    # What the issues ask to see: reviews, runs, the gate, durations, phase, AWS (issue 17);
+    # degraded / drifted / starved policies, leadership, reviewer agreement (issue 32).
     for name in (
+        "rtp_condition",
+        "rtp_leader",
+        "rtp_reviewer_agreement",
         "rtp_pending_samples",
         "rtp_loops_ingested_total",
         "rtp_loops_quarantined_total",
@@ -75,14 +100,26 @@ def test_every_query_parses_and_selects_only_operator_metrics() -> None:
         assert name in used, name
 
 
+# Series of the operator process, not of a policy: no policy label to select.
+PROCESS_WIDE = ("rtp_aws_", "rtp_leader", "rtp_poll_delay_seconds")
+
+
 def test_per_policy_panels_select_the_dashboard_variables() -> None:
     for panel in committed()["panels"]:
         for target in panel.get("targets") or []:
             expr = target["expr"]
-            if "rtp_aws_" in expr:
-                continue  # the AWS session is per process: calls carry no policy label
-            assert 'namespace="$namespace"' in expr, expr
-            assert 'policy="$policy"' in expr, expr
+            if any(name in expr for name in PROCESS_WIDE):
+                continue
+            # Regex matchers: the variables are multi-select with All (`.*`).
+            assert 'namespace=~"$namespace"' in expr, expr
+            assert 'policy=~"$policy"' in expr, expr
+
+
+def test_the_health_row_shows_degraded_drifted_and_starved_policies() -> None:
+    health = [p for p in committed()["panels"] if p["type"] != "row"][:5]
+    exprs = " ".join(t["expr"] for panel in health for t in panel["targets"])
+    for condition in ("Degraded", "Drifted", "PollsStarved"):
+        assert f'rtp_condition{{type="{condition}", status="True"' in exprs, condition
 
 
 def test_a_broken_query_is_refused_by_the_parser() -> None:

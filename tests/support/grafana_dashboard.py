@@ -4,8 +4,10 @@ The chart ships the JSON this module writes (charts/a2i-retraining-operator/dash
 `make dashboard` regenerates it and tests/packaging/test_dashboard.py checks that the committed
 file is exactly what this module builds, so the JSON is never edited by hand.
 
-Panels are per policy: the `namespace` and `policy` variables come from the operator's own
-`rtp_*` series, so the dashboard works with any Prometheus datasource that scrapes it.
+Panels are per policy: the `namespace` and `policy` variables (multi-select, All) come from
+`rtp_phase`, which every policy has from its first pass whatever its state, so a Degraded or
+Failed policy is in the picker too; the dashboard works with any Prometheus datasource that
+scrapes the operator. Process-wide series (leadership, poll delay, AWS calls) carry no policy.
 """
 
 from __future__ import annotations
@@ -15,14 +17,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.builders import (
+    dashboard,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
+    DataTransformerConfig,
+    Threshold,
+    ThresholdsMode,
     VariableOption,
     VariableRefresh,
     VariableSort,
 )
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_FILE = (
@@ -30,8 +43,14 @@ DASHBOARD_FILE = (
 )
 UID = "a2i-retraining-operator"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-# Every per-policy series selects the two variables.
-POLICY = 'namespace="$namespace", policy="$policy"'
+# Every per-policy series selects the two variables (multi-select, All: regex matchers).
+POLICY = 'namespace=~"$namespace", policy=~"$policy"'
+# Per-policy panels show one series per selected policy.
+BY_POLICY = "namespace, policy"
+WHO = "{{namespace}}/{{policy}}"
+# Conditions that mean a person should look (the PrometheusRule alerts on the same ones):
+# (panel title, condition type).
+PROBLEMS = (("Degraded", "Degraded"), ("Drifted", "Drifted"), ("Polls starved", "PollsStarved"))
 
 
 def _query(expr: str, legend: str) -> prometheus.Dataquery:
@@ -54,6 +73,7 @@ def _series(title: str, description: str, unit: str, *queries: prometheus.Dataqu
 
 
 def _variable(name: str, query: str) -> dashboard.QueryVariable:
+    """Multi-select with All (`.*`: one short regex however many policies there are)."""
     return (
         dashboard.QueryVariable(name)
         .label(name)
@@ -61,8 +81,69 @@ def _variable(name: str, query: str) -> dashboard.QueryVariable:
         .query(query)
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
-        .current(VariableOption(text="", value=""))
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(text="All", value="$__all"))
     )
+
+
+def _problem_count(title: str, condition: str) -> Any:
+    """How many of the selected policies have this condition True now (red from 1)."""
+    selector = f'type="{condition}", status="True", {POLICY}'
+    expr = f"count(max by ({BY_POLICY}) (rtp_condition{{{selector}}}) == 1) or vector(0)"
+    return (
+        stat.Panel()
+        .title(f"{title} policies")
+        .description(
+            f"Selected policies whose condition {condition} is True now (rtp_condition; "
+            "the alerts and their runbook: docs/alerts.md)."
+        )
+        .datasource(DATASOURCE)
+        .height(4)
+        .span(8)
+        .thresholds(
+            dashboard.ThresholdsConfig()
+            .mode(ThresholdsMode.ABSOLUTE)
+            .steps([Threshold(value=None, color="green"), Threshold(value=1, color="red")])
+        )
+        .with_target(_query(expr, "policies").instant().ref_id("A"))
+    )
+
+
+def _problems_table() -> Any:
+    """Which policies, which condition, which reason: what `kubectl get rtp` says."""
+    selectors = [f'type="{condition}", status="True"' for _, condition in PROBLEMS]
+    selectors.append('type="EventsFlowing", status="False", reason!="Suspended"')
+    expr = " or ".join(
+        f"max by ({BY_POLICY}, type, status, reason) (rtp_condition{{{selector}, {POLICY}}})"
+        for selector in selectors
+    )
+    return (
+        table.Panel()
+        .title("Policies with a problem")
+        .description(
+            "Degraded, Drifted, PollsStarved True and EventsFlowing False now, with the "
+            "condition's reason. `retraining-operator status NAME -n NAMESPACE` has the message."
+        )
+        .datasource(DATASOURCE)
+        .height(8)
+        .span(12)
+        .with_target(_query(expr, "").instant().format(PromQueryFormat.TABLE).ref_id("A"))
+        .with_transformation(
+            DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True, "Value": True}}
+            )
+        )
+    )
+
+
+def _numbered(encoded: dict[str, Any]) -> dict[str, Any]:
+    """Panel ids 1..n in layout order: Grafana links, repeats and `viewPanel=` URLs need them
+    unique, and the SDK leaves them unset (rows at 0)."""
+    for number, panel in enumerate(encoded.get("panels", []), start=1):
+        panel["id"] = number
+    return encoded
 
 
 def build() -> dict[str, Any]:
@@ -72,17 +153,40 @@ def build() -> dict[str, Any]:
         .uid(UID)
         .tags(["a2i-retraining-operator", "sagemaker"])
         .description(
-            "Per RetrainingPolicy: reviews waiting, runs and their gate metric, training and "
-            "rollout durations, the phase, and the AWS calls the operator makes."
+            "Per RetrainingPolicy: which policies are Degraded, Drifted or starved, reviews "
+            "waiting and reviewer agreement, runs and their gate metric, training and rollout "
+            "durations, the phase; per operator: leadership and the AWS calls it makes."
         )
         .time("now-7d", "now")
         .refresh("1m")
         .with_variable(
             dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
         )
-        .with_variable(_variable("namespace", "label_values(rtp_pending_samples, namespace)"))
+        # Every policy has an rtp_phase series from its first pass, whatever its state (a
+        # policy that never polled has no rtp_pending_samples).
+        .with_variable(_variable("namespace", "label_values(rtp_phase, namespace)"))
         .with_variable(
-            _variable("policy", 'label_values(rtp_pending_samples{namespace="$namespace"}, policy)')
+            _variable("policy", 'label_values(rtp_phase{namespace=~"$namespace"}, policy)')
+        )
+        .with_row(dashboard.Row("Health"))
+        .with_panel(_problem_count(*PROBLEMS[0]))
+        .with_panel(_problem_count(*PROBLEMS[1]))
+        .with_panel(_problem_count(*PROBLEMS[2]))
+        .with_panel(_problems_table())
+        .with_panel(
+            statetimeline.Panel()
+            .title("Conditions over time")
+            .description("When each selected policy was Degraded, Drifted or PollsStarved.")
+            .datasource(DATASOURCE)
+            .height(8)
+            .span(12)
+            .with_target(
+                _query(
+                    f'max by ({BY_POLICY}, type) (rtp_condition{{status="True", '
+                    f'type=~"Degraded|Drifted|PollsStarved", {POLICY}}}) == 1',
+                    f"{WHO} {{{{type}}}}",
+                ).ref_id("A")
+            )
         )
         .with_row(dashboard.Row("Reviews"))
         .with_panel(
@@ -91,7 +195,7 @@ def build() -> dict[str, Any]:
                 "Reviewed samples waiting for the next training run (dataset.minNewSamples "
                 "starts one).",
                 "short",
-                _query(f"rtp_pending_samples{{{POLICY}}}", "pending"),
+                _query(f"max by ({BY_POLICY}) (rtp_pending_samples{{{POLICY}}})", WHO),
             )
         )
         .with_panel(
@@ -100,10 +204,27 @@ def build() -> dict[str, Any]:
                 "Completed human loops converted into samples, and outputs quarantined, by "
                 "reason, per hour.",
                 "short",
-                _query(f"sum(increase(rtp_loops_ingested_total{{{POLICY}}}[1h]))", "ingested"),
                 _query(
-                    f"sum by (reason) (increase(rtp_loops_quarantined_total{{{POLICY}}}[1h]))",
-                    "quarantined: {{reason}}",
+                    f"sum by ({BY_POLICY}) (increase(rtp_loops_ingested_total{{{POLICY}}}[1h]))",
+                    f"{WHO} ingested",
+                ),
+                _query(
+                    f"sum by ({BY_POLICY}, reason) "
+                    f"(increase(rtp_loops_quarantined_total{{{POLICY}}}[1h]))",
+                    f"{WHO} quarantined: {{{{reason}}}}",
+                ),
+            )
+        )
+        .with_panel(
+            _series(
+                "Reviewer agreement",
+                "Mean agreement of each reviewer with the consensus of their images (0..1; "
+                "labels.consolidation.mode Consensus). `worker` is a stable hash of the "
+                "workerId; a policy keeps its most recently active reviewers.",
+                "percentunit",
+                _query(
+                    f"max by ({BY_POLICY}, worker) (rtp_reviewer_agreement{{{POLICY}}})",
+                    f"{WHO} {{{{worker}}}}",
                 ),
             )
         )
@@ -114,8 +235,8 @@ def build() -> dict[str, Any]:
                 "Finished runs per day: Deployed, GateRejected, TrainingFailed, RolledBack, ...",
                 "short",
                 _query(
-                    f"sum by (outcome) (increase(rtp_runs_total{{{POLICY}}}[1d]))",
-                    "{{outcome}}",
+                    f"sum by ({BY_POLICY}, outcome) (increase(rtp_runs_total{{{POLICY}}}[1d]))",
+                    f"{WHO} {{{{outcome}}}}",
                 ),
             )
         )
@@ -125,13 +246,13 @@ def build() -> dict[str, Any]:
                 "spec.gate.metric of each newly trained model (candidate) and of the model it "
                 "was compared with (serving) at its evaluation.",
                 "short",
-                _query(
-                    f'max by (metric) (rtp_gate_metric{{{POLICY}, model="candidate"}})',
-                    "candidate {{metric}}",
-                ),
-                _query(
-                    f'max by (metric) (rtp_gate_metric{{{POLICY}, model="serving"}})',
-                    "serving {{metric}}",
+                *(
+                    _query(
+                        f"max by ({BY_POLICY}, metric) "
+                        f'(rtp_gate_metric{{{POLICY}, model="{model}"}})',
+                        f"{WHO} {model} {{{{metric}}}}",
+                    )
+                    for model in ("candidate", "serving")
                 ),
             )
         )
@@ -139,7 +260,7 @@ def build() -> dict[str, Any]:
             _series(
                 "Training and rollout duration (p50 / p95)",
                 "Wall time from job submission to its end, and from the first rollout call to "
-                "Serving or rollback.",
+                "Serving or rollback, over the selected policies.",
                 "s",
                 *(
                     _query(
@@ -160,7 +281,10 @@ def build() -> dict[str, Any]:
             .height(8)
             .span(12)
             .with_target(
-                _query(f"max by (phase) (rtp_phase{{{POLICY}}}) == 1", "{{phase}}").ref_id("A")
+                _query(
+                    f"max by ({BY_POLICY}, phase) (rtp_phase{{{POLICY}}}) == 1",
+                    f"{WHO} {{{{phase}}}}",
+                ).ref_id("A")
             )
         )
         .with_panel(
@@ -173,11 +297,37 @@ def build() -> dict[str, Any]:
             .span(12)
             .with_target(
                 _query(
-                    f"time() - rtp_last_successful_run_timestamp_seconds{{{POLICY}}}", "age"
+                    f"time() - max by ({BY_POLICY}) "
+                    f"(rtp_last_successful_run_timestamp_seconds{{{POLICY}}})",
+                    WHO,
                 ).ref_id("A")
             )
         )
-        .with_row(dashboard.Row("AWS"))
+        .with_row(dashboard.Row("Operator and AWS"))
+        .with_panel(
+            _series(
+                "Leader",
+                "1 while an operator process holds the leader Lease (or runs without leader "
+                "election): exactly one per shard should read 1; none means no policy is "
+                "reconciled.",
+                "short",
+                _query("max by (instance, pod) (rtp_leader)", "{{pod}} {{instance}}"),
+            )
+        )
+        .with_panel(
+            _series(
+                "Poll delay (p95)",
+                "How much later than pollInterval x 1.1 polls come, for all policies of the "
+                "operator (above 0: the AWS call budget or the workers are too small; "
+                "condition PollsStarved).",
+                "s",
+                _query(
+                    "histogram_quantile(0.95, sum by (le) "
+                    "(rate(rtp_poll_delay_seconds_bucket[$__rate_interval])))",
+                    "p95",
+                ),
+            )
+        )
         .with_panel(
             _series(
                 "AWS calls by operation",
@@ -207,7 +357,7 @@ def build() -> dict[str, Any]:
         )
     )
     encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
-    return encoded
+    return _numbered(encoded)
 
 
 # What Grafana substitutes before a query reaches Prometheus (the parser sees real PromQL).

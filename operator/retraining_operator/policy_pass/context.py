@@ -128,8 +128,9 @@ class PolicyMemo:
     event_hub: EventHub | None = None
     wake: Callable[[], object] | None = None
     events_flowing: bool = False
-    # The phase rtp_phase last reported as 1 (set to 0 when the policy leaves it).
-    phase_reported: str | None = None
+    # What rtp_phase (the phase reported as 1, set to 0 when the policy leaves it) and
+    # rtp_condition (one series per current condition) last reported.
+    status_series: metrics.StatusSeries = field(default_factory=metrics.StatusSeries)
 
     def drop_session(self) -> None:
         """Give the session's clients back (shared per identity; the last user frees them)."""
@@ -355,9 +356,9 @@ class PolicyPass:
         )
         if before is not None and status.phase is not None and before is not status.phase:
             self.event("Normal", "PhaseChanged", f"{before.value} -> {status.phase.value}")
-        if status.phase is not None:
-            metrics.set_phase(*self.labels, status.phase.value, self.memo.phase_reported)
-            self.memo.phase_reported = status.phase.value
+        self.memo.status_series = metrics.report_status(
+            *self.labels, status, self.memo.status_series
+        )
 
     def report_throttling(self) -> None:
         """A Warning Event when AWS throttled this policy's calls, at most one per

@@ -234,7 +234,8 @@ class Controller:
         self, view: PolicyView, result: PassResult, memo: PolicyMemo, refusal: Refusal
     ) -> None:
         """A policy that may not act: Failed and Degraded (an Event when that changes), its
-        phase on /metrics like any pass's, and no share of the operator's event hub."""
+        phase and conditions on /metrics like any pass's, and no share of the operator's
+        event hub."""
         status = result.status
         announce = st.degraded_changed(status.conditions, refusal.reason, refusal.message)
         status.phase = st.derive_phase(
@@ -251,10 +252,9 @@ class Controller:
                 "%s/%s %s: %s", view.ref.namespace, view.ref.name, refusal.reason, refusal.message
             )
             result.events.append(Event("Warning", refusal.reason, refusal.message[:1000]))
-        metrics.set_phase(
-            view.ref.namespace, view.ref.name, status.phase.value, memo.phase_reported
+        memo.status_series = metrics.report_status(
+            view.ref.namespace, view.ref.name, status, memo.status_series
         )
-        memo.phase_reported = status.phase.value
         if memo.event_hub is not None:
             memo.event_hub.unsubscribe(view.ref.uid)  # its messages go back to the queue
         memo.events_flowing = False
