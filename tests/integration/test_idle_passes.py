@@ -188,3 +188,53 @@ def test_a_poll_whose_status_write_was_refused_is_written_by_the_next_pass(
     stored = RetrainingPolicyStatus.model_validate(policy.status).ingest
     assert stored.last_poll_time is not None
     assert stored.ledger_s3_uri
+
+
+def _aws_calls(aws: AwsStandins) -> dict[str, int]:
+    return {
+        "ListHumanLoops": aws.log.count("sagemaker-a2i-runtime", "ListHumanLoops"),
+        "GetObject": aws.log.count("s3", "GetObject"),
+        "PutObject": aws.log.count("s3", "PutObject"),
+    }
+
+
+def test_an_idle_poll_makes_one_aws_call_and_a_new_loop_still_reads_the_ledger(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 33: the ledger is the operator's own; with its watermark remembered from the
+    last verified read, an empty listing needs no ledger GET."""
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.run(timedelta(0))  # the first poll: the ledger is created (and remembered)
+    policy.run(POLL * 1.2)  # the watermark's first persisted step (a ledger write)
+    before = _aws_calls(aws)
+    polls = 6  # thirty minutes: no watermark step falls due (it is hourly)
+    for _ in range(polls):
+        policy.run(POLL * 1.1)
+    after = _aws_calls(aws)
+    assert after["ListHumanLoops"] - before["ListHumanLoops"] == polls
+    assert after["GetObject"] == before["GetObject"], "an idle poll read the ledger"
+    assert after["PutObject"] == before["PutObject"]
+    pending = RetrainingPolicyStatus.model_validate(policy.status).ingest.pending_samples
+
+    # A reviewed image arrives: the listing holds a loop, so the ledger is read (seal and
+    # owner checked) and the loop is ingested exactly as before.
+    flow = policy.spec["humanLoops"]["flowDefinitionArn"].rsplit("/", 1)[-1]
+    aws.a2i.add_loops(flow, 1, interval=1.0)
+    policy.run(POLL * 1.1)
+    assert _aws_calls(aws)["GetObject"] > after["GetObject"]
+    ingest = RetrainingPolicyStatus.model_validate(policy.status).ingest
+    assert ingest.pending_samples == pending + 1
+
+
+def test_a_ledger_revision_moved_elsewhere_is_read_again(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory is trusted only at the revision status records: when another writer (a
+    run's claim, an events settle, another replica) moved it, the next poll reads it."""
+    policy = IdlePolicy(aws, monkeypatch)
+    policy.run(timedelta(0))
+    policy.run(POLL * 1.2)
+    policy.status["ingest"]["ledgerRevision"] += 1  # as a claim by a run would record it
+    before = _aws_calls(aws)
+    policy.run(POLL * 1.1)
+    assert _aws_calls(aws)["GetObject"] > before["GetObject"]

@@ -27,7 +27,7 @@ from retraining_operator.api import (
 )
 from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
-from retraining_operator.flows.ingest import FlowPathCache, IngestContext
+from retraining_operator.flows.ingest import FlowPathCache, IngestContext, LedgerMemory
 from retraining_operator.flows.ledger_store import LedgerAccess
 from retraining_operator.policy_pass.quota import QuotaBook
 from retraining_operator.reconcile import status as st
@@ -107,6 +107,8 @@ class PolicyMemo:
     last_ingest: IngestStatus | None = None
     # The flow definition's S3OutputPath, as A2I last described it.
     flow_paths: FlowPathCache = field(default_factory=FlowPathCache)
+    # The ingest ledger as this process last read or wrote it (an idle poll lists only).
+    ledger_memory: LedgerMemory = field(default_factory=LedgerMemory)
     # Reviewers (worker hashes) with metric series now.
     reviewer_series: frozenset[str] = frozenset()
     # When the in-flight job or rollout was last described (monotonic seconds).
@@ -217,6 +219,7 @@ class PolicyPass:
             clock=self.clock.wall,
             may_read=None if tenant is None else lambda uri: s3_readable(tenant, uri),
             flow_paths=self.memo.flow_paths,
+            ledger_memory=self.memo.ledger_memory,
             concurrency=self.config.fetch_concurrency,
         )
 

@@ -7,6 +7,7 @@ settle.py    the events settle (SQS status-change events, confirmed by A2I first
 confirm.py   how events are confirmed: listing pages, DescribeHumanLoop for a few
 fetch.py     reading, converting and quarantining one output
 guard.py     the flow definition's S3OutputPath and the tenant's read prefixes
+memory.py    the ledger as last read or written: an empty listing needs no ledger read
 results.py   what an ingest reports and how it fails
 """
 
@@ -21,6 +22,7 @@ from retraining_operator.flows.ingest.kernel import (
     segment_uris,
 )
 from retraining_operator.flows.ingest.listing import DEFAULT_BATCH_SIZE, poll
+from retraining_operator.flows.ingest.memory import LedgerMemory, LedgerView
 from retraining_operator.flows.ingest.results import (
     MAX_NOTES,
     IngestError,
@@ -45,6 +47,8 @@ __all__ = [
     "IngestError",
     "IngestFailed",
     "IngestRetry",
+    "LedgerMemory",
+    "LedgerView",
     "PollResult",
     "QuarantineNote",
     "SettleResult",

@@ -34,6 +34,7 @@ from retraining_operator.flows.ingest.fetch import (
     OutputLocator,
 )
 from retraining_operator.flows.ingest.guard import FlowPathCache, OutputGuard
+from retraining_operator.flows.ingest.memory import LedgerMemory
 from retraining_operator.flows.ingest.results import (
     MAX_NOTES,
     QuarantineNote,
@@ -76,6 +77,8 @@ class IngestContext:
     flow_paths: FlowPathCache = field(default_factory=FlowPathCache)
     concurrency: int = DEFAULT_CONCURRENCY
     bytes_in_flight: int = DEFAULT_BYTES_IN_FLIGHT
+    # The ledger as last read or written (the policy's memo keeps it): see memory.py.
+    ledger_memory: LedgerMemory = field(default_factory=LedgerMemory)
 
 
 @dataclass

@@ -10,14 +10,19 @@
         PUT pending/<sha256>.jsonl   (the batch's lines, sorted by loop name; put-if-absent)
         PUT ledger/head.json If-Match   (loops -> segment, counters, watermark at the end)
 
-A poll with nothing new costs two calls (list + ledger read). The ledger write is the
-commit point: a crash before it leaves at most an unreferenced segment, and the loops are
-fetched again by the next poll; a crash after it cannot ingest them twice.
+A poll whose listing is empty costs one call: the listing starts from the ledger's
+watermark as this process last read or wrote it (memory.py), and the ledger is read only
+when there is a loop to triage or the watermark is due to be saved; without that memory
+(the first poll, a stale revision) it costs two. The ledger write is the commit point: a
+crash before it leaves at most an unreferenced segment, and the loops are fetched again by
+the next poll; a crash after it cannot ingest them twice.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +32,7 @@ from retraining_operator.aws import a2i
 from retraining_operator.aws.errors import AwsError
 from retraining_operator.flows.ingest.fetch import Fetched, Fetcher
 from retraining_operator.flows.ingest.kernel import Batch, IngestContext, Kernel, collect
+from retraining_operator.flows.ingest.memory import LedgerView
 from retraining_operator.flows.ingest.results import PollResult, ingest_error
 from retraining_operator.flows.ledger_store import LedgerError
 from retraining_operator.reconcile import ingest as rules
@@ -68,16 +74,32 @@ def poll(
     never raise: they are quarantined, counted and reported.
     """
     kernel = Kernel(ctx)
-    ledger = kernel.open()
     lookback = parse_duration(ctx.spec.human_loops.lookback)
+    flow_arn = ctx.spec.human_loops.flow_definition_arn
+    key = (kernel.store.uri, flow_arn)
+    view = ctx.ledger_memory.recall(key, ctx.access.known_revision)
+    remembered: tuple[datetime | None, Iterator[list[a2i.HumanLoop]], datetime] | None = None
+    if view is not None:
+        listed_at = ctx.clock()  # before the listing: every loop created earlier is in it
+        remembered_start = rules.listing_start(view.watermark, view.horizon, lookback)
+        pages, empty = _peek(ctx, flow_arn, remembered_start)
+        if empty and not rules.should_persist_watermark(
+            view.watermark, rules.next_watermark(view.watermark, listed_at, []), lookback
+        ):
+            return _idle(view, listed_at)
+        remembered = (remembered_start, pages, listed_at)
+    ledger = kernel.open()
     start = rules.listing_start(ledger.watermark, ledger.horizon, lookback)
-    listed_at = ctx.clock()
+    if remembered is not None and remembered[0] == start:
+        _, all_pages, listed_at = remembered  # the pages already listed are the right ones
+    else:
+        listed_at = ctx.clock()
+        all_pages = a2i.list_human_loops(ctx.session.a2i(), flow_arn, created_after=start)
     listing = _Listing()
     fetcher: Fetcher | None = None
-    flow_arn = ctx.spec.human_loops.flow_definition_arn
     with kernel.pool("ingest") as pool:
         try:
-            for page in a2i.list_human_loops(ctx.session.a2i(), flow_arn, created_after=start):
+            for page in all_pages:
                 kernel.tally.listed += len(page)
                 fetchable = _triage(listing, page, ledger, max_fetches)
                 if fetchable and fetcher is None:
@@ -91,7 +113,45 @@ def poll(
         except (AwsError, LedgerError) as error:
             raise ingest_error(f"ingest of {flow_arn} failed", error) from error
     _finish(kernel, batch, listing, (listed_at, start, lookback))
-    return _result(kernel, listing, listed_at)
+    result = _result(kernel, listing, listed_at)
+    ctx.ledger_memory.remember(
+        LedgerView(
+            key=key,
+            revision=kernel.ledger.revision,
+            watermark=kernel.ledger.watermark,
+            horizon=kernel.ledger.horizon,
+            status=result.status,
+            reviewers=result.reviewers,
+        )
+    )
+    return result
+
+
+def _peek(
+    ctx: IngestContext, flow_arn: str, start: datetime | None
+) -> tuple[Iterator[list[a2i.HumanLoop]], bool]:
+    """The listing's pages from `start`, and whether it holds no loop at all (an empty
+    listing is one page, so knowing it costs no call beyond the one that lists)."""
+    pages = a2i.list_human_loops(ctx.session.a2i(), flow_arn, created_after=start)
+    try:
+        first = next(pages, None)
+        if first:
+            return itertools.chain([first], pages), False
+        second = next(pages, None)
+    except AwsError as error:
+        raise ingest_error(f"ingest of {flow_arn} failed", error) from error
+    if second is None:
+        return iter(()), True
+    return itertools.chain([second], pages), False
+
+
+def _idle(view: LedgerView, listed_at: datetime) -> PollResult:
+    """An empty listing: nothing to triage, the ledger unchanged since it was remembered."""
+    log.debug(
+        "ingest poll of %s: listed 0 (ledger revision %d not read)", view.key[1], view.revision
+    )
+    status = view.status.model_copy(update={"last_poll_time": listed_at, "in_progress_loops": 0})
+    return PollResult(status=status, reviewers=view.reviewers)
 
 
 def _triage(
