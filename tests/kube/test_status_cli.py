@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -198,5 +202,139 @@ def test_status_of_a_missing_policy_is_an_error_not_a_traceback(
 ) -> None:
     result = status_cli(kube, "no-such-policy", "-n", kube_namespace)
     assert result.returncode == 1
-    assert f"RetrainingPolicy {kube_namespace}/no-such-policy not found" in result.stderr
-    assert "Traceback" not in result.stderr
+    # One line, with kubectl's lowercase kind, as `kubectl rtp` says it.
+    assert result.stderr == f"error: retrainingpolicy {kube_namespace}/no-such-policy not found\n"
+
+
+# A 200-character condition message whose cause is at its end, where a cut would fall.
+LEDGER_PROBLEM = (
+    "cannot read the ingest ledger s3://my-bucket/a2i-results/ledger/pascal-detector/"
+    "ledger.json: An error occurred (AccessDenied) when calling the GetObject operation: "
+    "Access Denied for role rtp-pascal-ml"
+)
+assert len(LEDGER_PROBLEM) == 200
+
+
+def degrade(kube: KubeCluster, namespace: str) -> None:
+    """Ready False and Degraded True, both with LEDGER_PROBLEM (a merge patch replaces the
+    conditions list as a whole)."""
+    since = stamp(NOW - timedelta(minutes=3))
+    conditions = [
+        {"type": kind, "status": value, "reason": "IngestFailed", "message": LEDGER_PROBLEM,
+         "lastTransitionTime": since}
+        for kind, value in (("Ready", "False"), ("Degraded", "True"))
+    ]  # fmt: skip
+    api_client = kube.api_client()
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, PLURAL, NAME, {"status": {"conditions": conditions}}
+    )
+    api_client.close()
+
+
+def test_the_default_view_shows_a_condition_message_whole_on_its_own_lines(
+    kube: KubeCluster, kube_namespace: str, policy: dict[str, Any]
+) -> None:
+    degrade(kube, kube_namespace)
+    result = status_cli(kube, NAME, "-n", kube_namespace)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    degraded = next(i for i, line in enumerate(lines) if line.strip().startswith("Degraded"))
+    assert lines[degraded].split() == ["Degraded", "True", "IngestFailed", "3m"]
+    below = []
+    for line in lines[degraded + 1 :]:
+        if not line.startswith("      "):
+            break
+        below.append(line)
+    assert " ".join(line.strip() for line in below) == LEDGER_PROBLEM
+    assert len(below) > 1  # wrapped, not one 200-column line
+    assert max(len(line) for line in below) <= 100
+    assert "…" not in result.stdout.split("Current run:")[0]
+
+
+def test_wide_shows_a_200_character_message_in_full_and_more_columns(
+    kube: KubeCluster, kube_namespace: str, policy: dict[str, Any]
+) -> None:
+    degrade(kube, kube_namespace)
+    story = status_cli(kube, NAME, "-n", kube_namespace, "--wide")
+    assert story.returncode == 0, story.stderr
+    ready = next(line for line in story.stdout.splitlines() if line.strip().startswith("Ready"))
+    assert ready.split()[:4] == ["Ready", "False", "IngestFailed", "3m"]
+    assert ready.endswith(LEDGER_PROBLEM)
+
+    listed = status_cli(kube, "-n", kube_namespace, "--wide")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == [
+        "NAME", "PHASE", "STAGE", "PENDING", "READY", "PROBLEM", "AGE",
+        "READY-REASON", "SERVING", "LAST-RUN", "OUTCOME", "MESSAGE",
+    ]  # fmt: skip
+    assert row.split()[:6] == [NAME, "Training", "Training", "4", "False", "IngestFailed"]
+    assert row.split()[7:11] == [
+        "IngestFailed",
+        "pascal-detector-r20261129-090000-m-5e6f7a8b",
+        "r20261129-090000",
+        "Deployed",
+    ]
+    assert row.endswith(LEDGER_PROBLEM)
+    narrow = status_cli(kube, "-n", kube_namespace).stdout
+    assert narrow.splitlines()[0].split()[-1] == "AGE"
+
+
+def test_all_namespaces_lists_with_the_namespace_first(
+    kube: KubeCluster, kube_namespace: str, policy: dict[str, Any]
+) -> None:
+    result = status_cli(kube, "-A")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "PHASE"]
+    assert [kube_namespace, NAME, "Training"] in [line.split()[:3] for line in lines[1:]]
+    both = status_cli(kube, NAME, "-A")
+    assert both.returncode == 1
+    assert "drop -A or the NAME" in both.stderr
+
+
+def test_watch_prints_the_story_again_after_a_change_and_ctrl_c_exits_0(
+    kube: KubeCluster, kube_namespace: str, policy: dict[str, Any]
+) -> None:
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "retraining_operator", "status", NAME, "-n", kube_namespace, "-w"],
+        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert watching.stdout is not None
+    assert watching.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in watching.stdout], daemon=True).start()
+
+    def phases(until: str, timeout: float) -> list[str]:
+        """The Phase lines printed until one shows `until`, or until `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line.startswith("Phase:"):
+                seen.append(line.split()[1])
+                if seen[-1] == until:
+                    break
+        return seen
+
+    try:
+        assert phases("Training", 30) == ["Training"]
+        assert phases("-", 1.5) == []  # nothing changed, nothing printed
+        api_client = kube.api_client()
+        client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION, kube_namespace, PLURAL, NAME, {"status": {"phase": "Deploying"}}
+        )
+        api_client.close()
+        assert phases("Deploying", 30) == ["Deploying"]
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait(timeout=30) == 0
+        assert watching.stderr.read() == ""
+    finally:
+        watching.kill()
+        watching.wait()

@@ -1,296 +1,183 @@
-"""`retraining-operator status NAME [-n NS]`: the story of one policy, read like kubectl does.
+"""`retraining-operator status [NAME]` (and `kubectl rtp status`): policies read like kubectl.
 
-Reads the RetrainingPolicy and its Events through the Kubernetes API (the kubeconfig, or
-in-cluster credentials) and prints the phase, the conditions, the current run's stage, the
-history as a table with the gate metric per run and a text sparkline of it, and the last
-Events. `render` is pure (the object and Events in, text out) so it is tested on its own.
+With NAME, the story of one policy: phase, conditions, the current run's stage, the history
+with the gate metric per run and its sparkline, the last Events. Without, one line per
+policy of the namespace (`-A`: of all). `--wide` shows every message in full and more
+columns; `-w` prints again whenever a policy changes (a watch on the API server) until
+Ctrl-C. Reads through the command line's gateway (`commands/cluster.py`); what is printed
+is built by `status_view`, which is pure.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from retraining_operator.commands import Subparsers
 
 if TYPE_CHECKING:
-    from retraining_operator.api import RetrainingPolicyStatus
+    from retraining_operator.commands.cluster import Cluster
 
-SPARK = "▁▂▃▄▅▆▇█"
-NO_VALUE = "·"
-MAX_CELL = 60
+DESCRIPTION = (
+    "Show a RetrainingPolicy as a person reads it: phase, conditions (messages in full), the "
+    "current run's stage, the run history with the gate metric per run and its trend, and "
+    "the last Events. Without NAME, one line per policy. Reads the Kubernetes API like "
+    "kubectl (--kubeconfig, KUBECONFIG, or in-cluster credentials)."
+)
 
 
 def register(sub: Subparsers) -> None:
     status = sub.add_parser(
         "status",
         help="show a policy's phase, conditions, current run, run history and Events",
-        description="Show a RetrainingPolicy as a person reads it: phase, conditions, the "
-        "current run's stage, the run history with the gate metric per run and its trend, "
-        "and the last Events. Reads the Kubernetes API like kubectl (KUBECONFIG or "
-        "in-cluster credentials).",
+        description=DESCRIPTION,
     )
-    status.add_argument("name", metavar="NAME", help="the RetrainingPolicy's name")
-    status.add_argument(
-        "-n",
-        "--namespace",
-        default=None,
-        help="namespace (default: the kubeconfig's, else default)",
-    )
-    status.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG)")
-    status.add_argument("--context", default=None, help="kubeconfig context")
-    status.add_argument(
-        "--events", type=int, default=10, metavar="N", help="Events to show (default 10)"
-    )
+    add_connection_flags(status)
+    add_status_flags(status)
     status.set_defaults(handler=_status)
 
 
+def add_connection_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """kubectl's own flags, with kubectl's meaning. A verb's parser passes
+    `argparse.SUPPRESS`, so a flag given before the verb is not reset by it."""
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=default,
+        help="namespace (default: the context's, else default)",
+    )
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: KUBECONFIG)"
+    )
+    parser.add_argument("--context", default=default, help="kubeconfig context")
+
+
+def add_status_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", metavar="NAME", nargs="?", help="the RetrainingPolicy (default: list them all)"
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="list the policies of every namespace (without NAME)",
+    )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="every message in full; the list adds Ready's reason, the serving model, the last "
+        "run and its outcome, and the message",
+    )
+    parser.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="print again whenever the policy (or, without NAME, any policy) changes; Ctrl-C ends",
+    )
+    parser.add_argument(
+        "--events", type=int, default=10, metavar="N", help="Events to show (default 10)"
+    )
+
+
 def _status(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
+    from retraining_operator.commands.cluster import Cluster, exit_code
 
-    from retraining_operator.api import API_GROUP, API_VERSION, KIND, PLURAL
+    def work() -> int:
+        return show(Cluster.connect(args.kubeconfig, args.context), args)
 
-    namespace = args.namespace
-    try:
-        if args.kubeconfig is None and args.context is None:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
-        else:
-            config.load_kube_config(config_file=args.kubeconfig, context=args.context)  # type: ignore[no-untyped-call]
-        if namespace is None:
-            namespace = _kubeconfig_namespace(args.kubeconfig, args.context)
-    except (config.ConfigException, OSError) as error:
-        print(f"error: no Kubernetes credentials: {error}", file=sys.stderr)
-        return 2
-    try:
-        obj = cast(
-            "dict[str, Any]",
-            client.CustomObjectsApi().get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURAL, args.name
-            ),
-        )
-        events = (
-            client.CoreV1Api()
-            .list_namespaced_event(
-                namespace,
-                field_selector=f"involvedObject.kind={KIND},involvedObject.name={args.name}",
-            )
-            .to_dict()["items"]
-        )
-    except ApiException as error:
-        if error.status == 404:
-            print(f"error: RetrainingPolicy {namespace}/{args.name} not found", file=sys.stderr)
-        else:
-            print(f"error: the API server answered {error.status} {error.reason}", file=sys.stderr)
-        return 1
-    sys.stdout.write(render(obj, events, now=datetime.now(UTC), max_events=max(0, args.events)))
+    return exit_code(work)
+
+
+def show(cluster: Cluster, args: argparse.Namespace) -> int:
+    """Print what the flags ask for; raises `ClusterError` on failure."""
+    from retraining_operator.commands.cluster import ClusterError
+
+    if args.name is not None and args.all_namespaces:
+        raise ClusterError("a NAME is looked up in one namespace: drop -A or the NAME")
+    namespace = args.namespace or cluster.namespace
+    if args.name is None:
+        listed = None if args.all_namespaces else namespace
+        return _watch_list(cluster, args, listed) if args.watch else _list(cluster, args, listed)
+    if args.watch:
+        return _watch_story(cluster, args, namespace)
+    _story(cluster, args, cluster.policy(namespace, args.name))
     return 0
 
 
-def _kubeconfig_namespace(kubeconfig: str | None, context: str | None) -> str:
-    from kubernetes import config
-
-    try:
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        if context is not None:
-            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            active = next((c for c in contexts if c["name"] == context), active)
-        return str((active or {}).get("context", {}).get("namespace") or "default")
-    except (config.ConfigException, OSError):
-        return "default"  # in-cluster: no kubeconfig to name one
-
-
-# ---------------------------------------------------------------------------------------
-# Rendering (pure)
-
-
-def render(
-    obj: dict[str, Any], events: Sequence[dict[str, Any]], *, now: datetime, max_events: int = 10
-) -> str:
-    """The text `status` prints for one policy object and its Events."""
-    from pydantic import ValidationError
-
-    from retraining_operator.api import RetrainingPolicyStatus
+def _story(cluster: Cluster, args: argparse.Namespace, obj: dict[str, Any]) -> None:
+    from retraining_operator.commands.status_view import render
 
     meta = obj.get("metadata") or {}
-    spec = obj.get("spec")
-    gate_spec = spec.get("gate") if isinstance(spec, dict) else None
-    gate = str((gate_spec if isinstance(gate_spec, dict) else {}).get("metric", "validation:mAP"))
-    lines = [
-        f"RetrainingPolicy {meta.get('namespace', '?')}/{meta.get('name', '?')}  "
-        f"(generation {meta.get('generation', '?')})"
-    ]
-    try:
-        status = RetrainingPolicyStatus.model_validate(obj.get("status") or {})
-    except ValidationError as error:
-        lines.append(f"Status unreadable ({error.error_count()} problem(s)); raw status follows:")
-        lines.append(_cell(repr(obj.get("status")), 2000))
-        lines += _events(events, now, max_events)
-        return "\n".join(lines) + "\n"
-    observed = status.observed_generation
-    lines.append(
-        f"Phase:       {status.phase.value if status.phase else 'Unknown'}"
-        f"  (observed generation {observed if observed is not None else '-'})"
-    )
-    lines += _serving_and_ingest(status, gate)
-    lines += _conditions(status, now)
-    lines += _current_run(status, now)
-    lines += _history(status, gate)
-    lines += _events(events, now, max_events)
-    return "\n".join(lines) + "\n"
+    events = cluster.events(meta.get("namespace") or "", meta.get("name") or "")
+    now = datetime.now(UTC)
+    text = render(obj, events, now=now, max_events=max(0, args.events), wide=args.wide)
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
-def _serving_and_ingest(status: RetrainingPolicyStatus, gate: str) -> list[str]:
-    lines = []
-    serving = status.serving
-    if serving is not None and serving.model_name:
-        lines.append(
-            f"Serving:     {serving.model_name} (run {serving.run_id or '-'}, "
-            f"{gate} {_num(serving.metric_value)}, config {serving.endpoint_config_name or '-'})"
-        )
-    else:
-        lines.append("Serving:     nothing deployed by the operator yet")
-    ingest = status.ingest
-    lines.append(
-        f"Reviews:     {ingest.pending_samples} pending, {ingest.ingested_loops} loops ingested, "
-        f"{ingest.quarantined_samples} quarantined, {ingest.in_progress_loops} in progress"
-    )
-    return lines
+def _watch_story(cluster: Cluster, args: argparse.Namespace, namespace: str) -> int:
+    cluster.policy(namespace, args.name)  # not found: say so, as without -w
+    shown: str | None = None
+    for batch in cluster.watch(namespace, args.name):
+        for obj in batch:
+            meta = obj.get("metadata") or {}
+            if meta.get("resourceVersion") == shown:
+                continue  # listed again after a reconnect: nothing new
+            if shown is not None:
+                print(flush=True)
+            if obj.get("_deleted"):
+                print(f"retrainingpolicy {namespace}/{args.name} deleted", flush=True)
+            else:
+                _story(cluster, args, obj)
+            shown = meta.get("resourceVersion")
+    return 0
 
 
-def _conditions(status: RetrainingPolicyStatus, now: datetime) -> list[str]:
-    rows = [
-        [c.type.value, c.status, c.reason, _age(c.last_transition_time, now), c.message]
-        for c in status.conditions
-    ]
-    return ["", "Conditions:", *_table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], rows)]
+def _list(cluster: Cluster, args: argparse.Namespace, namespace: str | None) -> int:
+    from retraining_operator.commands.status_view import align, table_header, table_row
+
+    policies = cluster.policies(namespace)
+    if not policies:
+        print(_nothing_in(namespace), file=sys.stderr)
+        return 0
+    now = datetime.now(UTC)
+    shape = {"wide": args.wide, "all_namespaces": namespace is None}
+    rows = [table_row(p, now=now, **shape) for p in policies]
+    print("\n".join(align([table_header(**shape), *rows])))
+    return 0
 
 
-def _current_run(status: RetrainingPolicyStatus, now: datetime) -> list[str]:
-    run = status.current_run
-    if run is None:
-        return ["", "Current run: none"]
-    lines = [
-        "",
-        f"Current run: {run.id}  stage {run.stage.value}"
-        f"{f' (step {run.deploy_step})' if run.deploy_step is not None else ''}"
-        f"  started {_age(run.started_at, now)} ago  trigger {run.trigger or '-'}",
-    ]
-    if run.samples is not None:
-        s = run.samples
-        lines.append(
-            f"  samples:   {s.new} new, {s.replay} replay, {s.train} train, "
-            f"{s.validation} validation"
-        )
-    job = run.training_job_name or run.tuning_job_name
-    if job:
-        state = f"{run.training_job_status or ''} {run.secondary_status or ''}".strip()
-        lines.append(f"  job:       {job} {state}".rstrip())
-    if run.metric_value is not None:
-        lines.append(f"  metric:    {_num(run.metric_value)}")
-    if run.message:
-        lines.append(f"  message:   {_cell(run.message, 200)}")
-    return lines
+def _watch_list(cluster: Cluster, args: argparse.Namespace, namespace: str | None) -> int:
+    """Like `kubectl get -w`: the table, then one more line for each change."""
+    from retraining_operator.commands.status_view import align, table_header, table_row
+
+    shape = {"wide": args.wide, "all_namespaces": namespace is None}
+    widths: list[int] = []
+    seen: dict[tuple[str, str], str | None] = {}
+    header_printed = said_none = False
+    for batch in cluster.watch(namespace):
+        now = datetime.now(UTC)
+        rows = []
+        for obj in batch:
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace")), str(meta.get("name")))
+            if key in seen and seen[key] == meta.get("resourceVersion"):
+                continue  # listed again after a reconnect: nothing new
+            seen[key] = meta.get("resourceVersion")
+            rows.append(table_row(obj, now=now, **shape))
+        if not rows:
+            if not header_printed and not said_none:
+                print(_nothing_in(namespace), file=sys.stderr, flush=True)
+                said_none = True
+            continue
+        table = rows if header_printed else [table_header(**shape), *rows]
+        print("\n".join(align(table, widths)), flush=True)
+        header_printed = True
+    return 0
 
 
-def _history(status: RetrainingPolicyStatus, gate: str) -> list[str]:
-    entries = status.history  # newest first
-    if not entries:
-        return ["", "History: no finished runs"]
-    rows = [
-        [
-            e.run_id,
-            e.outcome.value,
-            _num(e.metric_value),
-            e.training_job_name or "-",
-            e.finished_at.strftime("%Y-%m-%d %H:%M") if e.finished_at else "-",
-            e.reason or "",
-        ]
-        for e in entries
-    ]
-    trend = sparkline([e.metric_value for e in reversed(entries)])
-    values = [e.metric_value for e in reversed(entries) if e.metric_value is not None]
-    span = f"  {_num(values[0])} -> {_num(values[-1])}" if values else ""
-    return [
-        "",
-        f"History (newest first; {gate} per run):",
-        *_table(["RUN", "OUTCOME", gate.upper(), "JOB", "FINISHED", "REASON"], rows),
-        f"Trend (oldest -> newest): {trend}{span}",
-    ]
-
-
-def _events(events: Sequence[dict[str, Any]], now: datetime, limit: int) -> list[str]:
-    def when(event: dict[str, Any]) -> datetime:
-        for key in ("last_timestamp", "event_time", "first_timestamp", "lastTimestamp"):
-            value = event.get(key)
-            if isinstance(value, datetime):
-                return value if value.tzinfo else value.replace(tzinfo=UTC)
-            if isinstance(value, str):
-                try:
-                    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    continue
-        meta = event.get("metadata") or {}
-        created = meta.get("creation_timestamp")
-        return created if isinstance(created, datetime) else datetime.min.replace(tzinfo=UTC)
-
-    recent = sorted(events, key=when)[-limit:] if limit else []
-    rows = [
-        [_age(when(e), now), str(e.get("type") or ""), str(e.get("reason") or ""), e.get("message")]
-        for e in recent
-    ]
-    return ["", f"Events (last {len(rows)}):", *_table(["AGE", "TYPE", "REASON", "MESSAGE"], rows)]
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """One character per value, scaled between the smallest and largest; `·` for none."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return NO_VALUE * len(values)
-    low, high = min(known), max(known)
-    spread = high - low
-    chars = []
-    for value in values:
-        if value is None:
-            chars.append(NO_VALUE)
-        elif spread == 0:
-            chars.append(SPARK[len(SPARK) // 2])
-        else:
-            chars.append(SPARK[round((value - low) / spread * (len(SPARK) - 1))])
-    return "".join(chars)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    if not rows:
-        return ["  (none)"]
-    cells = [header, *[[_cell(str(c if c is not None else ""), MAX_CELL) for c in r] for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    ]
-
-
-def _cell(text: str, limit: int) -> str:
-    """One line, bounded: messages come from AWS and users and may be long or multi-line."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _age(then: datetime | None, now: datetime) -> str:
-    if then is None:
-        return "-"
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _nothing_in(namespace: str | None) -> str:
+    where = f"in namespace {namespace}" if namespace else "in any namespace"
+    return f"No retrainingpolicies found {where}."
