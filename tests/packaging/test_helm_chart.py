@@ -816,7 +816,14 @@ def test_metrics_service_and_service_monitor_line_up() -> None:
     )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+        {
+            "port": "metrics",
+            "path": "/metrics",
+            "interval": "30s",
+            "scrapeTimeout": "10s",
+            # The series' own namespace/policy labels stay (not exported_namespace).
+            "honorLabels": True,
+        }
     ]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     # The monitor only selects the metrics Service, never another Service of the release.

@@ -206,8 +206,11 @@ def test_the_hostile_team_b_policy_is_refused_naming_every_field() -> None:
         },
         dataset={"outputS3Uri": "s3://team-b-data/loop/stolen",
                  "replay": {"manifestS3Uri": "s3://team-a-data/loop/replay.manifest"}},
-        gate={"minimum": -1},
     )  # fmt: skip
+    # A gate it controls: a negative bar never reaches tenancy (the CRD and the models
+    # refuse it: tests/unit/test_gate.py); tenancy still bounds it (below).
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        spec_of({**hostile, "gate": {"minimum": -1}})
     verdict = scoped(hostile)
     assert isinstance(verdict, tenancy.Refusal)
     assert verdict.reason == "OutOfScope"
@@ -215,7 +218,7 @@ def test_the_hostile_team_b_policy_is_refused_naming_every_field() -> None:
         "spec.aws.roleArn", "spec.training.roleArn", "spec.humanLoops.flowDefinitionArn",
         "spec.deployment.endpointName", "spec.training.image",
         "spec.training.resources.instanceType", "spec.dataset.replay.manifestS3Uri",
-        "spec.training.baseModel.s3Uri", "spec.gate.minimum", "instance-hours",
+        "spec.training.baseModel.s3Uri", "instance-hours",
     ):  # fmt: skip
         assert field in verdict.message, field
     assert "RetrainingTenant team-b" in verdict.message
@@ -288,10 +291,10 @@ def test_single_mode_checks_every_role_in_the_spec() -> None:
 
 
 def test_single_mode_bounds_gate_minimum() -> None:
-    verdict = tenancy.admit(
-        spec_of(policy("a", A_ACCOUNT, gate={"minimum": -1})), mode=TenancyMode.SINGLE,
-        namespace="x",
-    )  # fmt: skip
+    # Defence in depth: the models refuse a negative bar, so build one past validation.
+    spec = spec_of(policy("a", A_ACCOUNT))
+    spec = spec.model_copy(update={"gate": spec.gate.model_copy(update={"minimum": -1.0})})
+    verdict = tenancy.admit(spec, mode=TenancyMode.SINGLE, namespace="x")
     assert isinstance(verdict, tenancy.Refusal)
     assert "spec.gate.minimum -1" in verdict.message
     ok = tenancy.admit(spec_of(policy("a", A_ACCOUNT)), mode=TenancyMode.SINGLE, namespace="x")
