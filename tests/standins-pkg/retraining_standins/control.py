@@ -89,6 +89,27 @@ class Control:
         body = {"models": dict(models or {}), "default": dict(default or {})}
         self._call("PUT", "sagemaker/model-quality", body)
 
+    def set_model_serving(
+        self,
+        models: Mapping[str, Mapping[str, Any]] | None = None,
+        default: Mapping[str, Any] | None = None,
+    ) -> None:
+        """How each model serves in an inference experiment's CloudWatch metrics: `models` by
+        ModelDataUrl or ModelName, e.g. `{"candidate": {"p50Ms": 60, "p99Ms": 180,
+        "error5xxRate": 0.05}}` (also `error4xxRate`); every other model `default`
+        (`ModelServing()` if None). Both None: back to the default."""
+        if models is None and default is None:
+            self._call("DELETE", "sagemaker/model-serving", {})
+            return
+        body = {"models": dict(models or {}), "default": dict(default or {})}
+        self._call("PUT", "sagemaker/model-serving", body)
+
+    def set_traffic(self, endpoint: str, per_minute: int, images: list[str] | None = None) -> None:
+        """Requests a minute users send `endpoint` while an inference experiment runs (and the
+        image URIs they send, for data capture)."""
+        body = {"endpoint": endpoint, "perMinute": per_minute, "images": list(images or [])}
+        self._call("PUT", "sagemaker/traffic", body)
+
     def plan_training(self, job: str, **plan: Any) -> None:
         self._call("POST", "sagemaker/plans", {"job": job, **plan})
 

@@ -17,16 +17,19 @@ from retraining_standins.a2i import FlowDefinition, HumanLoop, HumanLoopStore
 from retraining_standins.autoscaling import AutoScalingStore
 from retraining_standins.clock import Clock
 from retraining_standins.detector import QualityProvider, default_quality
+from retraining_standins.experiments import Experiment, ExperimentStore
 from retraining_standins.hosting import HostingStore
 from retraining_standins.paging import paginate
 from retraining_standins.registry import ModelPackage, RegistryStore
 from retraining_standins.seed import VOC_CLASSES
+from retraining_standins.serving import MotoCloudWatch, ServingProvider, default_serving
 from retraining_standins.state import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     AlarmSource,
     Durations,
     EmulatorState,
+    MetricSink,
     ObjectStore,
 )
 from retraining_standins.training import (
@@ -50,6 +53,7 @@ class Emulator:
         durations: Durations | None = None,
         store: ObjectStore | None = None,
         alarms: AlarmSource | None = None,
+        metrics: MetricSink | None = None,
         seed: int = 0,
     ) -> None:
         self.state = EmulatorState(
@@ -59,10 +63,16 @@ class Emulator:
             durations=durations or Durations(),
             store=store,
             alarms=alarms,
+            # By default into moto's in-process CloudWatch, which the stand-ins serve.
+            metrics=metrics if metrics is not None else MotoCloudWatch(account_id, region),
         )
         self.training = TrainingStore(self.state)
         self.hosting = HostingStore(self.state)
         self.transform = TransformStore(self.state, self.hosting)
+        self.experiments = ExperimentStore(
+            self.state, self.hosting, lambda name, url: self.transform.quality(name, url)
+        )
+        self.hosting.observed = self.experiments.observe_endpoint
         self.registry = RegistryStore(self.state)
         self.human_loops = HumanLoopStore(self.state, seed)
         self.autoscaling = AutoScalingStore(self.state, self.hosting)
@@ -72,7 +82,7 @@ class Emulator:
         self.sagemaker = SageMakerControl(self)
         self.a2i = A2IControl(self)
         t, h, a, r = self.training, self.hosting, self.human_loops, self.registry
-        b = self.transform
+        b, x = self.transform, self.experiments
         self.sagemaker_operations: dict[str, Handler] = {
             "CreateTrainingJob": t.create_training_job,
             "DescribeTrainingJob": t.describe_training_job,
@@ -88,6 +98,11 @@ class Emulator:
             "DescribeTransformJob": b.describe_transform_job,
             "StopTransformJob": b.stop_transform_job,
             "ListTransformJobs": b.list_transform_jobs,
+            "CreateInferenceExperiment": x.create_inference_experiment,
+            "DescribeInferenceExperiment": x.describe_inference_experiment,
+            "StopInferenceExperiment": x.stop_inference_experiment,
+            "ListInferenceExperiments": x.list_inference_experiments,
+            "DeleteInferenceExperiment": x.delete_inference_experiment,
             "CreateModel": h.create_model,
             "DescribeModel": h.describe_model,
             "DeleteModel": h.delete_model,
@@ -150,6 +165,7 @@ class Emulator:
             self.training.reset()
             self.hosting.reset()
             self.transform.reset()
+            self.experiments.reset()
             self.registry.reset()
             self.human_loops.reset(seed)
             self.autoscaling.reset()
@@ -164,6 +180,7 @@ class Emulator:
         known = (
             self.training.arns()
             | self.transform.arns()
+            | self.experiments.arns()
             | self.hosting.arns()
             | self.human_loops.arns()
             | self.registry.arns()
@@ -245,6 +262,28 @@ class SageMakerControl:
         with self._emulator.lock:
             self._emulator.transform.quality = provider or default_quality
 
+    def set_model_serving(self, provider: ServingProvider | None) -> None:
+        """`provider(model_name, model_data_url) -> ModelServing`: each model's latency and
+        error rates in the per-minute CloudWatch metrics of an inference experiment's variants,
+        e.g. `serving_table({"candidate": ModelServing(p50_ms=60, p99_ms=180)})`. None: the
+        default, every model `ModelServing()` (p50 20 ms, p99 60 ms, no errors)."""
+        with self._emulator.lock:
+            self._emulator.experiments.serving = provider or default_serving
+
+    def set_traffic(self, endpoint_name: str, per_minute: int, images: Sequence[str] = ()) -> None:
+        """What users send the endpoint while an inference experiment runs: `per_minute`
+        requests (100 by default), cycling through `images` (S3 URIs) for data capture."""
+        with self._emulator.lock:
+            self._emulator.experiments.set_traffic(endpoint_name, per_minute, images)
+
+    def inference_experiments(self) -> list[Experiment]:
+        """Every inference experiment, up to date, oldest first."""
+        with self._emulator.lock:
+            store = self._emulator.experiments
+            for experiment in store.experiments.values():
+                store.refresh(experiment)
+            return sorted(store.experiments.values(), key=lambda e: (e.created, e.name))
+
     def fail_next_update(self, endpoint_name: str, reason: str) -> None:
         """The next UpdateEndpoint of this endpoint fails while provisioning."""
         with self._emulator.lock:
@@ -295,6 +334,9 @@ class SageMakerControl:
 
     def describe_transform_job(self, name: str) -> dict[str, Any]:
         return self.call("DescribeTransformJob", TransformJobName=name)
+
+    def describe_inference_experiment(self, name: str) -> dict[str, Any]:
+        return self.call("DescribeInferenceExperiment", Name=name)
 
     def describe_endpoint(self, name: str) -> dict[str, Any]:
         return self.call("DescribeEndpoint", EndpointName=name)

@@ -19,6 +19,10 @@ Endpoint lifecycle on the emulator's clock:
   Auto Scaling (`autoscaling.py`) is refused, as AWS documents.
 * UpdateEndpointWeightsAndCapacities: DesiredWeight changes at once, CurrentWeight after
   `Durations.endpoint_weights` (Updating meanwhile).
+* Shadow variants (`ShadowProductionVariants` of a config, as AWS documents them): at most one,
+  and then exactly one production variant; deployed with the config, shown by DescribeEndpoint
+  as `ShadowProductionVariants`. Inference experiments (`experiments.py`) deploy them through
+  `start_update`.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class EndpointConfig:
     @property
     def variants(self) -> list[dict[str, Any]]:
         return list(self.request["ProductionVariants"])
+
+    @property
+    def shadow_variants(self) -> list[dict[str, Any]]:
+        return list(self.request.get("ShadowProductionVariants") or [])
 
     def describe(self) -> dict[str, Any]:
         passthrough = shared_members(
@@ -145,6 +153,7 @@ class Endpoint:
     last_modified: datetime
     config_name: str
     variants: list[Variant] = field(default_factory=list)
+    shadow_variants: list[Variant] = field(default_factory=list)
     failure_reason: str | None = None
     deployment_config: dict[str, Any] | None = None
     pending: PendingOp | None = None
@@ -160,6 +169,8 @@ class HostingStore:
         self.check_model_data = True
         self.is_registered: Callable[[str, str], bool] = lambda endpoint, variant: False
         """Application Auto Scaling's answer: is this variant a scalable target?"""
+        self.observed: Callable[[str], None] = lambda endpoint: None
+        """Told whenever an endpoint is looked up (inference experiments catch up on it)."""
 
     def reset(self) -> None:
         self.models.clear()
@@ -190,6 +201,7 @@ class HostingStore:
         return config
 
     def get_endpoint(self, name: str) -> Endpoint:
+        self.observed(name)
         self._refresh(name.lower())
         endpoint = self.endpoints.get(name.lower())
         if endpoint is None:
@@ -237,7 +249,17 @@ class HostingStore:
                 f'Cannot create already existing endpoint configuration "{arn}".'
             )
         seen: set[str] = set()
-        for variant in params["ProductionVariants"]:
+        shadows = list(params.get("ShadowProductionVariants") or [])
+        if len(shadows) > 1:
+            raise errors.validation(
+                "An endpoint configuration supports at most one shadow variant."
+            )
+        if shadows and len(params["ProductionVariants"]) != 1:
+            raise errors.validation(
+                "An endpoint configuration with a shadow variant must have exactly one "
+                "production variant."
+            )
+        for variant in [*params["ProductionVariants"], *shadows]:
             if variant["VariantName"].lower() in seen:
                 raise errors.validation(f"Duplicate VariantName {variant['VariantName']!r}.")
             seen.add(variant["VariantName"].lower())
@@ -306,6 +328,25 @@ class HostingStore:
             raise errors.validation(
                 f'Cannot update endpoint "{endpoint.arn}" in status {endpoint.status}.'
             )
+
+    def start_update(self, endpoint: Endpoint, config_name: str, at: datetime) -> None:
+        """SageMaker's own update of an InService endpoint to `config_name` from `at` (an
+        inference experiment deploying or removing its shadow variant): Updating for
+        `Durations.endpoint_updating`, no baking, the endpoint's deployment config kept. A
+        planned `fail_next_update` applies, as to UpdateEndpoint."""
+        self._require_in_service(endpoint)
+        config = self.get_config(config_name)
+        ready = at + timedelta(seconds=self.state.durations.endpoint_updating)
+        endpoint.pending = PendingOp(
+            "Update",
+            at,
+            ready,
+            config_name=config.name,
+            bake_until=ready,
+            fail_reason=self.update_failures.pop(endpoint.name.lower(), None),
+        )
+        endpoint.status = "Updating"
+        endpoint.last_modified = at
 
     def update_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = self.get_endpoint(params["EndpointName"])
@@ -421,6 +462,8 @@ class HostingStore:
         }
         if endpoint.variants:
             out["ProductionVariants"] = [v.summary() for v in endpoint.variants]
+        if endpoint.shadow_variants:
+            out["ShadowProductionVariants"] = [v.summary() for v in endpoint.shadow_variants]
         if endpoint.failure_reason:
             out["FailureReason"] = endpoint.failure_reason
         if endpoint.deployment_config:
@@ -439,20 +482,27 @@ class HostingStore:
             stage = "Creating"
         else:
             stage = "Baking"
-        variants = []
-        for variant in self._variants_for(pending.config_name, endpoint, pending, now):
-            summary = variant.summary()
-            summary["CurrentInstanceCount"] = 0 if stage == "Creating" else variant.desired_count
-            summary["InstanceType"] = variant.instance_type
-            summary["VariantStatus"] = [{"Status": stage, "StartTime": pending.started}]
-            if summary["InstanceType"] is None:
-                del summary["InstanceType"]
-            variants.append(summary)
-        return {
+        summaries: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        for shadow, variants in summaries.items():
+            for variant in self._variants_for(
+                pending.config_name, endpoint, pending, now, shadow=shadow
+            ):
+                summary = variant.summary()
+                count = 0 if stage == "Creating" else variant.desired_count
+                summary["CurrentInstanceCount"] = count
+                summary["InstanceType"] = variant.instance_type
+                summary["VariantStatus"] = [{"Status": stage, "StartTime": pending.started}]
+                if summary["InstanceType"] is None:
+                    del summary["InstanceType"]
+                variants.append(summary)
+        out: dict[str, Any] = {
             "EndpointConfigName": pending.config_name,
-            "ProductionVariants": variants,
+            "ProductionVariants": summaries[False],
             "StartTime": pending.started,
         }
+        if summaries[True]:
+            out["ShadowProductionVariants"] = summaries[True]
+        return out
 
     def list_endpoints(self, params: dict[str, Any]) -> dict[str, Any]:
         for key in list(self.endpoints):
@@ -479,16 +529,23 @@ class HostingStore:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _variants_for(
-        self, config_name: str, endpoint: Endpoint | None, pending: PendingOp | None, at: datetime
+        self,
+        config_name: str,
+        endpoint: Endpoint | None,
+        pending: PendingOp | None,
+        at: datetime,
+        *,
+        shadow: bool = False,
     ) -> list[Variant]:
         config = self.configs.get(config_name.lower())
+        live = (endpoint.shadow_variants if shadow else endpoint.variants) if endpoint else []
         if config is None:  # deleted after the call: keep what is known
-            return list(endpoint.variants) if endpoint else []
-        current = {v.name: v for v in endpoint.variants} if endpoint else {}
+            return list(live)
+        current = {v.name: v for v in live}
         retain = pending is not None and pending.retain_variant_properties
         excluded = pending.excluded_properties if pending is not None else frozenset()
         variants = []
-        for spec in config.variants:
+        for spec in config.shadow_variants if shadow else config.variants:
             model = self.models.get(spec["ModelName"].lower())
             image = (
                 model.containers[0].get("Image", "unknown") if model and model.containers else ""
@@ -523,7 +580,7 @@ class HostingStore:
         config = self.configs.get(config_name.lower())
         if not self.check_model_data or store is None or config is None:
             return None
-        for spec in config.variants:
+        for spec in [*config.variants, *config.shadow_variants]:
             model = self.models.get(spec["ModelName"].lower())
             for index, container in enumerate(model.containers if model else [], start=1):
                 url = container.get("ModelDataUrl")
@@ -556,6 +613,9 @@ class HostingStore:
             endpoint.status = "InService"
             endpoint.variants = self._variants_for(
                 pending.config_name, None, None, pending.ready_at
+            )
+            endpoint.shadow_variants = self._variants_for(
+                pending.config_name, None, None, pending.ready_at, shadow=True
             )
         elif pending.kind == "Weights":
             if now < pending.ready_at:
@@ -599,6 +659,9 @@ class HostingStore:
             elif now >= pending.bake_until:
                 endpoint.variants = self._variants_for(
                     pending.config_name, endpoint, pending, pending.bake_until
+                )
+                endpoint.shadow_variants = self._variants_for(
+                    pending.config_name, endpoint, pending, pending.bake_until, shadow=True
                 )
                 endpoint.config_name = pending.config_name
                 endpoint.failure_reason = None

@@ -38,6 +38,7 @@ from retraining_standins.errors import ApiError
 from retraining_standins.faults import FaultDecision, FaultRule, Faults
 from retraining_standins.model import A2I_RUNTIME, AUTOSCALING, SAGEMAKER, service_model
 from retraining_standins.requestlog import Call, RequestLog, signing_access_key
+from retraining_standins.serving import ModelServing, serving_table
 from retraining_standins.validation import validate_params
 from retraining_standins.wire import (
     ShapeError,
@@ -390,6 +391,22 @@ class ControlApi:
                 default = ModelQuality.from_json(body.get("default") or {})
                 provider = quality_table(models, default)
             self.emulator.sagemaker.set_model_quality(provider)
+            return {"ok": True}
+        if route == "sagemaker/model-serving" and method in ("PUT", "DELETE"):
+            serving = None
+            if method == "PUT":
+                table = {
+                    str(key): ModelServing.from_json(value)
+                    for key, value in dict(body.get("models") or {}).items()
+                }
+                serving = serving_table(table, ModelServing.from_json(body.get("default") or {}))
+            self.emulator.sagemaker.set_model_serving(serving)
+            return {"ok": True}
+        if route == "sagemaker/traffic" and method == "PUT":
+            images = [str(image) for image in body.get("images") or []]
+            self.emulator.sagemaker.set_traffic(
+                str(body["endpoint"]), int(body["perMinute"]), images
+            )
             return {"ok": True}
         if route == "autoscaling/scale" and method == "POST":
             count = self.emulator.sagemaker.autoscale(

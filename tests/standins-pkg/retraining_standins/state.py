@@ -39,6 +39,9 @@ class Durations:
     """A new Model Package Group: Pending, then Completed."""
     registry_package: float = 10.0
     """A new Model Package: Pending, InProgress, then Completed."""
+    experiment_creating: float = 60.0
+    """A new inference experiment: Creating, then Created until its scheduled start. Deploying
+    and removing the shadow variant are endpoint updates (`endpoint_updating` each)."""
 
     def training_total(self) -> float:
         return (
@@ -74,6 +77,12 @@ class LoopEventSink(Protocol):
     def loop_ended(self, loop: Any) -> None: ...
 
 
+class MetricSink(Protocol):
+    """Where the emulator publishes CloudWatch metrics (PutMetricData members)."""
+
+    def put(self, namespace: str, data: list[dict[str, Any]]) -> None: ...
+
+
 class AlarmSource(Protocol):
     """CloudWatch alarm states, for endpoint auto-rollback."""
 
@@ -89,6 +98,7 @@ class EmulatorState:
     durations: Durations = field(default_factory=Durations)
     store: ObjectStore | None = None
     alarms: AlarmSource | None = None
+    metrics: MetricSink | None = None
     events: LoopEventSink | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     tags: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
