@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
@@ -90,6 +92,13 @@ def demo(args: argparse.Namespace) -> int:
     from retraining_standins.demo_run import DemoRun
     from retraining_standins.kubeapi import EnvtestError
 
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM, and SIGINT also in the background (a shell starts `cmd &` with SIGINT ignored),
+    # unwind through the demo's `finally` blocks: children stopped, directory removed.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     try:
         return DemoRun(
             loops=args.loops, timeout=args.timeout, keep=args.keep, assets=args.assets
@@ -97,6 +106,9 @@ def demo(args: argparse.Namespace) -> int:
     except EnvtestError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
 
 
 def add_sandbox_parser(subparsers: Subparsers) -> argparse.ArgumentParser:

@@ -4,10 +4,12 @@ installed and Established, namespaces, and the real operator as a child process.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,12 +18,66 @@ from typing import Any
 
 import yaml
 
-from retraining_standins.kubeapi import die_with_parent
+from retraining_standins.kubeapi import ControlPlane, die_with_parent
 
 # A copy of the repository's crds/retrainingpolicies.yaml, shipped in this package so the demo
 # and the sandbox run from the installed wheels too (tests/unit/test_packaging.py keeps the
 # copy exact).
 CRD_FILE = Path(__file__).resolve().parent / "crds" / "retrainingpolicies.yaml"
+
+
+class BackgroundStart:
+    """Start the control plane, install the CRD and create `namespaces` on another thread,
+    while the caller seeds the AWS stand-ins; `result()` gives the API clients. The kubernetes
+    client's import (a second or more) runs on a third thread meanwhile.
+
+    The starting thread lives until `stop()` has stopped the control plane: Linux's
+    parent-death signal (`kubeapi.die_with_parent`) fires when the *thread* that forked a child
+    ends, so a pool thread that finished its task would SIGKILL kube-apiserver and etcd.
+    """
+
+    def __init__(self, plane: ControlPlane, namespaces: Sequence[str]) -> None:
+        self.plane = plane
+        self.namespaces = list(namespaces)
+        self._api: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._release = threading.Event()
+        self._warm = threading.Thread(
+            target=importlib.import_module, args=("kubernetes.client",), daemon=True
+        )
+        self._thread = threading.Thread(target=self._start, name="control-plane", daemon=True)
+        self._warm.start()
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.plane.start()
+            self._warm.join()
+            api = clients(self.plane.kubeconfig)
+            install_crd(api)
+            for namespace in self.namespaces:
+                create_namespace(api, namespace)
+            self._api = api
+        except BaseException as error:  # handed to the caller by result()
+            self._error = error
+        finally:
+            self._done.set()
+        self._release.wait()
+
+    def result(self) -> dict[str, Any]:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._api is not None
+        return self._api
+
+    def stop(self) -> None:
+        """Stop the control plane (once a start under way has ended), then the thread."""
+        self._done.wait()
+        self.plane.stop()
+        self._release.set()
+        self._thread.join()
 
 
 def clients(kubeconfig: Path) -> dict[str, Any]:
@@ -95,10 +151,15 @@ class OperatorChild:
 
     @classmethod
     def start(cls, argv: Sequence[str], env: Mapping[str, str], log: Path) -> OperatorChild:
+        # Its own TMPDIR next to the log, removed with it: the kubernetes client writes the
+        # kubeconfig's CA to a temporary file that it deletes at exit, and the operator ends
+        # with os._exit (runner.exit_now), so the file would stay in /tmp after every run.
+        tmpdir = log.parent / "operator-tmp"
+        tmpdir.mkdir(exist_ok=True)
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 list(argv),
-                env=dict(env),
+                env={**env, "TMPDIR": str(tmpdir)},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -11,21 +11,26 @@ Exit 0 when the loop closes (the endpoint serves the new model), 1 otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
+import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from retraining_operator.api import API_GROUP, API_VERSION, PLURAL
 from retraining_standins.clock import Clock
+from retraining_standins.cluster import (
+    BackgroundStart,
+    OperatorChild,
+    clients,
+    install_crd,
+    operator_argv,
+)
 from retraining_standins.demo import (
     DemoWorld,
     demo_model_quality,
@@ -33,16 +38,17 @@ from retraining_standins.demo import (
     put_manifest_images,
     seed_demo,
 )
-from retraining_standins.kubeapi import ControlPlane, find_assets
+from retraining_standins.kubeapi import ControlPlane, find_assets, tail
 from retraining_standins.seed import VOC_CLASSES
 from retraining_standins.stack import AwsStandins, isolated_aws_env
 from retraining_standins.state import Durations
 
+# bench/operator.py still imports these under their old names (now in `cluster`).
+_clients = clients
+_install_crd = install_crd
+
 NAMESPACE = "demo"
 POLICY = "pascal-detector"
-# A copy of the repository's crds/retrainingpolicies.yaml, shipped in this package so the demo
-# runs from the installed wheels too (tests/unit/test_packaging.py keeps the copy exact).
-CRD_FILE = Path(__file__).resolve().parent / "crds" / "retrainingpolicies.yaml"
 
 # Short lifecycles (seconds) so the whole loop fits in well under two minutes.
 DEMO_DURATIONS = Durations(
@@ -59,6 +65,16 @@ DEMO_DURATIONS = Durations(
     tuning_stopping=2.0,
     transform=2.0,
     transform_stopping=1.0,
+)
+# The narrated demo's own, shorter still (the reliability scenes build on DEMO_DURATIONS): each
+# stage stays visible for at least one of the narrator's half-second looks.
+NARRATED_DURATIONS = dataclasses.replace(
+    DEMO_DURATIONS,
+    training_starting=1.0,
+    training_downloading=1.0,
+    training_training=2.0,
+    training_uploading=1.0,
+    endpoint_updating=2.0,
 )
 
 
@@ -124,6 +140,14 @@ def with_held_out_gate(policy: dict[str, Any], anchor_manifest: str) -> dict[str
         "maxForgetting": 0.05,
         "instanceType": "ml.m5.xlarge",
     }
+    return policy
+
+
+def narrated_policy(world: DemoWorld, anchor: str, *, min_new_samples: int) -> dict[str, Any]:
+    """The demo policy with the held-out gate and a 2-second canary (the other users of
+    `demo_policy` keep its 5 s)."""
+    policy = with_held_out_gate(demo_policy(world, min_new_samples=min_new_samples), anchor)
+    policy["spec"]["deployment"]["blueGreen"]["waitInterval"] = "2s"
     return policy
 
 
@@ -211,66 +235,63 @@ class DemoRun:
         self.narrator = Narrator(out, self.began)
 
     def run(self) -> int:
-        say = self.narrator.say
+        """The demo in a new directory (kube-apiserver and etcd files, the operator's log),
+        removed at the end unless `keep`."""
         assets = find_assets(self.assets)
         workdir = Path(tempfile.mkdtemp(prefix="rtp-demo-"))
-        with AwsStandins(clock=Clock(speed=1.0), durations=DEMO_DURATIONS) as aws:
-            world = seed_demo(aws, self.loops)
-            aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.74})
-            aws.sagemaker.set_model_quality(demo_model_quality(world))
-            anchor = seed_anchor(aws, world)
-            say(
-                f"AWS stand-ins up: {self.loops} reviewed images in A2I flow "
-                f"{world.flow_definition_arn.rsplit('/', 1)[-1]}, endpoint {world.endpoint_name} "
-                f"serving {world.model_name}"
-            )
-            with ControlPlane(assets, workdir=workdir / "kube") as plane:
-                say(f"kube-apiserver up in {plane.startup_seconds:.1f}s ({assets.name})")
-                api = _clients(plane.kubeconfig)
-                _install_crd(api)
-                _create_namespace(api)
-                api["custom"].create_namespaced_custom_object(
-                    API_GROUP,
-                    API_VERSION,
-                    NAMESPACE,
-                    PLURAL,
-                    with_held_out_gate(
-                        demo_policy(world, min_new_samples=min(20, self.loops)), anchor
-                    ),
+        try:
+            return self._run(assets, workdir)
+        finally:
+            if self.keep:
+                self.narrator.say(f"kept {workdir} (operator.log, kube/: logs and etcd data)")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run(self, assets: Path, workdir: Path) -> int:
+        say = self.narrator.say
+        plane = ControlPlane(assets, workdir=workdir / "kube")
+        # The control plane starts while the AWS world is seeded: both take seconds.
+        cluster = BackgroundStart(plane, [NAMESPACE])
+        try:
+            with AwsStandins(clock=Clock(speed=1.0), durations=NARRATED_DURATIONS) as aws:
+                world = seed_demo(aws, self.loops)
+                aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.74})
+                aws.sagemaker.set_model_quality(demo_model_quality(world))
+                anchor = seed_anchor(aws, world)
+                say(
+                    f"AWS stand-ins up: {self.loops} reviewed images in A2I flow "
+                    f"{world.flow_definition_arn.rsplit('/', 1)[-1]}, endpoint "
+                    f"{world.endpoint_name} serving {world.model_name}"
                 )
-                say(f"applied RetrainingPolicy {NAMESPACE}/{POLICY}")
+                api = cluster.result()
+                say(
+                    f"kube-apiserver up in {plane.startup_seconds:.1f}s ({assets.name}), "
+                    "CRD installed"
+                )
                 env = {**os.environ, **isolated_aws_env(aws), "KUBECONFIG": str(plane.kubeconfig)}
-                log_path = workdir / "operator.log"
-                with log_path.open("wb") as log:
-                    operator = subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "retraining_operator",
-                            "run",
-                            "--namespace",
-                            NAMESPACE,
-                            "--liveness=",
-                            "--metrics-port=0",
-                            "--tick-seconds=2",
-                            "--observe-seconds=2",
-                        ],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
+                # Started before the policy is applied: its start-up overlaps the apply.
+                # No AWS call budget: at the default 20/s, reading the 120 Batch Transform
+                # outputs alone takes 6 s of the demo.
+                argv = operator_argv([NAMESPACE], "--aws-calls-per-second=0")
+                operator = OperatorChild.start(argv, env, workdir / "operator.log")
+                try:
+                    api["custom"].create_namespaced_custom_object(
+                        API_GROUP,
+                        API_VERSION,
+                        NAMESPACE,
+                        PLURAL,
+                        narrated_policy(world, anchor, min_new_samples=min(20, self.loops)),
                     )
-                    say(f"operator started (pid {operator.pid}, log {log_path})")
-                    try:
-                        closed = self._watch(api, world, aws)
-                    finally:
-                        operator.send_signal(signal.SIGTERM)
-                        try:
-                            operator.wait(timeout=20)
-                        except subprocess.TimeoutExpired:
-                            operator.kill()
+                    say(f"applied RetrainingPolicy {NAMESPACE}/{POLICY}")
+                    say(f"operator started (pid {operator.pid}, log {operator.log})")
+                    closed = self._watch(api, world, aws)
+                finally:
+                    operator.stop()
                 if not closed:
                     say("operator log (last lines):")
-                    self.out.write(_tail(log_path))
+                    self.out.write(textwrap.indent(tail(operator.log, 30), "    ") + "\n")
+        finally:
+            cluster.stop()
         say("cleaned up: operator, kube-apiserver, etcd and stand-ins stopped")
         return 0 if closed else 1
 
@@ -306,52 +327,6 @@ class DemoRun:
                     return False
                 self.narrator.say(f"gate judged like with like: {comparison_line(comparison)}")
                 return True
-            time.sleep(1.0)
+            time.sleep(0.5)
         self.narrator.say(f"timed out after {self.timeout:.0f}s")
         return False
-
-
-def _clients(kubeconfig: Path) -> dict[str, Any]:
-    from kubernetes import client, config
-
-    api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    return {
-        "custom": client.CustomObjectsApi(api_client),
-        "core": client.CoreV1Api(api_client),
-        "ext": client.ApiextensionsV1Api(api_client),
-    }
-
-
-def _install_crd(api: dict[str, Any]) -> None:
-    crd = yaml.safe_load(CRD_FILE.read_text())
-    api["ext"].create_custom_resource_definition(crd)
-    _wait(
-        lambda: any(
-            c.type == "Established" and c.status == "True"
-            for c in (
-                api["ext"]
-                .read_custom_resource_definition(crd["metadata"]["name"])
-                .status.conditions
-                or []
-            )
-        ),
-        "the CRD to be Established",
-    )
-
-
-def _create_namespace(api: dict[str, Any]) -> None:
-    api["core"].create_namespace({"metadata": {"name": NAMESPACE}})
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return "".join(f"    {line}\n" for line in text)

@@ -12,7 +12,6 @@ directory unless `--keep`.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import shlex
 import shutil
@@ -29,10 +28,9 @@ import yaml
 from retraining_operator.api import API_GROUP, PLURAL
 from retraining_standins.clock import Clock
 from retraining_standins.cluster import (
+    BackgroundStart,
     OperatorChild,
-    clients,
     create_namespace,
-    install_crd,
     operator_argv,
 )
 from retraining_standins.demo import seed_demo
@@ -100,19 +98,19 @@ class Sandbox:
         made = [directory] if options.directory is None else []
         plane = ControlPlane(assets, workdir=directory / "kube")
         if options.directory is not None:
-            made += [directory / name for name in ("kube", "operator.log", "env.sh", POLICY_FILE)]
+            made += [
+                directory / name
+                for name in ("kube", "operator.log", "operator-tmp", "env.sh", POLICY_FILE)
+            ]
         standins = AwsStandins(
             clock=Clock(speed=options.speed), seed=options.seed, account_id=account, region=region
         )
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kube-apiserver")
+        # The control plane starts while the stand-ins and the world are seeded.
+        cluster = BackgroundStart(plane, [])
         try:
-            # The control plane takes seconds to start: meanwhile, the stand-ins and the world.
-            plane_started = pool.submit(plane.start)
             standins.start()
             seeded = self._seed(standins, examples, directory)
-            plane_started.result()
-            api = clients(plane.kubeconfig)
-            install_crd(api)
+            api = cluster.result()
             for namespace in seeded.namespaces:
                 create_namespace(api, namespace)
             env = {"KUBECONFIG": str(plane.kubeconfig), **isolated_aws_env(standins)}
@@ -126,10 +124,9 @@ class Sandbox:
                 self._check_operator()
             return 1 if self.operator_exit is not None else 0
         finally:
-            pool.shutdown(wait=True)
             if self.operator is not None:
                 self.operator.stop()
-            plane.stop()
+            cluster.stop()
             standins.stop()
             if not options.keep:
                 for path in made:
