@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import time
 import uuid
@@ -410,6 +411,40 @@ def _quicken_sqs_clock() -> None:
     setattr(models, "_standins_quick_clock", True)  # noqa: B010
 
 
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
+
+
+def _percentile_statistics() -> None:
+    """CloudWatch answers percentile statistics (`p99`) for any metric; moto answers only
+    Sum/Average/Minimum/Maximum/SampleCount (a `p99` query returned nulls). Single values
+    get the nearest-rank percentile, as CloudWatch computes it from raw values. A statistic
+    set carries no distribution, so its period's percentile is its Maximum: the stand-ins
+    publish ModelLatency with Maximum = the minute's p99 (`serving.py`), so a one-minute
+    `p99` is exact and a longer period's is the largest minute's p99 (stand-in choice)."""
+    from moto.cloudwatch import models
+
+    if getattr(models, "_standins_percentiles", False):
+        return
+    basic = models.Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        match = _PERCENTILE.match(stat)
+        if match is None:
+            return basic(self, stat)
+        values = sorted(self.metric_single_values_list)
+        sets = [s.max for s in self.metric_aggregated_list]
+        if not values and not sets:
+            return None
+        candidates = []
+        if values:
+            rank = max(1, math.ceil(float(match.group(1)) / 100.0 * len(values)))
+            candidates.append(values[rank - 1])
+        return max([*candidates, *sets])
+
+    models.Statistics.get_statistics_for_type = get_statistics_for_type  # type: ignore[method-assign]
+    setattr(models, "_standins_percentiles", True)  # noqa: B010
+
+
 class MotoStandin:
     """moto's S3/STS/CloudWatch backends on two loopback listeners (public and direct)."""
 
@@ -424,6 +459,7 @@ class MotoStandin:
         single_account: bool = True,
     ) -> None:
         _quicken_sqs_clock()
+        _percentile_statistics()
         self._app = DomainDispatcherApplication(create_backend_app)
         front = MotoFront(self._app, faults, log, clock, single_account=single_account)
         self.public = ServerThread(
