@@ -58,7 +58,7 @@ class IamPolicyError(ValueError):
     """The spec cannot be turned into a policy (e.g. a malformed ARN or S3 URI)."""
 
 
-def _s3_parts(uri: str) -> tuple[str, str]:
+def s3_parts(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
         raise IamPolicyError(f"{uri!r} is not an s3:// URI")
     bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -78,7 +78,7 @@ def name_head(policy_name: str, kind: str, *, max_len: int | None = None) -> str
     return head if sep else probe.partition(f"-{kind}-")[0]
 
 
-class _Arns:
+class Arns:
     def __init__(self, spec: RetrainingPolicySpec) -> None:
         parts = spec.human_loops.flow_definition_arn.split(":")
         if len(parts) < 6:
@@ -101,7 +101,7 @@ class _Arns:
         return f"arn:{self.partition}:s3:::{path}"
 
 
-def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
+def statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "Sid": sid,
         "Effect": "Allow",
@@ -148,14 +148,14 @@ class _Document:
         self.policy_name = policy_name
         self.spec = spec
         self.a2i_output_s3_uri = a2i_output_s3_uri
-        self.arns = _Arns(spec)
+        self.arns = Arns(spec)
         self.used = features(spec)
         self.statements: list[dict[str, Any]] = []
         self.created: list[str] = []  # resources the operator creates, with tags
         self.creates: list[str] = []  # ... and the Create* operations that make them
 
     def allow(self, sid: str, actions: list[str], resources: list[str], **extra: Any) -> None:
-        self.statements.append(_statement(sid, actions, resources, **extra))
+        self.statements.append(statement(sid, actions, resources, **extra))
 
     def create(self, operation: str, *resources: str) -> None:
         self.created.extend(resources)
@@ -222,7 +222,7 @@ class _Document:
         spec, arns = self.spec, self.arns
         flow = spec.human_loops.flow_definition_name
         if self.a2i_output_s3_uri:
-            bucket, key = _s3_parts(self.a2i_output_s3_uri)
+            bucket, key = s3_parts(self.a2i_output_s3_uri)
             prefix = f"{bucket}/{key.strip('/')}/" if key.strip("/") else f"{bucket}/"
             outputs = arns.s3(f"{prefix}{flow}/*/{A2I_OUTPUT_FILE}")
         else:
@@ -230,14 +230,14 @@ class _Document:
         reads = [outputs]
         validation = spec.dataset.validation.manifest_s3_uri
         if validation:
-            reads.append(arns.s3("/".join(_s3_parts(validation))))
+            reads.append(arns.s3("/".join(s3_parts(validation))))
         anchor = spec.gate.evaluation.anchor_manifest_s3_uri if spec.gate.evaluation else None
         if anchor:
-            reads.append(arns.s3("/".join(_s3_parts(anchor))))
+            reads.append(arns.s3("/".join(s3_parts(anchor))))
         if spec.dataset.replay is not None:
-            reads.append(arns.s3("/".join(_s3_parts(spec.dataset.replay.manifest_s3_uri))))
+            reads.append(arns.s3("/".join(s3_parts(spec.dataset.replay.manifest_s3_uri))))
         self.allow("ReadReviewsAndManifests", actions_of(S3, "GetObject"), reads)
-        bucket, key = _s3_parts(spec.dataset.output_s3_uri)
+        bucket, key = s3_parts(spec.dataset.output_s3_uri)
         dataset = arns.s3(f"{bucket}/{key.strip('/')}/*" if key.strip("/") else f"{bucket}/*")
         writes = actions_of(
             S3,
@@ -363,7 +363,7 @@ class _Document:
             self.allow(
                 "EvaluationModels", actions_of(SAGEMAKER, "CreateModel", "DescribeModel"), [models]
             )
-        bucket, key = _s3_parts(self.spec.dataset.output_s3_uri)
+        bucket, key = s3_parts(self.spec.dataset.output_s3_uri)
         prefix = (
             f"{key.strip('/')}/{EVALUATION_PREFIX}/predictions/"
             if key.strip("/")
@@ -398,7 +398,7 @@ def for_operator(policy_name: str, spec: RetrainingPolicySpec, **kwargs: Any) ->
     return {
         "Version": VERSION,
         "Statement": [
-            _statement("AssumeTenantRole", actions_of(STS, "AssumeRole"), [spec.aws.role_arn])
+            statement("AssumeTenantRole", actions_of(STS, "AssumeRole"), [spec.aws.role_arn])
         ],
     }
 
@@ -409,7 +409,7 @@ def for_scoped_operator(tenant_role_arns: list[str]) -> dict[str, Any]:
     return {
         "Version": VERSION,
         "Statement": [
-            _statement(
+            statement(
                 "AssumeTenantRoles",
                 list(declared(STS, "AssumeRole").needs(tagged=True)),
                 sorted(set(tenant_role_arns)),
