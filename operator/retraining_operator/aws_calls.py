@@ -54,6 +54,7 @@ class Feature(StrEnum):
     ROLLBACK_ALARMS = "RollbackAlarms"  # deployment.autoRollbackAlarms, on a rollout
     REGISTRY = "Registry"  # spec.registry
     EVALUATION = "Evaluation"  # spec.gate.evaluation: Batch Transform, the prediction cache
+    SHADOW = "Shadow"  # deployment.shadow: the inference experiment and its metrics
     ASSUME_ROLE = "AssumeRole"  # the operator's own role assumes spec.aws.roleArn / tenants'
     TOOLS = "Tools"  # CLI commands only, with the user's own credentials (never a policy)
 
@@ -274,8 +275,30 @@ CALLS: tuple[AwsCall, ...] = (
         CLOUDWATCH,
         "GetMetricData",
         ("cloudwatch:GetMetricData",),
-        (Feature.VARIANT_SHIFT,),
+        (Feature.VARIANT_SHIFT, Feature.SHADOW),
         unscoped=True,
+    ),
+    # The shadow test (deployment.shadow). Every deploying policy may describe and stop its
+    # run's experiment: deleting one stops it whatever the spec says now.
+    AwsCall(
+        SAGEMAKER,
+        "CreateInferenceExperiment",
+        ("sagemaker:CreateInferenceExperiment",),
+        (Feature.SHADOW,),
+        tags=SAGEMAKER_TAGS,
+        passes_role=True,
+    ),
+    AwsCall(
+        SAGEMAKER,
+        "DescribeInferenceExperiment",
+        ("sagemaker:DescribeInferenceExperiment",),
+        (Feature.DEPLOY, Feature.SHADOW),
+    ),
+    AwsCall(
+        SAGEMAKER,
+        "StopInferenceExperiment",
+        ("sagemaker:StopInferenceExperiment",),
+        (Feature.DEPLOY, Feature.SHADOW),
     ),
     AwsCall(
         CLOUDWATCH, "DescribeAlarms", ("cloudwatch:DescribeAlarms",), (Feature.ROLLBACK_ALARMS,)

@@ -179,6 +179,12 @@ def _sagemaker_resources(call: Call, where: _Where) -> list[str]:
     def arn(kind: str, name: str) -> str:
         return where.arn("sagemaker", f"{kind}/{name.lower()}")
 
+    if call.operation.endswith("InferenceExperiment"):
+        # An experiment is authorized on itself (and, created, on the endpoint it shadows).
+        experiment = [arn("inference-experiment", str(params["Name"]))]
+        if call.operation == "CreateInferenceExperiment":
+            experiment.append(arn("endpoint", str(params["EndpointName"])))
+        return experiment
     if "TransformJobName" in params:
         # A transform job is authorized on itself; the model it names is not a resource of
         # CreateTransformJob (the Service Authorization Reference lists transform-job only).

@@ -202,7 +202,12 @@ def test_each_rollout_strategy_names_only_declared_actions_of_its_feature() -> N
 
 def test_pass_role_is_declared_on_the_calls_that_hand_sagemaker_a_role() -> None:
     passing = sorted(c.operation for c in CALLS if PASS_ROLE in c.needs())
-    assert passing == ["CreateHyperParameterTuningJob", "CreateModel", "CreateTrainingJob"]
+    assert passing == [
+        "CreateHyperParameterTuningJob",
+        "CreateInferenceExperiment",  # its RoleArn: SageMaker deploys the shadow as it
+        "CreateModel",
+        "CreateTrainingJob",
+    ]
 
 
 @pytest.mark.parametrize("source", ["pascal-voc-detector", "train-only"])

@@ -100,6 +100,15 @@ def _since_then(document: dict[str, Any], policy_name: str) -> dict[str, Any]:
                 "Resource": transforms[0] if len(transforms) == 1 else transforms,
             },
         )
+    sids = [statement["Sid"] for statement in statements]
+    if "RollTheEndpoint" in sids:  # deployment.shadow (issue 31): describe/stop the run's
+        watch = ("ReadEndpointAutoscaling", "ReadRollbackAlarms", "ReadVariantMetrics")
+        at = max(sids.index(sid) for sid in (*watch, "RollTheEndpoint") if sid in sids)
+        rolled = next(s["Resource"] for s in statements if s["Sid"] == "RollTheEndpoint")
+        arn = ":".join((rolled[0] if isinstance(rolled, list) else rolled).split(":")[:5]) + ":"
+        stop = ["sagemaker:DescribeInferenceExperiment", "sagemaker:StopInferenceExperiment"]
+        experiments = f"{arn}inference-experiment/{iam.name_head(policy_name, 'sx')}-*"
+        statements.insert(at + 1, _allow("ShadowTests", stop, experiments))
     return document
 
 

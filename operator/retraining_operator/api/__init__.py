@@ -59,6 +59,7 @@ from retraining_operator.api.spec import (
     RetrainingPolicySpec,
     RollingSpec,
     Scaling,
+    ShadowSpec,
     SpotSpec,
     Strategy,
     TrafficRouting,
@@ -89,6 +90,7 @@ from retraining_operator.api.status import (
     RunSamples,
     RunStage,
     ServingStatus,
+    ShadowTest,
     ValidationWait,
 )
 
@@ -171,6 +173,8 @@ __all__ = [
     "SageMakerName",
     "Scaling",
     "ServingStatus",
+    "ShadowSpec",
+    "ShadowTest",
     "SpotSpec",
     "Strategy",
     "Timestamp",

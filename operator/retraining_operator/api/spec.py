@@ -7,6 +7,7 @@ checks CEL cannot express here (e.g. ascending variant-shift steps).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -381,6 +382,38 @@ class VariantShiftSpec(_Model):
         return self
 
 
+class ShadowSpec(_Model):
+    """A SageMaker shadow test before the rollout (docs/rollout.md, "Shadow test"): live
+    requests are copied to the candidate, its answers thrown away, and it is judged against
+    the production variant on the same requests."""
+
+    sampling_percentage: Annotated[int, Field(ge=1, le=100)] = 100
+    duration: Duration = "1h"
+    instance_type: (
+        Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", max_length=64)] | None
+    ) = None
+    instance_count: Annotated[int, Field(ge=1, le=100)] | None = None
+    role_arn: RoleArn | None = None
+    max_latency_ratio: Annotated[float, Field(ge=1)] = 1.5
+    max_5xx_rate: Annotated[float, Field(ge=0, le=1)] = Field(default=0.01, alias="max5xxRate")
+    max_4xx_rate: Annotated[float, Field(ge=0, le=1)] = Field(default=0.05, alias="max4xxRate")
+    min_invocations: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    promote: bool = False
+
+    @model_validator(mode="after")
+    def _within_sagemaker_limits(self) -> Self:
+        span = parse_duration(self.duration)
+        if span < timedelta(minutes=5):
+            raise ValueError("deployment.shadow.duration must be at least 5m")
+        if span > SHADOW_MAX_DURATION:
+            raise ValueError("deployment.shadow.duration must be at most 720h (SageMaker: 30 days)")
+        return self
+
+
+# SageMaker runs an inference experiment for at most 30 days.
+SHADOW_MAX_DURATION = timedelta(days=30)
+
+
 class RetainedVariantProperty(StrEnum):
     """UpdateEndpoint's VariantPropertyType: a live property the new config may override."""
 
@@ -410,6 +443,7 @@ class DeploymentSpec(_Model):
     exclude_retained_variant_properties: Annotated[
         list[RetainedVariantProperty], Field(max_length=3)
     ] = []
+    shadow: ShadowSpec | None = None
 
     @model_validator(mode="after")
     def _strategy_blocks(self) -> Self:
@@ -423,6 +457,8 @@ class DeploymentSpec(_Model):
                 raise ValueError(f"deployment.{field} is only allowed with strategy {strategy}")
         if self.strategy is not Strategy.NONE and self.endpoint_name is None:
             raise ValueError("deployment.endpointName is required unless strategy is None")
+        if self.shadow is not None and self.strategy is Strategy.NONE:
+            raise ValueError("deployment.shadow needs an endpoint to shadow (strategy is None)")
         if self.exclude_retained_variant_properties and not self.retain_variant_properties:
             raise ValueError(
                 "deployment.excludeRetainedVariantProperties needs retainVariantProperties"

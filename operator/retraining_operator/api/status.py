@@ -93,6 +93,7 @@ class RunStage(StrEnum):
     TRAINING = "Training"
     EVALUATING = "Evaluating"
     AWAITING_APPROVAL = "AwaitingApproval"
+    SHADOW_TESTING = "ShadowTesting"
     DEPLOYING = "Deploying"
     DONE = "Done"
 
@@ -147,6 +148,26 @@ class EvaluationRun(_Status):
     started_at: Timestamp | None = None
 
 
+class ShadowTest(_Status):
+    """The run's shadow test (deployment.shadow): the inference experiment and what it
+    measured, the shadow against production on the same requests."""
+
+    experiment_name: str
+    shadow_variant: str
+    source_variant: str
+    status: str | None = None
+    started_at: Timestamp | None = None
+    stopping: str | None = None  # "Remove" or "Promote" once the verdict is known
+    passed: bool | None = None
+    reason: str | None = None
+    invocations: float | None = None  # requests the shadow answered
+    production_p99_ms: float | None = Field(default=None, alias="productionP99Ms")
+    shadow_p99_ms: float | None = Field(default=None, alias="shadowP99Ms")
+    latency_ratio: float | None = None
+    error_5xx_rate: float | None = Field(default=None, alias="error5xxRate")
+    error_4xx_rate: float | None = Field(default=None, alias="error4xxRate")
+
+
 class HeldOutSet(_Status):
     """Every human-reviewed image the policy's runs held out of training so far: what the
     gate judges on. `version` moves when a run adds images."""
@@ -183,6 +204,7 @@ class CurrentRun(_Status):
     message: str | None = None
     evaluation: EvaluationRun | None = None
     comparison: Comparison | None = None
+    shadow: ShadowTest | None = None
 
 
 class Outcome(StrEnum):
@@ -195,6 +217,7 @@ class Outcome(StrEnum):
     FAILED = "Failed"
     REJECTED = "Rejected"  # a person rejected the registered Model Package
     APPROVAL_TIMED_OUT = "ApprovalTimedOut"  # registry.approvalTimeout passed unapproved
+    SHADOW_FAILED = "ShadowFailed"  # the shadow test judged it worse than production
 
 
 class HistoryEntry(_Status):
@@ -212,6 +235,7 @@ class HistoryEntry(_Status):
     train_as_validation: bool | None = None
     instance_hours: float | None = None
     comparison: Comparison | None = None
+    shadow: ShadowTest | None = None
 
 
 class ServingStatus(_Status):

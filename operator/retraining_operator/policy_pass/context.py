@@ -314,6 +314,8 @@ class PolicyPass:
         if run is not None and entry.comparison is None and run.comparison is not None:
             # gate.evaluation: what the run was judged on stays with it (docs/gate.md).
             entry = entry.model_copy(update={"comparison": run.comparison})
+        if run is not None and entry.shadow is None and run.shadow is not None:
+            entry = entry.model_copy(update={"shadow": run.shadow})  # deployment.shadow
         status.history = st.push_history(status.history, entry)
         status.current_run = None
         metrics.RUNS.labels(*self.labels, entry.outcome.value).inc()

@@ -56,6 +56,7 @@ from retraining_operator.policy_pass.stages import (
     poll,
     prepare,
     rollback,
+    shadow,
     start,
     suspend,
     train,
@@ -72,7 +73,20 @@ __all__ = ["Controller", "Event", "PassResult", "PolicyMemo", "PolicyView"]
 log = logging.getLogger(__name__)
 
 # In order; a run may go through several stages in one pass (Preparing -> Training).
-STAGES = (events, poll, suspend, start, prepare, train, evaluate, approve, rollback, deploy, drift)
+STAGES = (
+    events,
+    poll,
+    suspend,
+    start,
+    prepare,
+    train,
+    evaluate,
+    approve,
+    shadow,
+    rollback,
+    deploy,
+    drift,
+)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pydantic
 
 from retraining_operator.api import RetrainingPolicySpec, RetrainingPolicyStatus, RunStage
 from retraining_operator.aws.session import AwsSession
-from retraining_operator.flows import evaluation, rollout, training
+from retraining_operator.flows import evaluation, rollout, shadow, training
 from retraining_operator.policy_pass.context import Event
 from retraining_operator.reconcile.naming import PolicyRef
 
@@ -82,6 +82,12 @@ def finish_or_undo(
                 )
         for name in evaluation.stop_evaluation(session, ref, run.id):
             out.events.append(Event("Normal", "EvaluationStopped", f"stopped {name}"))
+        if run.stage is RunStage.SHADOW_TESTING:
+            stopped = shadow.stop_shadow(session, ref, run, "the policy was deleted")
+            if stopped:
+                out.events.append(
+                    Event("Normal", "ShadowStopped", f"stopped {stopped} (shadow removed)")
+                )
         if run.stage is RunStage.DEPLOYING:
             undone = _undo_rollout(session, ref, spec, status, now)
             if undone is not None:
@@ -93,7 +99,7 @@ def finish_or_undo(
     took_endpoint = (
         status.serving is not None
         or status.pre_operator is not None
-        or (run is not None and run.stage is RunStage.DEPLOYING)
+        or (run is not None and run.stage in (RunStage.DEPLOYING, RunStage.SHADOW_TESTING))
     )
     released = rollout.release_endpoint(session, ref, spec) if took_endpoint else None
     if released:

@@ -5,11 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 from retraining_operator import metrics
-from retraining_operator.api import HistoryEntry, Outcome
+from retraining_operator.api import (
+    CurrentRun,
+    HistoryEntry,
+    Outcome,
+    RetrainingPolicySpec,
+    RunStage,
+    ServingStatus,
+)
 from retraining_operator.aws.errors import AwsError
 from retraining_operator.flows import rollout
 from retraining_operator.policy_pass.context import PolicyPass
 from retraining_operator.reconcile.rollout import RolloutResult
+
+
+def next_stage_after_gate(spec: RetrainingPolicySpec) -> RunStage:
+    """A candidate that passed the gate (and approval) is shadow tested first, if asked."""
+    return RunStage.SHADOW_TESTING if spec.deployment.shadow is not None else RunStage.DEPLOYING
 
 
 def observe_interval(p: PolicyPass) -> timedelta:
@@ -48,6 +60,20 @@ def apply_rollout(p: PolicyPass, progress: rollout.RolloutProgress) -> None:
     else:
         reason = "RolledBack" if progress.result is RolloutResult.DEGRADED else "RolloutFailed"
         p.event("Warning", reason, progress.reason or progress.message)
+    p.end_run(entry)
+
+
+def after_deployed(
+    p: PolicyPass, run: CurrentRun, serving: ServingStatus, entry: HistoryEntry
+) -> None:
+    """A model put in production other than by the rollout (a promoting shadow test):
+    recorded as the rollout records its own."""
+    p.status.serving = serving
+    metrics.ROLLOUT_SECONDS.labels(*p.labels).observe(
+        (p.now - (run.deploy_step_started_at or run.started_at)).total_seconds()
+    )
+    p.event("Normal", "Serving", f"run {run.id}: endpoint serves model {serving.model_name}")
+    _cleanup(p)
     p.end_run(entry)
 
 

@@ -131,6 +131,8 @@ def features(spec: RetrainingPolicySpec) -> frozenset[Feature]:
             used.add(Feature.ROLLBACK_ALARMS)
     if spec.registry is not None:
         used.add(Feature.REGISTRY)
+    if deploys and deployment.shadow is not None:
+        used.add(Feature.SHADOW)
     if spec.gate.evaluation is not None:
         used.add(Feature.EVALUATION)
         if deployment.endpoint_name:
@@ -182,6 +184,7 @@ class _Document:
         if Feature.DEPLOY in self.used:
             self.rollout()
             self.rollout_watch()
+            self.shadow()
         if Feature.REGISTRY in self.used:
             self.registry()
         if Feature.EVALUATION in self.used:
@@ -339,6 +342,33 @@ class _Document:
             self.allow("ReadRollbackAlarms", actions_of(CLOUDWATCH, "DescribeAlarms"), alarms)
         if strategy.metric_reads:
             self.allow("ReadVariantMetrics", list(strategy.metric_reads), ["*"])
+
+    def shadow(self) -> None:
+        """The run's inference experiment: every deploying policy may describe and stop it
+        (deletion stops it); creating it, passing its role and reading both variants'
+        metrics needs deployment.shadow."""
+        experiments = [
+            self.arns.sagemaker(f"inference-experiment/{name_head(self.policy_name, 'sx')}-*")
+        ]
+        calls = ["DescribeInferenceExperiment", "StopInferenceExperiment"]
+        shadow = self.spec.deployment.shadow
+        if Feature.SHADOW in self.used and shadow is not None:
+            self.create("CreateInferenceExperiment", *experiments)
+            self.allow(
+                "CreateShadowTests",
+                actions_of(SAGEMAKER, "CreateInferenceExperiment"),
+                [*experiments, self.endpoint()],
+            )
+            role = shadow.role_arn or self.spec.training.role_arn
+            if role != self.spec.training.role_arn:  # else PassTrainingRole allows it
+                self.allow(
+                    "PassExperimentRole",
+                    [PASS_ROLE],
+                    [role],
+                    Condition={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+                )
+            self.allow("ReadShadowMetrics", actions_of(CLOUDWATCH, "GetMetricData"), ["*"])
+        self.allow("ShadowTests", actions_of(SAGEMAKER, *calls), experiments)
 
     def registry(self) -> None:
         """The policy's Model Package Group and its versions (the group's owner tag is read

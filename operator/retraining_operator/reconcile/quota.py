@@ -23,8 +23,11 @@ from datetime import datetime, timedelta
 from retraining_operator.api import RetrainingPolicyStatus, RunStage, parse_duration
 from retraining_operator.tenancy_api import TenantQuota
 
-# Evaluating: the held-out evaluation's transform jobs run (gate.evaluation).
-IN_FLIGHT_STAGES = frozenset({RunStage.PREPARING, RunStage.TRAINING, RunStage.EVALUATING})
+# Evaluating: the held-out evaluation's transform jobs run (gate.evaluation); ShadowTesting:
+# the shadow variant's instances serve (deployment.shadow).
+IN_FLIGHT_STAGES = frozenset(
+    {RunStage.PREPARING, RunStage.TRAINING, RunStage.EVALUATING, RunStage.SHADOW_TESTING}
+)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ _STAGE_PHASE = {
     RunStage.TRAINING: Phase.TRAINING,
     RunStage.EVALUATING: Phase.EVALUATING,
     RunStage.AWAITING_APPROVAL: Phase.EVALUATING,  # the stage (printer column) says why
+    RunStage.SHADOW_TESTING: Phase.DEPLOYING,  # the endpoint carries the shadow variant
     RunStage.DEPLOYING: Phase.DEPLOYING,
     RunStage.DONE: Phase.SERVING,
 }

@@ -18,6 +18,7 @@ from retraining_operator.api import (
 )
 from retraining_operator.flows import registry
 from retraining_operator.policy_pass.context import PolicyPass
+from retraining_operator.policy_pass.outcome import next_stage_after_gate
 from retraining_operator.reconcile.registry import ApprovalStatus, approval_of
 
 # An annotation value longer than this names no run (run ids are 16 characters).
@@ -57,7 +58,7 @@ def step(p: PolicyPass) -> None:
     description = str(package.get("ApprovalDescription") or "")
     if status is ApprovalStatus.APPROVED:
         message = f"{arn} approved" + (f": {description}" if description else "")
-        p.update_run(stage=RunStage.DEPLOYING, message=message)
+        p.update_run(stage=next_stage_after_gate(p.spec), message=message)
         p.set_phase()
         p.checkpoint()
         p.event("Normal", "Approved", f"run {run.id}: {message}")

@@ -21,7 +21,7 @@ from retraining_operator.api import (
 from retraining_operator.aws.images import ImageLookupError
 from retraining_operator.flows import evaluation, registry, training
 from retraining_operator.policy_pass.context import PolicyPass
-from retraining_operator.policy_pass.outcome import observe_interval
+from retraining_operator.policy_pass.outcome import next_stage_after_gate, observe_interval
 from retraining_operator.reconcile.gate import (
     GateDecision,
     evaluate_gate,
@@ -94,7 +94,11 @@ def step(p: PolicyPass) -> None:
         p.event("Normal", "AwaitingApproval", message)
     else:
         p.event("Normal", "GatePassed", decision.reason)
-        p.update_run(stage=RunStage.DEPLOYING, metric_value=decision.value, message=decision.reason)
+        p.update_run(
+            stage=next_stage_after_gate(p.spec),
+            metric_value=decision.value,
+            message=decision.reason,
+        )
         p.set_phase()
     p.checkpoint()
 

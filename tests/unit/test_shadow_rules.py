@@ -1,0 +1,142 @@
+"""The shadow test's requests (valid for SageMaker, named by the run) and its verdict."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import botocore.session
+import pytest
+import yaml
+from botocore.validate import ParamValidator
+
+from retraining_operator.api import RetrainingPolicySpec, ShadowSpec
+from retraining_operator.reconcile import shadow
+from retraining_operator.reconcile.naming import PolicyRef
+from unit.rollout_policies import PASCAL
+
+SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
+POLICY = PolicyRef(namespace="vision", name="pascal-detector", uid="3f6c1e9a-0000-4000-8000-1234")
+NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+PRODUCTION = shadow.ProductionVariant("AllTraffic", "serving-model", "ml.m5.xlarge", 2)
+
+
+def spec(**shadow_spec: object) -> RetrainingPolicySpec:
+    document = yaml.safe_load(PASCAL.read_text())
+    document["spec"]["deployment"]["shadow"] = shadow_spec
+    return RetrainingPolicySpec.model_validate(document["spec"])
+
+
+def valid(operation: str, request: dict[str, object]) -> None:
+    report = ParamValidator().validate(request, SAGEMAKER.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_the_experiment_request_is_valid_and_named_by_the_run() -> None:
+    policy = spec(samplingPercentage=40, duration="2h", instanceCount=1)
+    request = shadow.experiment_request(
+        POLICY, policy, run_id="r20261208-120000", production=PRODUCTION,
+        candidate_model="candidate", now=NOW,
+    )  # fmt: skip
+    valid("CreateInferenceExperiment", request)
+    names = shadow.ShadowNames.for_run(POLICY, "r20261208-120000")
+    assert request["Name"] == names.experiment
+    assert names == shadow.ShadowNames.for_run(POLICY, "r20261208-120000")  # deterministic
+    assert len(names.experiment) <= 63
+    assert request["Type"] == "ShadowMode"
+    assert request["Schedule"] == {
+        "StartTime": NOW,
+        "EndTime": NOW + timedelta(hours=2) + shadow.SCHEDULE_SLACK,
+    }
+    production, candidate = request["ModelVariants"]  # type: ignore[misc]
+    assert production["ModelName"] == "serving-model"
+    assert production["InfrastructureConfig"]["RealTimeInferenceConfig"] == {
+        "InstanceType": "ml.m5.xlarge",
+        "InstanceCount": 2,
+    }
+    # The shadow takes the production variant's instance type unless told; its count is 1.
+    assert candidate["InfrastructureConfig"]["RealTimeInferenceConfig"] == {
+        "InstanceType": "ml.m5.xlarge",
+        "InstanceCount": 1,
+    }
+    assert request["ShadowModeConfig"] == {
+        "SourceModelVariantName": "AllTraffic",
+        "ShadowModelVariants": [
+            {"ShadowModelVariantName": names.shadow_variant, "SamplingPercentage": 40}
+        ],
+    }
+    assert request["RoleArn"] == policy.training.role_arn  # default: the execution role
+
+
+@pytest.mark.parametrize("promote", [False, True])
+def test_the_stop_retains_production_and_removes_or_promotes_the_shadow(promote: bool) -> None:
+    request = shadow.stop_request("exp", "AllTraffic", "r1-shadow", promote=promote, reason="x")
+    valid("StopInferenceExperiment", request)
+    assert request["ModelVariantActions"] == {
+        "AllTraffic": "Retain",
+        "r1-shadow": "Promote" if promote else "Remove",
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"duration": "1m"}, "at least 5m"),
+        ({"duration": "721h"}, "at most 720h"),
+        ({"samplingPercentage": 0}, "greater than or equal to 1"),
+        ({"maxLatencyRatio": 0.5}, "greater than or equal to 1"),
+    ],
+)
+def test_the_spec_refuses_what_sagemaker_or_sense_would(
+    changes: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        ShadowSpec.model_validate(changes)
+
+
+def numbers(calls: float, p99_ms: float, e5: float = 0, e4: float = 0) -> shadow.VariantNumbers:
+    return shadow.VariantNumbers(calls, e5, e4, p99_ms * 1000)
+
+
+SHADOW = ShadowSpec.model_validate({"maxLatencyRatio": 1.5, "minInvocations": 100})
+
+
+def test_three_times_production_latency_fails_early() -> None:
+    verdict = shadow.judge(SHADOW, numbers(400, 60), numbers(200, 180), ended=False)
+    assert verdict.passed is False
+    assert verdict.latency_ratio == pytest.approx(3.0)
+    assert "p99 latency 3.00x production's" in verdict.reason
+
+
+def test_errors_fail_and_a_clean_shadow_passes_only_at_the_end() -> None:
+    failing = shadow.judge(SHADOW, numbers(400, 60), numbers(200, 60, e5=10), ended=False)
+    assert failing.passed is False
+    assert "5XX rate 5.00%" in failing.reason
+    clean = numbers(200, 70)
+    assert shadow.judge(SHADOW, numbers(400, 60), clean, ended=False).passed is None
+    passed = shadow.judge(SHADOW, numbers(400, 60), clean, ended=True)
+    assert passed.passed is True
+    assert "200 requests shadowed" in passed.reason
+
+
+def test_too_little_traffic_waits_then_fails() -> None:
+    quiet = numbers(20, 500)  # slow, but 20 requests prove nothing yet
+    assert shadow.judge(SHADOW, numbers(40, 60), quiet, ended=False).passed is None
+    ended = shadow.judge(SHADOW, numbers(40, 60), quiet, ended=True)
+    assert ended.passed is False
+    assert "not enough traffic" in ended.reason
+
+
+def test_numbers_sum_the_minutes_since_the_start() -> None:
+    t0, later = NOW, NOW + timedelta(minutes=1)
+    series = {
+        "invocations": [(t0 - timedelta(minutes=5), 999.0), (t0, 10.0), (later, 5.0)],
+        "errors5xx": [(t0, 1.0)],
+        "latencyP99": [(t0, 50_000.0), (later, 90_000.0)],
+    }
+    got = shadow.VariantNumbers.of(series, t0)
+    assert (got.invocations, got.errors_5xx, got.errors_4xx, got.p99_us) == (
+        15.0,
+        1.0,
+        0.0,
+        90_000.0,
+    )
