@@ -474,3 +474,40 @@ def test_data_capture_pairs_both_variants_answers(aws, aws_bucket, endpoint, sm)
         found = [len(json.loads(a["data"])["prediction"]) for a in answers]
         assert found[0] >= 1  # production finds every object
         assert production["eventVersion"] == "0"
+
+
+def test_the_endpoint_is_not_updated_under_a_running_experiment(aws, endpoint, sm) -> None:
+    run(aws, sm)
+    with pytest.raises(ClientError) as busy:
+        sm.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-production")
+    code, message = error_of(busy)
+    assert (code, "inference experiment shadow-1" in message) == ("ValidationException", True)
+    with pytest.raises(ClientError):
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName=ENDPOINT,
+            DesiredWeightsAndCapacities=[{"VariantName": SOURCE, "DesiredInstanceCount": 3}],
+        )
+    sm.stop_inference_experiment(Name="shadow-1", ModelVariantActions={SHADOW: "Remove"})
+    aws.clock.advance(UPDATING)
+    sm.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-production")
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating"
+
+
+def test_the_endpoint_reverts_to_what_it_served_when_the_experiment_started(
+    aws, endpoint, sm
+) -> None:
+    start = aws.clock.now() + timedelta(hours=1)
+    sm.create_inference_experiment(**shadow_test(Schedule={"StartTime": start}))
+    aws.clock.advance(CREATING)
+    assert status(sm) == "Created"
+    sm.delete_endpoint_config(EndpointConfigName="config-production")  # SageMaker keeps serving
+    aws.clock.set(start + timedelta(seconds=UPDATING))
+    assert status(sm) == "Running"
+    sm.stop_inference_experiment(Name="shadow-1", ModelVariantActions={SHADOW: "Remove"})
+    aws.clock.advance(UPDATING)
+    live = sm.describe_endpoint(EndpointName=ENDPOINT)
+    assert "ShadowProductionVariants" not in live
+    config = sm.describe_endpoint_config(EndpointConfigName=live["EndpointConfigName"])
+    assert [(v["ModelName"], v["InitialInstanceCount"]) for v in config["ProductionVariants"]] == [
+        ("production", 2)
+    ]

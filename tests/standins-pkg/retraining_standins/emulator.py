@@ -73,6 +73,7 @@ class Emulator:
             self.state, self.hosting, lambda name, url: self.transform.quality(name, url)
         )
         self.hosting.observed = self.experiments.observe_endpoint
+        self.hosting.held_by = self.experiments.holding
         self.registry = RegistryStore(self.state)
         self.human_loops = HumanLoopStore(self.state, seed)
         self.autoscaling = AutoScalingStore(self.state, self.hosting)

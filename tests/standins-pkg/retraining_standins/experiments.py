@@ -21,7 +21,9 @@ endpoint is updated again, then Completed or Cancelled:
 `DesiredState` defaults to Cancelled for a stop before the end ("When you conclude your
 experiment early using the StopInferenceExperiment API ... it shows as cancelled"). An endpoint
 update that fails (`fail_next_update`) cancels a starting experiment with the endpoint's
-FailureReason as `StatusReason`.
+FailureReason as `StatusReason`. While an experiment is in progress, UpdateEndpoint and
+UpdateEndpointWeightsAndCapacities are refused (stand-in choice, undocumented by AWS: the revert
+at the end would undo them).
 
 While it runs, the experiment publishes per-minute CloudWatch metrics for both variants
 (`serving.py`): the endpoint's traffic (`SageMakerControl.set_traffic`, 100 requests a minute by
@@ -178,6 +180,16 @@ class ExperimentStore:
         self.refresh(experiment)
         return experiment
 
+    def holding(self, endpoint_name: str) -> str | None:
+        """The experiment in progress on an endpoint (UpdateEndpoint waits for its end)."""
+        for experiment in self.experiments.values():
+            if (
+                experiment.endpoint_name.lower() == endpoint_name.lower()
+                and experiment.status in ACTIVE
+            ):
+                return experiment.name
+        return None
+
     def observe_endpoint(self, endpoint_name: str) -> None:
         """Bring the experiments of an endpoint up to date (the endpoint is being observed)."""
         if self._observing:
@@ -209,7 +221,6 @@ class ExperimentStore:
         self._check_variants(params, endpoint)
         now = self.state.clock.now()
         start, end = _schedule(params.get("Schedule") or {}, now)
-        original = self.hosting.get_config(endpoint.config_name)
         experiment = Experiment(
             name=name,
             arn=arn,
@@ -217,8 +228,8 @@ class ExperimentStore:
             created=now,
             start_at=start,
             end_at=end,
-            original_config=original.name,
-            original_request=dict(original.request),
+            original_config=endpoint.config_name,
+            original_request=self._serving_request(endpoint),
         )
         self.experiments[name.lower()] = experiment
         self.state.add_tags(arn, params.get("Tags"))
@@ -418,6 +429,24 @@ class ExperimentStore:
                     experiment.status_reason = endpoint.failure_reason
                 experiment.finish(endpoint.last_modified)
 
+    def _serving_request(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The CreateEndpointConfig request of what the endpoint serves (rebuilt from its
+        variants when the config was deleted meanwhile)."""
+        config = self.hosting.configs.get(endpoint.config_name.lower())
+        if config is not None:
+            return dict(config.request)
+        variants = [
+            {
+                "VariantName": v.name,
+                "ModelName": v.model_name,
+                "InstanceType": v.instance_type,
+                "InitialInstanceCount": v.desired_count,
+                "InitialVariantWeight": v.desired_weight,
+            }
+            for v in endpoint.variants
+        ]
+        return {"EndpointConfigName": endpoint.config_name, "ProductionVariants": variants}
+
     def _endpoint(self, experiment: Experiment) -> Endpoint | None:
         self._observing = True
         try:
@@ -436,6 +465,8 @@ class ExperimentStore:
             experiment.desired_state = "Cancelled"
             experiment.finish(at)
             return
+        experiment.original_config = endpoint.config_name  # what the endpoint reverts to
+        experiment.original_request = self._serving_request(endpoint)
         source = experiment.variant(experiment.source)
         shadow = experiment.variant(experiment.shadow)
         name = self._config_name(experiment, "shadow")
