@@ -398,6 +398,7 @@ def test_both_variants_publish_metrics_from_the_serving_knobs(aws, endpoint, sm)
     p99_shadow = metric(aws, "ModelLatency", SHADOW, "Maximum", start, 10)
     assert p99_production == [60_000.0] * 10  # microseconds, as AWS publishes ModelLatency
     assert p99_shadow == [180_000.0] * 10
+    assert metric(aws, "ModelLatency", SHADOW, "p99", start, 10) == p99_shadow
     average = metric(aws, "ModelLatency", SHADOW, "Average", start, 10)[0]
     assert 60_000 < average < 180_000
     assert metric(aws, "Invocation5XXErrors", SHADOW, "Sum", start, 10) == [15.0] * 10

@@ -12,8 +12,8 @@ metric, the way SageMaker aggregates per-request samples:
 * `ModelLatency` (Microseconds, as AWS): SampleCount = requests, Average = the mean of a
   log-normal latency with the given median and p99, Maximum = the p99, Minimum = the p1.
 
-moto computes Sum, Average, Minimum, Maximum and SampleCount, not percentiles (a `p99` query
-fails there), so the emulated `Maximum` stands for the p99 a real dashboard would show.
+A statistic set carries no distribution, so its `Maximum` stands for the minute's p99: the
+CloudWatch stand-in answers a `p99` query with it (`moto_server._percentile_statistics`).
 
 Errors are spread exactly over the minutes: after N requests a variant has answered
 floor(N x rate) errors, so small rates still show up, deterministically.
