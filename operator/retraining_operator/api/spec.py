@@ -403,8 +403,8 @@ class ShadowSpec(_Model):
     @model_validator(mode="after")
     def _within_sagemaker_limits(self) -> Self:
         span = parse_duration(self.duration)
-        if span < timedelta(minutes=5):
-            raise ValueError("deployment.shadow.duration must be at least 5m")
+        if span < timedelta(minutes=2):  # CloudWatch's metrics come per minute
+            raise ValueError("deployment.shadow.duration must be at least 2m")
         if span > SHADOW_MAX_DURATION:
             raise ValueError("deployment.shadow.duration must be at most 720h (SageMaker: 30 days)")
         return self

@@ -20,7 +20,6 @@ from retraining_operator.commands import Subparsers
 
 if TYPE_CHECKING:  # the handler imports these when it runs (--help stays fast)
     from retraining_operator.api import LabelsSpec
-    from retraining_operator.api.problems import problem_lines
     from retraining_operator.flows.offline import OfflineResult, Source
     from retraining_operator.flows.sinks import LineSink
 
@@ -177,6 +176,7 @@ def _labels(args: argparse.Namespace) -> LabelsSpec:
     from pydantic import ValidationError
 
     from retraining_operator.api import LabelsSpec
+    from retraining_operator.api.problems import problem_lines
 
     try:
         return LabelsSpec(

@@ -88,7 +88,7 @@ def advance_shadow(session: AwsSession, subject: ShadowSubject, *, poll: timedel
                 f"inference experiment {test.experiment_name} ended {status} before a verdict: "
                 f"{why}"
             )
-        endpoint = endpoints.find_endpoint(sm, str(described.get("EndpointName")))
+        endpoint = endpoints.find_endpoint(sm, spec.deployment.endpoint_name or "")
         if endpoint is None or endpoint.get("EndpointStatus") != "InService":
             return ShadowStep(test, retry_after=poll)  # the shadow is still being removed
         return ShadowStep(test, done=True, endpoint_config_name=endpoint.get("EndpointConfigName"))

@@ -28,6 +28,7 @@ KIND = "sx"  # the experiment's tag in names (and in the IAM policy's resource p
 # The schedule ends a little after the test so the operator stops it itself (a stop keeps
 # the choice of Remove or Promote); if the operator is gone, SageMaker removes the shadow.
 SCHEDULE_SLACK = timedelta(minutes=30)
+MAX_SCHEDULE = timedelta(days=30)
 
 NAMESPACE = "AWS/SageMaker"
 INVOCATIONS = "Invocations"
@@ -90,7 +91,8 @@ def experiment_request(
     if endpoint is None:
         raise ValueError("deployment.shadow needs deployment.endpointName")
     role = shadow.role_arn or spec.training.role_arn
-    end = now + parse_duration(shadow.duration) + SCHEDULE_SLACK
+    # SageMaker runs an experiment at most 30 days: the slack gives way at the maximum.
+    end = min(now + parse_duration(shadow.duration) + SCHEDULE_SLACK, now + MAX_SCHEDULE)
     return {
         "Name": names.experiment,
         "Type": "ShadowMode",
