@@ -268,3 +268,17 @@ def test_the_examples_world_holds_what_the_examples_name() -> None:
         alarms = aws.admin_client("cloudwatch").describe_alarms(AlarmNames=["od-endpoint-5xx"])
         assert [a["StateValue"] for a in alarms["MetricAlarms"]] == ["OK"]
         assert world.namespaces == ["vision"]
+
+
+@pytest.mark.kube
+def test_a_directory_of_the_users_keeps_its_own_files(
+    sandbox_env: dict[str, str], started: list[Running], tmp_path: Path
+) -> None:
+    directory = tmp_path / "mine"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("mine\n")
+    run = start(started, [str(CLI), "sandbox", "--dir", str(directory)], sandbox_env)
+    run.until(READY)
+    assert (directory / "demo-policy.yaml").is_file()
+    stop(run, signal.SIGTERM, descendants(run.process.pid), None)
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]

@@ -94,14 +94,13 @@ class Sandbox:
             examples = ExamplesWorldInput.read(options.examples)
             account, region = examples.account_and_region
         directory = options.directory or Path(tempfile.mkdtemp(prefix="rtp-sandbox-"))
+        if options.directory is None or not directory.exists():
+            made = [directory]
+        else:  # a directory of the user's: only what the sandbox puts in it
+            names = ("kube", "operator.log", "operator-tmp", "env.sh", POLICY_FILE)
+            made = [directory / name for name in names]
         directory.mkdir(parents=True, exist_ok=True)
-        made = [directory] if options.directory is None else []
         plane = ControlPlane(assets, workdir=directory / "kube")
-        if options.directory is not None:
-            made += [
-                directory / name
-                for name in ("kube", "operator.log", "operator-tmp", "env.sh", POLICY_FILE)
-            ]
         standins = AwsStandins(
             clock=Clock(speed=options.speed), seed=options.seed, account_id=account, region=region
         )
