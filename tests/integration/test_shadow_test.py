@@ -149,3 +149,54 @@ def test_suspend_stops_a_running_shadow_test(aws: AwsStandins, world: DemoWorld)
     assert status.history[0].outcome.value == "Stopped"
     assert "ShadowStopped" in h.reasons()
     assert served_model(aws, world) == world.model_name
+
+
+def test_plan_shadow_prints_exactly_what_the_operator_sent(
+    aws: AwsStandins, world: DemoWorld, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    import yaml
+    from test_controller import REF
+
+    from retraining_operator.api import API_GROUP, API_VERSION, KIND
+    from retraining_operator.cli import main
+
+    sm = aws.client("sagemaker")
+    config = sm.describe_endpoint_config(EndpointConfigName=world.endpoint_config_name)
+    aws.sagemaker.set_model_serving(Serving(world))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.8})
+    spec = shadow_spec(world, samplingPercentage=30, instanceCount=1)
+    h = Harness(aws, spec)
+    h.until(lambda s: bool(aws.log.calls("sagemaker", "CreateInferenceExperiment")), seconds=60)
+    [sent] = aws.log.calls("sagemaker", "CreateInferenceExperiment")
+    run = RetrainingPolicyStatus.model_validate(h.status).current_run
+    assert run is not None
+
+    policy = tmp_path / "policy.yaml"
+    metadata = {"name": REF.name, "namespace": REF.namespace, "uid": REF.uid}
+    document = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "metadata": metadata}
+    policy.write_text(yaml.safe_dump({**document, "spec": spec}))
+    current = tmp_path / "config.json"
+    current.write_text(json.dumps(config, default=str))
+
+    def when(value: Any) -> datetime:  # the log keeps what the wire carried, parsed or not
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, UTC)
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+    start = when(sent.params["Schedule"]["StartTime"])
+    argv = [
+        "plan", "shadow", "--policy", str(policy), "--run-id", run.id,
+        "--candidate-model", sent.params["ModelVariants"][1]["ModelName"],
+        "--current-endpoint-config", str(current), "--start", start.isoformat(),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    planned = json.loads(capsys.readouterr().out)["CreateInferenceExperiment"]
+
+    for request in (planned, sent.params):
+        request["Schedule"] = {k: when(v) for k, v in request["Schedule"].items()}
+    assert planned == sent.params

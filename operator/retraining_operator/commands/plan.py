@@ -14,7 +14,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from retraining_operator.commands import Subparsers
+from retraining_operator.commands import Subparsers, plan_shadow
 
 if TYPE_CHECKING:
     from retraining_operator.api import RetrainingPolicySpec
@@ -38,6 +38,7 @@ def register(sub: Subparsers) -> None:
     _register_training(plan_sub)
     _register_rollout(plan_sub)
     _register_registry(plan_sub)
+    plan_shadow.register(plan_sub)
 
 
 # ---------------------------------------------------------------------------------------

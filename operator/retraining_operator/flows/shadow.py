@@ -28,7 +28,6 @@ from retraining_operator.flows.rollout import steps as rollout_steps
 from retraining_operator.flows.rollout.context import RolloutContext
 from retraining_operator.reconcile import shadow as rules
 from retraining_operator.reconcile.naming import PolicyRef
-from retraining_operator.reconcile.rollout.endpoint import served_model
 from retraining_operator.reconcile.rollout.requests import RolloutNames
 
 if TYPE_CHECKING:
@@ -155,20 +154,10 @@ def _production(ctx: RolloutContext) -> rules.ProductionVariant:
     config = ctx.current_config()
     if config is None:
         raise ShadowFailed(f"endpoint {ctx.endpoint_name} serves nothing to shadow")
-    served = served_model(config, ctx.spec.deployment.variant_name)
-    variant = next(v for v in config["ProductionVariants"] if v["VariantName"] == served.name)
-    endpoint = ctx.endpoint
-    live = endpoint.variant(served.name) if endpoint is not None else None
-    count = (live.desired_instance_count if live else None) or variant.get("InitialInstanceCount")
-    instance_type = variant.get("InstanceType")
-    if not instance_type:
-        raise ShadowFailed(
-            f"variant {served.name} of endpoint {ctx.endpoint_name} is serverless; a shadow "
-            "test needs instances (set deployment.shadow.instanceType to shadow it anyway)"
-        )
-    return rules.ProductionVariant(
-        served.name, served.model_name, str(instance_type), int(count or 1)
-    )
+    try:
+        return rules.production_variant(config, ctx.spec.deployment.variant_name, ctx.endpoint)
+    except rules.NoProductionVariant as error:
+        raise ShadowFailed(f"endpoint {ctx.endpoint_name}: {error}") from error
 
 
 def _observe(

@@ -23,6 +23,7 @@ from typing import Any
 
 from retraining_operator.api import RetrainingPolicySpec, ShadowSpec, parse_duration
 from retraining_operator.reconcile.naming import PolicyRef, resource_name
+from retraining_operator.reconcile.rollout.endpoint import EndpointView, served_model
 
 KIND = "sx"  # the experiment's tag in names (and in the IAM policy's resource pattern)
 # The schedule ends a little after the test so the operator stops it itself (a stop keeps
@@ -73,6 +74,28 @@ class ProductionVariant:
     model_name: str
     instance_type: str
     instance_count: int
+
+
+class NoProductionVariant(ValueError):
+    """The endpoint's config has no variant a shadow test can copy requests from."""
+
+
+def production_variant(
+    config: Mapping[str, Any], variant_name: str, endpoint: EndpointView | None = None
+) -> ProductionVariant:
+    """The production variant as it serves now (a DescribeEndpointConfig answer, and the
+    endpoint as described for its live instance count): its model, type and count."""
+    served = served_model(config, variant_name)
+    variant = next(v for v in config["ProductionVariants"] if v["VariantName"] == served.name)
+    live = endpoint.variant(served.name) if endpoint is not None else None
+    count = (live.desired_instance_count if live else None) or variant.get("InitialInstanceCount")
+    instance_type = variant.get("InstanceType")
+    if not instance_type:
+        raise NoProductionVariant(
+            f"variant {served.name} is serverless: a shadow test needs instances to copy "
+            "requests from"
+        )
+    return ProductionVariant(served.name, served.model_name, str(instance_type), int(count or 1))
 
 
 def experiment_request(
