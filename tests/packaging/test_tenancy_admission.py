@@ -146,7 +146,7 @@ def test_each_team_may_apply_its_own_policy(
         ("spec.dataset.outputS3Uri", "s3://team-b-data/voc"),  # readable, not writable
         ("spec.training.resources.instanceType", "ml.p4d.24xlarge"),
         ("spec.training", "instances"),
-        ("spec.gate.minimum", -1),
+        # spec.gate.minimum -1 is refused by the CRD itself now (gate-minimum-negative.yaml).
         # Issue 27: another team's queue would take its events.
         (
             "spec.humanLoops.events.sqsQueueUrl",
@@ -218,6 +218,12 @@ FOREIGN: dict[str, Callable[[dict[str, Any]], None]] = {
         instanceType="ml.p4d.24xlarge"),
     "spec.deployment.instanceType": lambda s: s["deployment"].update(
         instanceType="ml.p4d.24xlarge"),
+    "spec.deployment.shadow.instanceType": lambda s: s["deployment"].update(
+        shadow={"instanceType": "ml.p4d.24xlarge"}),
+    "spec.deployment.shadow.roleArn": lambda s: s["deployment"].update(
+        shadow={"roleArn": f"arn:aws:iam::{ACCOUNT_A}:role/team-a-sagemaker-admin"}),
+    "spec.deployment.shadow.instanceCount": lambda s: s["deployment"].update(
+        shadow={"instanceCount": 100}),
     "spec.deployment.autoRollbackAlarms[]": lambda s: s["deployment"].update(
         autoRollbackAlarms=["team-a-5xx"]),
     "spec.training.vpcConfig.subnets[]": lambda s: s["training"].update(

@@ -42,6 +42,16 @@ governance.py (the governance table): do not edit; tests/packaging checks it. */
     'spec.deployment.instanceType ' + variables.spec.deployment.instanceType + ' is not in allow.instanceTypes' + ' of RetrainingTenant ' + params.metadata.name
   reason: Forbidden
 - expression: >-
+    !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.shadow) && has(variables.spec.deployment.shadow.instanceType)) || (has(params.spec.allow.instanceTypes) && params.spec.allow.instanceTypes.exists(p, variables.spec.deployment.shadow.instanceType.matches('^' + p.replace('.', '\\.').replace('+', '\\+').replace('?', '\\?').replace('*', '.*') + '$')))
+  messageExpression: >-
+    'spec.deployment.shadow.instanceType ' + variables.spec.deployment.shadow.instanceType + ' is not in allow.instanceTypes' + ' of RetrainingTenant ' + params.metadata.name
+  reason: Forbidden
+- expression: >-
+    !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.shadow) && has(variables.spec.deployment.shadow.roleArn)) || (has(params.spec.allow.trainingRoleArns) && params.spec.allow.trainingRoleArns.exists(p, variables.spec.deployment.shadow.roleArn.matches('^' + p.replace('.', '\\.').replace('+', '\\+').replace('?', '\\?').replace('*', '.*') + '$')))
+  messageExpression: >-
+    'spec.deployment.shadow.roleArn ' + variables.spec.deployment.shadow.roleArn + ' is not in allow.trainingRoleArns' + ' of RetrainingTenant ' + params.metadata.name
+  reason: Forbidden
+- expression: >-
     !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.autoRollbackAlarms)) || variables.spec.deployment.autoRollbackAlarms.all(v, (has(params.spec.allow.alarmNames) && params.spec.allow.alarmNames.exists(p, v.matches('^' + p.replace('.', '\\.').replace('+', '\\+').replace('?', '\\?').replace('*', '.*') + '$'))))
   messageExpression: >-
     'spec.deployment.autoRollbackAlarms[] ' + variables.spec.deployment.autoRollbackAlarms.filter(v, !(has(params.spec.allow.alarmNames) && params.spec.allow.alarmNames.exists(p, v.matches('^' + p.replace('.', '\\.').replace('+', '\\+').replace('?', '\\?').replace('*', '.*') + '$')))).join(', ') + ' is not in allow.alarmNames' + ' of RetrainingTenant ' + params.metadata.name
@@ -105,6 +115,11 @@ governance.py (the governance table): do not edit; tests/packaging checks it. */
     !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.initialInstanceCount)) || double(variables.spec.deployment.initialInstanceCount) <= (has(params.spec.limits) && has(params.spec.limits.maxServingInstances) ? double(params.spec.limits.maxServingInstances) : 2.0)
   messageExpression: >-
     'spec.deployment.initialInstanceCount is ' + string(variables.spec.deployment.initialInstanceCount) + ', more than limits.maxServingInstances ' + string((has(params.spec.limits) && has(params.spec.limits.maxServingInstances) ? double(params.spec.limits.maxServingInstances) : 2.0)) + ' of RetrainingTenant ' + params.metadata.name
+  reason: Forbidden
+- expression: >-
+    !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.shadow) && has(variables.spec.deployment.shadow.instanceCount)) || double(variables.spec.deployment.shadow.instanceCount) <= (has(params.spec.limits) && has(params.spec.limits.maxServingInstances) ? double(params.spec.limits.maxServingInstances) : 2.0)
+  messageExpression: >-
+    'spec.deployment.shadow.instanceCount is ' + string(variables.spec.deployment.shadow.instanceCount) + ', more than limits.maxServingInstances ' + string((has(params.spec.limits) && has(params.spec.limits.maxServingInstances) ? double(params.spec.limits.maxServingInstances) : 2.0)) + ' of RetrainingTenant ' + params.metadata.name
   reason: Forbidden
 - expression: >-
     !variables.covers || !(has(variables.spec.training) && has(variables.spec.training.tuning) && has(variables.spec.training.tuning.maxParallelJobs)) || double(variables.spec.training.tuning.maxParallelJobs) <= (has(params.spec.limits) && has(params.spec.limits.maxParallelJobs) ? double(params.spec.limits.maxParallelJobs) : 2.0)
