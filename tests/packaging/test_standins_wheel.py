@@ -140,7 +140,7 @@ def test_both_wheels_run_the_demo_outside_the_checkout(
     assert all(Path(path).is_relative_to(tmp_path / "venv") for path in where), where
 
     help_text = _run([str(bin_dir / "retraining-standins"), "--help"], env=env).stdout
-    assert _commands(help_text) == {"serve", "demo"}
+    assert _commands(help_text) == {"serve", "sandbox", "demo"}
 
     demo = subprocess.run(
         [str(bin_dir / "retraining-standins"), "demo"],

@@ -129,10 +129,14 @@ def test_standins_command_prints_exports_first_and_serves(
     assert standins_process.wait(timeout=20) == 0
 
 
-def test_serve_and_demo_are_the_commands() -> None:
+def test_serve_sandbox_and_demo_are_the_commands() -> None:
     out = subprocess.run([str(CLI), "--help"], capture_output=True, text=True, check=True)
     assert "usage: retraining-standins" in out.stdout
-    assert set(re.findall(r"^ {4}(\w\S*)", out.stdout, re.MULTILINE)) == {"serve", "demo"}
+    assert set(re.findall(r"^ {4}(\w\S*)", out.stdout, re.MULTILINE)) == {
+        "serve",
+        "sandbox",
+        "demo",
+    }
     serve = subprocess.run([str(CLI), "serve", "--help"], capture_output=True, text=True)
     assert serve.returncode == 0
     assert "--seed-loops" in serve.stdout
