@@ -120,6 +120,18 @@ def test_the_held_out_gate_adds_its_transform_inputs_outputs_and_logs() -> None:
     assert not allows([document], s3("PutObject", inputs))
 
 
+def test_a_shadow_test_lets_sagemaker_deploy_and_remove_the_shadow_variant() -> None:
+    endpoint = f"arn:aws:sagemaker:{ACCOUNT_REGION}:endpoint/parcel-detector"
+    update = Request("sagemaker:UpdateEndpoint", endpoint)
+    shadowed = role("shadow-then-canary")
+    assert allows([shadowed], update)
+    assert not allows([shadowed], Request("sagemaker:UpdateEndpoint", endpoint + "-other"))
+    assert not allows([role()], Request("sagemaker:UpdateEndpoint", endpoint))  # no shadow
+    own_role = "arn:aws:iam::111122223333:role/ShadowTests"
+    separate = role("shadow-then-canary", deployment__shadow={"roleArn": own_role})
+    assert not allows([separate], update)  # the experiment's own role needs it, not this one
+
+
 def test_spot_checkpoints_are_read_listed_and_written_where_the_spec_says() -> None:
     document = role("spot-canary-tuning")
     checkpoint = "retail-ml-eu/checkpoints/shelf-job/checkpoint-1.params"

@@ -123,11 +123,39 @@ class ExecutionRole:
             Condition={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACES}},
         )
         self.kms()
+        self.shadow()
         if self.spec.training.vpc_config is not None:
             # EC2 has no resource-level permissions for the Describe calls; SageMaker
             # creates the interfaces in the subnets and security groups the spec names.
             self.allow("VpcNetworkInterfaces", VPC_ENIS, ["*"])
         return {"Version": VERSION, "Statement": self.statements}
+
+    def shadow(self) -> None:
+        """deployment.shadow with this role (no shadow.roleArn of its own): SageMaker assumes
+        it to deploy the shadow variant and take it away again. AWS documents the role as one
+        that "manages SageMaker Inference endpoints for model deployment" without listing
+        the calls; these are the ones that deployment makes, on this policy's endpoint."""
+        shadow = self.spec.deployment.shadow
+        if Feature.SHADOW not in self.used or shadow is None:
+            return
+        if shadow.role_arn not in (None, self.spec.training.role_arn):
+            return  # the experiment runs as its own role (docs/rollout.md)
+        endpoint = self.spec.deployment.endpoint_name or ""
+        self.allow(
+            "RunShadowTests",
+            [
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DescribeModel",
+                "sagemaker:UpdateEndpoint",
+            ],
+            [
+                self.arns.sagemaker(f"endpoint/{endpoint.lower()}"),
+                self.arns.sagemaker("endpoint-config/*"),
+                self.arns.sagemaker("model/*"),
+            ],
+        )
 
     def s3(self) -> None:
         spec = self.spec
