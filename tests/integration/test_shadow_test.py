@@ -200,3 +200,26 @@ def test_plan_shadow_prints_exactly_what_the_operator_sent(
     for request in (planned, sent.params):
         request["Schedule"] = {k: when(v) for k, v in request["Schedule"].items()}
     assert planned == sent.params
+
+
+def test_the_registry_shows_the_shadow_verdict_beside_the_gate(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    serving = Serving(world)
+    serving.candidate = ModelServing(p50_ms=60, p99_ms=180)
+    aws.sagemaker.set_model_serving(serving)
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.8})
+    spec = shadow_spec(world)
+    spec["registry"] = {"modelPackageGroupName": "pascal-detectors", "approval": "Automatic"}
+    h = Harness(aws, spec)
+    status = h.until(ended(1), seconds=120)
+    entry = status.history[0]
+    assert entry.outcome.value == "ShadowFailed"
+    assert entry.model_package_arn
+    package = aws.client("sagemaker").describe_model_package(
+        ModelPackageName=entry.model_package_arn
+    )
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["retraining.hitl.dev/shadow"] == "failed"
+    assert metadata["retraining.hitl.dev/shadow-latency-ratio"] == "3"
+    assert metadata["retraining.hitl.dev/run-id"] == entry.run_id  # the gate's are kept

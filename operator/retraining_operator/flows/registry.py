@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-from retraining_operator.api import RetrainingPolicySpec
+from retraining_operator.api import RetrainingPolicySpec, ShadowTest
 from retraining_operator.aws import endpoints, registry
 from retraining_operator.aws.errors import AlreadyExists
 from retraining_operator.aws.s3 import S3, S3Location
@@ -29,6 +29,7 @@ from retraining_operator.reconcile.registry import (
     metrics_body,
     metrics_s3_uri,
     model_package_request,
+    shadow_metadata_request,
     update_approval_request,
 )
 
@@ -77,3 +78,8 @@ def set_approval(session: AwsSession, arn: str, status: ApprovalStatus, descript
     registry.update_model_package(
         session.sagemaker(), update_approval_request(arn, status, description)
     )
+
+
+def record_shadow(session: AwsSession, arn: str, test: ShadowTest) -> None:
+    """The shadow test's verdict on the candidate's Model Package (deployment.shadow)."""
+    registry.update_model_package(session.sagemaker(), shadow_metadata_request(arn, test))

@@ -26,10 +26,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
 from retraining_operator.api import (
+    API_GROUP,
     Approval,
     CurrentRun,
     RegistrySpec,
     RetrainingPolicySpec,
+    ShadowTest,
 )
 from retraining_operator.errors import NeedsAttention
 from retraining_operator.reconcile.gate import GateDecision
@@ -312,3 +314,24 @@ def names_package(arn: str | None, target: str) -> bool:
     if target.isdigit():
         return package_version(arn) == int(target)
     return "/" in target and arn.lower().endswith("/" + target.lower())
+
+
+def shadow_metadata_request(arn: str, test: ShadowTest) -> UpdateModelPackageInputTypeDef:
+    """The shadow test's verdict and numbers on the candidate's Model Package (registered
+    before the shadow test ran): UpdateModelPackage merges these CustomerMetadataProperties."""
+    values = {
+        "shadow": "passed" if test.passed else "failed",
+        "shadow-experiment": test.experiment_name,
+        "shadow-invocations": _number(test.invocations),
+        "shadow-latency-ratio": _number(test.latency_ratio),
+        "shadow-p99-ms": _number(test.shadow_p99_ms),
+        "production-p99-ms": _number(test.production_p99_ms),
+        "shadow-5xx-rate": _number(test.error_5xx_rate),
+        "shadow-4xx-rate": _number(test.error_4xx_rate),
+    }
+    return {
+        "ModelPackageArn": arn,
+        "CustomerMetadataProperties": {
+            f"{API_GROUP}/{key}": value[:256] for key, value in values.items() if value
+        },
+    }

@@ -12,7 +12,7 @@ from retraining_operator.api import (
     RunStage,
     ServingStatus,
 )
-from retraining_operator.flows import shadow
+from retraining_operator.flows import registry, shadow
 from retraining_operator.policy_pass.context import PolicyPass
 from retraining_operator.policy_pass.outcome import after_deployed, observe_interval
 from retraining_operator.reconcile.tenancy import adopt_requested
@@ -39,6 +39,9 @@ def step(p: PolicyPass) -> None:
     if test.passed is not None and not was_judged:
         reason = "ShadowPassed" if test.passed else "ShadowFailed"
         p.event("Normal" if test.passed else "Warning", reason, f"run {run.id}: {test.reason}")
+    if test.passed is not None and not was_judged and run.model_package_arn:
+        # The registry shows what the shadow test measured beside the gate's metrics.
+        registry.record_shadow(p.session, run.model_package_arn, test)
     if not progress.done:
         p.checkpoint()  # the experiment's name and a verdict are durable before its stop
         if progress.retry_after is not None:
