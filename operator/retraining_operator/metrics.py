@@ -97,6 +97,12 @@ POLL_DELAY = Histogram(
     buckets=(0, 1, 5, 15, 30, 60, 120, 300, 600, 1800),
     registry=REGISTRY,
 )
+POLL_DEMAND = Gauge(
+    "rtp_poll_demand_calls_per_second",
+    "AWS calls a second the configured polls need when idle (one per pollInterval per "
+    "policy); above --aws-calls-per-second the polls cannot keep their intervals.",
+    registry=REGISTRY,
+)
 POLICY_STARVED = Gauge(
     "rtp_policy_polls_starved",
     "1 while the policy's polls come later than pollInterval x 1.1 (condition PollsStarved).",

@@ -23,6 +23,7 @@ from retraining_operator.config import OperatorConfig
 from retraining_operator.policy_pass.context import PassResult
 from retraining_operator.policy_pass.controller import Controller, PolicyView
 from retraining_operator.reconcile.naming import PolicyRef
+from retraining_operator.reconcile.schedule import ON_TIME_TO_CLEAR
 from retraining_operator.reconcile.status import LAST_POLL_TIME_REFRESH, quiet_ingest_status
 from retraining_standins.demo import seed_demo
 from retraining_standins.demo_run import demo_policy
@@ -165,7 +166,17 @@ def test_late_polls_set_polls_starved_and_on_time_polls_clear_it(
     policy.run(POLL * 1.1 + timedelta(seconds=50))  # still late: nothing new to write
     assert len(policy.patches) == writes
 
-    policy.run(POLL * 1.1)  # on time again (the latest a poll is due)
+    # On time again (the latest a poll is due): one on-time poll does not clear it, or
+    # polls alternating late and on time would write the condition on every poll (issue 33).
+    policy.run(POLL * 1.1)
+    assert _condition(policy.status, "PollsStarved")["status"] == "True"  # type: ignore[index]
+    assert len(policy.patches) == writes
+    policy.run(POLL * 1.1 + timedelta(seconds=40))  # late again: still the same condition
+    assert len(policy.patches) == writes
+    for _ in range(ON_TIME_TO_CLEAR - 1):
+        policy.run(POLL * 1.1)
+        assert _condition(policy.status, "PollsStarved")["status"] == "True"  # type: ignore[index]
+    policy.run(POLL * 1.1)  # the third on-time poll in a row
     cleared = _condition(policy.status, "PollsStarved")
     assert cleared is not None
     assert (cleared["status"], cleared["reason"]) == ("False", "OnSchedule")
@@ -238,3 +249,35 @@ def test_a_ledger_revision_moved_elsewhere_is_read_again(
     before = _aws_calls(aws)
     policy.run(POLL * 1.1)
     assert _aws_calls(aws)["GetObject"] > before["GetObject"]
+
+
+def test_the_demand_of_every_policy_names_the_interval_polls_can_keep(
+    aws: AwsStandins, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over budget (here 3,000 other policies at 5 minutes need 10 calls/s against a budget
+    of 5/s), the operator warns once and the starved policy says what interval it can keep."""
+    policy = IdlePolicy(aws, monkeypatch)
+    demand = policy.controller.poll_demand
+    demand.budget = 5.0
+    caplog.set_level(logging.INFO, logger="retraining_operator")
+    for n in range(3000):
+        demand.record(f"other-{n}", POLL.total_seconds())
+    warnings = [r for r in caplog.records if "calls/s, the budget is 5/s" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not per policy or per poll
+    assert metrics_value("rtp_poll_demand_calls_per_second") == pytest.approx(10.0)
+    policy.run(timedelta(0))
+    policy.run(POLL * 1.1 + timedelta(seconds=60))
+    starved = _condition(policy.status, "PollsStarved")
+    assert starved is not None
+    assert "can keep about 600s" in starved["message"]
+    for n in range(3000):
+        demand.forget(f"other-{n}")
+    assert any("fit the AWS call budget again" in r.getMessage() for r in caplog.records)
+
+
+def metrics_value(name: str) -> float:
+    from retraining_operator import metrics
+
+    value = metrics.REGISTRY.get_sample_value(name)
+    assert value is not None, name
+    return float(value)

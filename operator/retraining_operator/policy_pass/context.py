@@ -29,6 +29,7 @@ from retraining_operator.aws.session import AwsSession
 from retraining_operator.config import OperatorConfig
 from retraining_operator.flows.ingest import FlowPathCache, IngestContext, LedgerMemory
 from retraining_operator.flows.ledger_store import LedgerAccess
+from retraining_operator.policy_pass.poll_demand import PollDemand
 from retraining_operator.policy_pass.quota import QuotaBook
 from retraining_operator.reconcile import status as st
 from retraining_operator.reconcile.naming import PolicyRef
@@ -98,6 +99,8 @@ class PolicyMemo:
     # When A2I was last polled. Status holds it too, but a pass may see a stale status (the
     # watch lags, or the last status write was refused): memory keeps one poll per interval.
     last_polled: datetime | None = None
+    # On-time polls in a row since the last late one (PollsStarved clears after a few).
+    on_time_polls: int = 0
     # The last poll stopped at its fetch cap: the next pass polls again at once.
     ingest_backlog: bool = False
     # The last ingest block any ingest made (poll, events settle, run claim): a pass after a
@@ -185,6 +188,8 @@ class PolicyPass:
     tenant: Tenant | None = None
     # The operator's tenant quotas (Scoped mode; a run reserves its share when it starts).
     quota: QuotaBook | None = None
+    # What all policies' polls ask of the AWS call budget (poll_demand.py).
+    demand: PollDemand | None = None
 
     # -- what the pass works on ---------------------------------------------------------
 

@@ -40,6 +40,7 @@ from retraining_operator.policy_pass.context import (
     PolicyView,
 )
 from retraining_operator.policy_pass.finalize import Finalized
+from retraining_operator.policy_pass.poll_demand import PollDemand
 from retraining_operator.policy_pass.quota import PassUsage, QuotaBook, UsageSource
 from retraining_operator.policy_pass.sessions import (
     SessionFactory,
@@ -124,6 +125,7 @@ class Controller:
             tenancy.usage or self._pass_usage or PassUsage(), self.tenants.namespace_labels
         )
         self.tenant_sessions = tenancy.sessions
+        self.poll_demand = PollDemand(config.aws_calls_per_second)
         self.clock = clock if isinstance(clock, Clock) else Clock(wall=clock)
         self.started_at = started_at or self.clock.wall()
         # Memos of callers that keep none (tests, benches); the operator passes kopf's.
@@ -145,7 +147,7 @@ class Controller:
             config=self.config, view=view, spec=spec,
             session=self._session(view.ref, spec, memo, tenant), memo=memo, clock=self.clock,
             now=now, started_at=self.started_at, result=result, write_status=checkpoint,
-            tenant=tenant, quota=self.quota,
+            tenant=tenant, quota=self.quota, demand=self.poll_demand,
         )  # fmt: skip
         p.restore_ingest()
         try:
@@ -178,6 +180,7 @@ class Controller:
         """Deletion: stop the run's job, undo a variant shift in flight, release the
         endpoint (`policy_pass/finalize.py`); endpoints and models stay."""
         self._memos.pop(view.ref.uid, None)
+        self.poll_demand.forget(view.ref.uid)
         status = RetrainingPolicyStatus.model_validate(dict(view.status))
         spec = finalize.cleanup_spec(view.spec)
         if spec is None:

@@ -19,19 +19,29 @@ from retraining_operator.reconcile import schedule
 from retraining_operator.reconcile import status as st
 
 
-def observe(p: PolicyPass, previous_poll: datetime | None, interval: timedelta) -> None:
-    """Record the timing of a poll made now, `previous_poll` being this process's last one."""
+def observe(
+    p: PolicyPass, previous_poll: datetime | None, interval: timedelta, *, demand: float = 0.0
+) -> None:
+    """Record the timing of a poll made now, `previous_poll` being this process's last one;
+    `demand` is what every policy's polls ask of the AWS call budget (calls/s)."""
     if previous_poll is None:
         return
     delay = schedule.poll_delay(previous_poll=previous_poll, interval=interval, polled_at=p.now)
     metrics.POLL_DELAY.observe(delay)
     starved = schedule.starved(delay)
-    metrics.POLICY_STARVED.labels(*p.labels).set(1 if starved else 0)
     status = p.status
     known = st.get_condition(status.conditions, ConditionType.POLLS_STARVED)
+    if starved:
+        p.memo.on_time_polls = 0
+    else:
+        p.memo.on_time_polls += 1
+        still = known is not None and known.status == "True"
+        if still and p.memo.on_time_polls < schedule.ON_TIME_TO_CLEAR:
+            return  # still starved until a few polls in a row keep to the interval
+    metrics.POLICY_STARVED.labels(*p.labels).set(1 if starved else 0)
     if not starved and known is None:
         return  # never starved: no condition at all (no status write for it)
-    budget = p.config.aws_calls_per_second
+    budget = p.demand.budget if p.demand is not None else p.config.aws_calls_per_second
     if starved:
         reason = "AwsBudget"
         message = (
@@ -40,6 +50,12 @@ def observe(p: PolicyPass, previous_poll: datetime | None, interval: timedelta) 
             f"({p.config.max_workers}) are too small for the configured polls; raise "
             "--aws-calls-per-second, lengthen pollInterval, or shard"
         )
+        keeps = schedule.sustainable_interval(interval.total_seconds(), demand, budget)
+        if keeps is not None:
+            message += (
+                f" (all policies' polls need {demand:.1f} calls/s: this one's can keep about "
+                f"{keeps:.0f}s)"
+            )
     else:
         reason, message = "OnSchedule", "polls keep to pollInterval x 1.1"
     wanted = "True" if starved else "False"

@@ -16,6 +16,7 @@ back into step.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from retraining_operator.api import RetrainingPolicySpec, parse_duration
@@ -93,3 +94,24 @@ def poll_delay(*, previous_poll: datetime, interval: timedelta, polled_at: datet
 
 def starved(delay_seconds: float) -> bool:
     return delay_seconds > STARVATION_GRACE.total_seconds()
+
+
+# An idle poll is one ListHumanLoops (flows/ingest/memory.py).
+CALLS_PER_IDLE_POLL = 1
+# PollsStarved clears after this many on-time polls in a row: near the budget's edge polls
+# alternate late and on time, and a condition that followed each one would be written on
+# almost every poll (issue 33: starvation reported, not amplified).
+ON_TIME_TO_CLEAR = 3
+
+
+def poll_demand(intervals: Iterable[float]) -> float:
+    """AWS calls a second the configured polls need when idle (each interval in seconds)."""
+    return sum(CALLS_PER_IDLE_POLL / seconds for seconds in intervals if seconds > 0)
+
+
+def sustainable_interval(interval: float, demand: float, budget: float) -> float | None:
+    """The interval a policy's polls can keep when the polls need `demand` calls/s and the
+    budget is `budget` (every interval stretched alike); None when they fit."""
+    if budget <= 0 or demand <= budget:
+        return None
+    return interval * demand / budget

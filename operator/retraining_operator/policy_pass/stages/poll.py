@@ -34,6 +34,7 @@ def step(p: PolicyPass) -> None:
         p.due_in((next_poll - p.now).total_seconds())
         return
     p.due_in(interval.total_seconds())
+    demand = p.demand.record(p.ref.uid, interval.total_seconds()) if p.demand else 0.0
     previous_poll = p.memo.last_polled
     try:
         polled = ingest.poll(p.ingest_context(), max_fetches=p.config.max_fetches_per_poll or None)
@@ -51,7 +52,7 @@ def step(p: PolicyPass) -> None:
         p.due_in(BACKLOG_REPOLL_SECONDS)
     if polled.status.last_poll_time is not None:
         p.memo.last_polled = polled.status.last_poll_time
-    poll_timing.observe(p, previous_poll, interval)
+    poll_timing.observe(p, previous_poll, interval, demand=demand)
     report_ingest(p, polled, "A2I")
     unreadable = polled.fetch_error_message()
     if unreadable:
