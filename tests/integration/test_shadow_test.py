@@ -223,3 +223,32 @@ def test_the_registry_shows_the_shadow_verdict_beside_the_gate(
     assert metadata["retraining.hitl.dev/shadow"] == "failed"
     assert metadata["retraining.hitl.dev/shadow-latency-ratio"] == "3"
     assert metadata["retraining.hitl.dev/run-id"] == entry.run_id  # the gate's are kept
+
+
+def test_deletion_stops_a_running_shadow_test_and_releases_the_endpoint(
+    aws: AwsStandins, world: DemoWorld
+) -> None:
+    import copy
+
+    from test_controller import REF
+
+    from retraining_operator.policy_pass.controller import PolicyView
+
+    aws.sagemaker.set_model_serving(Serving(world))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.8})
+    h = Harness(aws, shadow_spec(world, duration="10h"))
+    h.until(
+        lambda s: (
+            s.current_run is not None
+            and s.current_run.shadow is not None
+            and s.current_run.shadow.status == "Running"
+        ),
+        seconds=60,
+    )
+    view = PolicyView(REF, 1, {}, copy.deepcopy(h.spec), copy.deepcopy(h.status))
+    finalized = h.controller.finalize(view)
+    reasons = [e.reason for e in finalized.events]
+    assert "ShadowStopped" in reasons
+    assert "EndpointReleased" in reasons  # the shadow test had claimed it
+    [stop] = aws.log.calls("sagemaker", "StopInferenceExperiment")
+    assert set(stop.params["ModelVariantActions"].values()) == {"Retain", "Remove"}
