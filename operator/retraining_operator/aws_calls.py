@@ -55,6 +55,7 @@ class Feature(StrEnum):
     REGISTRY = "Registry"  # spec.registry
     EVALUATION = "Evaluation"  # spec.gate.evaluation: Batch Transform, the prediction cache
     SHADOW = "Shadow"  # deployment.shadow: the inference experiment and its metrics
+    SHADOW_CAPTURE = "ShadowCapture"  # deployment.shadow.dataCapture: the captures' listing
     ASSUME_ROLE = "AssumeRole"  # the operator's own role assumes spec.aws.roleArn / tenants'
     TOOLS = "Tools"  # CLI commands only, with the user's own credentials (never a policy)
 
@@ -108,7 +109,12 @@ CALLS: tuple[AwsCall, ...] = (
     AwsCall(S3, "DeleteObject", ("s3:DeleteObject",), (Feature.DATASET,)),
     # `retraining-operator manifest` lists an S3 prefix; a pass lists only the evaluation's
     # prediction cache (the serving model's predictions it already has).
-    AwsCall(S3, "ListObjectsV2", ("s3:ListBucket",), (Feature.TOOLS, Feature.EVALUATION)),
+    AwsCall(
+        S3,
+        "ListObjectsV2",
+        ("s3:ListBucket",),
+        (Feature.TOOLS, Feature.EVALUATION, Feature.SHADOW_CAPTURE),
+    ),
     # Event-driven ingest: the policy's own queue (a batch is authorized as one message).
     AwsCall(SQS, "ReceiveMessage", ("sqs:ReceiveMessage",), (Feature.EVENTS,)),
     AwsCall(SQS, "DeleteMessageBatch", ("sqs:DeleteMessage",), (Feature.EVENTS,)),

@@ -252,3 +252,42 @@ def test_deletion_stops_a_running_shadow_test_and_releases_the_endpoint(
     assert "EndpointReleased" in reasons  # the shadow test had claimed it
     [stop] = aws.log.calls("sagemaker", "StopInferenceExperiment")
     assert set(stop.params["ModelVariantActions"].values()) == {"Retain", "Remove"}
+
+
+def traffic_images(aws: AwsStandins, world: DemoWorld) -> list[str]:
+    """What users send the endpoint: the demo's validation images (they carry their truth)."""
+    import json
+
+    text = aws.get_object(world.validation_manifest).decode()
+    return [json.loads(line)["source-ref"] for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("candidate", "passed"), [(0.95, True), (0.15, False)])
+def test_data_capture_judges_whether_the_answers_agree(
+    aws: AwsStandins, world: DemoWorld, candidate: float, passed: bool
+) -> None:
+    from retraining_standins.detector import ModelQuality, quality_table
+
+    aws.sagemaker.set_model_serving(Serving(world))
+    aws.sagemaker.set_model_quality(
+        quality_table({world.model_data_url: ModelQuality(0.95)}, ModelQuality(candidate))
+    )
+    aws.sagemaker.set_traffic(world.endpoint_name, 100, traffic_images(aws, world))
+    aws.sagemaker.set_metrics_provider(lambda job, hp: {"validation:mAP": 0.8})
+    capture = {"destinationS3Uri": f"s3://{world.bucket}/shadow-capture", "minAgreement": 0.6}
+    h = Harness(aws, shadow_spec(world, dataCapture=capture, duration="20m"))
+    status = h.until(ended(1), seconds=120)
+    entry = status.history[0]
+    assert entry.shadow is not None
+    assert entry.shadow.agreement_requests is not None
+    assert entry.shadow.agreement_requests >= 20
+    assert entry.shadow.agreement is not None
+    if passed:
+        assert entry.outcome.value == "Deployed", entry.reason
+        assert entry.shadow.agreement >= 0.6
+    else:
+        assert entry.outcome.value == "ShadowFailed", entry.reason
+        assert "agree with production's" in (entry.reason or "")
+        assert entry.shadow.agreement < 0.6
+    [created] = aws.log.calls("sagemaker", "CreateInferenceExperiment")
+    assert created.params["DataStorageConfig"]["Destination"] == capture["destinationS3Uri"]

@@ -224,6 +224,8 @@ FOREIGN: dict[str, Callable[[dict[str, Any]], None]] = {
         shadow={"roleArn": f"arn:aws:iam::{ACCOUNT_A}:role/team-a-sagemaker-admin"}),
     "spec.deployment.shadow.instanceCount": lambda s: s["deployment"].update(
         shadow={"instanceCount": 100}),
+    "spec.deployment.shadow.dataCapture.destinationS3Uri": lambda s: s["deployment"].update(
+        shadow={"dataCapture": {"destinationS3Uri": "s3://team-a-data/capture"}}),
     "spec.deployment.autoRollbackAlarms[]": lambda s: s["deployment"].update(
         autoRollbackAlarms=["team-a-5xx"]),
     "spec.training.vpcConfig.subnets[]": lambda s: s["training"].update(

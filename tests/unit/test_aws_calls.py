@@ -9,6 +9,7 @@ gateway without its row fails here, not in production as AccessDenied.
 from __future__ import annotations
 
 import ast
+import copy
 from collections import Counter
 from typing import Any
 
@@ -174,7 +175,8 @@ def test_unscoped_actions_are_granted_on_star_and_nothing_else_is() -> None:
 def test_calls_no_feature_grants_are_not_made_by_any_pass() -> None:
     """DeleteEndpoint (the operator never deletes an endpoint) is declared, never granted; the
     S3 listing is the offline `manifest` command's (the user's own credentials) and, in a
-    pass, only the evaluation's prediction cache (gate.evaluation)."""
+    pass, only the evaluation's prediction cache (gate.evaluation) and the shadow test's
+    data capture (deployment.shadow.dataCapture)."""
     outside = [c.operation for c in CALLS if not set(c.features) - {Feature.TOOLS}]
     assert sorted(outside) == ["DeleteEndpoint"]
     sources = {
@@ -182,7 +184,7 @@ def test_calls_no_feature_grants_are_not_made_by_any_pass() -> None:
     }
     assert not [p for p, text in sources.items() if "delete_endpoint(" in text]
     listing = sorted(p.name for p, text in sources.items() if "s3.list(" in text)
-    assert listing == ["evaluation.py", "offline.py"]
+    assert listing == ["evaluation.py", "offline.py", "shadow.py"]
     importers = [p.name for p, text in sources.items() if "flows import offline" in text]
     assert importers == ["manifest.py"]
 
@@ -229,3 +231,23 @@ def test_gate_evaluation_grants_exactly_its_declared_calls(source: str) -> None:
     listing = sids["ListPredictionCache"]
     assert listing["Condition"]["StringLike"]["s3:prefix"][0].endswith("/evaluation/predictions/*")
     assert ("EvaluationModels" in sids) == (source == "train-only")
+
+
+def test_shadow_data_capture_grants_exactly_its_declared_calls() -> None:
+    """deployment.shadow.dataCapture (issue 31): the captures are listed and read, under the
+    destination only."""
+    from retraining_operator.api import RetrainingPolicySpec
+    from support.iam_cases import example
+
+    name, shared = example("shadow-then-canary")
+    raw = copy.deepcopy(shared)
+    raw["deployment"]["shadow"]["dataCapture"] = {"destinationS3Uri": "s3://depot-capture/shadow"}
+    spec = RetrainingPolicySpec.model_validate(raw)
+    used = iam.features(spec)
+    assert Feature.SHADOW_CAPTURE in used
+    document = iam.for_policy(name, spec)
+    assert _actions(document) == _declared(used_by(used))
+    [listing] = [s for s in document["Statement"] if s["Sid"] == "ListShadowCapture"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["shadow/*"]}}
+    [reading] = [s for s in document["Statement"] if s["Sid"] == "ReadShadowCapture"]
+    assert reading["Resource"] == "arn:aws:s3:::depot-capture/shadow/*"

@@ -148,3 +148,83 @@ def test_numbers_sum_the_minutes_since_the_start() -> None:
         0.0,
         90_000.0,
     )
+
+
+def capture_line(image: bytes, answer: object, *, base64_answer: bool = False) -> str:
+    import base64
+    import json
+
+    text = json.dumps(answer)
+    output = (
+        {"data": base64.b64encode(text.encode()).decode(), "encoding": "BASE64"}
+        if base64_answer
+        else {"data": text, "encoding": "JSON"}
+    )
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {"data": base64.b64encode(image).decode(), "encoding": "BASE64"},
+                "endpointOutput": output,
+            },
+            "eventMetadata": {"eventId": "e", "inferenceTime": "2026-12-08T12:00:00Z"},
+        }
+    )
+
+
+def test_agreement_pairs_requests_by_their_input_and_matches_boxes_by_iou() -> None:
+    from retraining_operator.reconcile import shadow_agreement as agreement
+
+    box = [3, 0.9, 0.1, 0.1, 0.5, 0.5]
+    near = [3, 0.8, 0.12, 0.1, 0.5, 0.52]  # IoU > 0.5 with box
+    other_class = [4, 0.9, 0.1, 0.1, 0.5, 0.5]
+    faint = [3, 0.2, 0.6, 0.6, 0.9, 0.9]  # below the score threshold: not compared
+    production = agreement.captured(
+        [
+            capture_line(b"a", {"prediction": [box]}),
+            capture_line(b"b", {"prediction": [box]}),
+            capture_line(b"c", {"prediction": []}),
+            capture_line(b"only-production", {"prediction": [box]}),
+            "not json",
+        ]
+    )
+    shadow = agreement.captured(
+        [
+            capture_line(b"a", {"prediction": [near, faint]}, base64_answer=True),
+            capture_line(b"b", {"prediction": [other_class]}),
+            capture_line(b"c", {"prediction": []}),
+        ]
+    )
+    got = agreement.agreement(production, shadow, score_threshold=0.5)
+    assert got.pairs == 3  # a, b, c: "only-production" has no partner, the bad line is skipped
+    assert got.mean == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert agreement.agreement({}, shadow, score_threshold=0.5) == agreement.Agreement(0, None)
+
+
+def test_disagreeing_answers_fail_the_shadow_and_too_few_captures_fail_it_at_the_end() -> None:
+    from retraining_operator.reconcile.shadow_agreement import Agreement
+
+    capture = ShadowSpec.model_validate(
+        {"dataCapture": {"destinationS3Uri": "s3://cap/x", "minAgreement": 0.8, "minRequests": 10}}
+    )
+    fine = numbers(200, 60)
+    low = shadow.judge(capture, fine, fine, ended=False, agreement=Agreement(50, 0.4))
+    assert low.passed is False
+    assert "agree with production's on 40.0% of 50 requests" in low.reason
+    few = shadow.judge(capture, fine, fine, ended=True, agreement=Agreement(3, 1.0))
+    assert few.passed is False
+    assert "fewer than dataCapture.minRequests 10" in few.reason
+    good = shadow.judge(capture, fine, fine, ended=True, agreement=Agreement(50, 0.95))
+    assert good.passed is True
+    assert good.agreement == 0.95
+
+
+def test_data_capture_is_the_experiments_data_storage_config() -> None:
+    policy = spec(dataCapture={"destinationS3Uri": "s3://depot-capture/shadow"})
+    request = shadow.experiment_request(
+        POLICY, policy, run_id="r1", production=PRODUCTION, candidate_model="c", now=NOW
+    )
+    valid("CreateInferenceExperiment", request)
+    assert request["DataStorageConfig"] == {
+        "Destination": "s3://depot-capture/shadow",
+        "ContentType": {"JsonContentTypes": ["application/json"]},
+    }

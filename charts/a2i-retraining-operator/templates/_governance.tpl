@@ -92,6 +92,11 @@ governance.py (the governance table): do not edit; tests/packaging checks it. */
     'spec.training.outputS3Uri ' + variables.spec.training.outputS3Uri + ' is not under allow.s3.write' + ' of RetrainingTenant ' + params.metadata.name
   reason: Forbidden
 - expression: >-
+    !variables.covers || !(has(variables.spec.deployment) && has(variables.spec.deployment.shadow) && has(variables.spec.deployment.shadow.dataCapture) && has(variables.spec.deployment.shadow.dataCapture.destinationS3Uri)) || [(has(params.spec.allow.s3) && has(params.spec.allow.s3.write) ? params.spec.allow.s3.write : [])].exists(l, l.exists(p, (variables.spec.deployment.shadow.dataCapture.destinationS3Uri.endsWith('/') ? variables.spec.deployment.shadow.dataCapture.destinationS3Uri : variables.spec.deployment.shadow.dataCapture.destinationS3Uri + '/').startsWith(p.endsWith('/') ? p : p + '/')))
+  messageExpression: >-
+    'spec.deployment.shadow.dataCapture.destinationS3Uri ' + variables.spec.deployment.shadow.dataCapture.destinationS3Uri + ' is not under allow.s3.write' + ' of RetrainingTenant ' + params.metadata.name
+  reason: Forbidden
+- expression: >-
     !variables.covers || !(has(variables.spec.training) && has(variables.spec.training.spot) && has(variables.spec.training.spot.checkpointS3Uri)) || [(has(params.spec.allow.s3) && has(params.spec.allow.s3.write) ? params.spec.allow.s3.write : [])].exists(l, l.exists(p, (variables.spec.training.spot.checkpointS3Uri.endsWith('/') ? variables.spec.training.spot.checkpointS3Uri : variables.spec.training.spot.checkpointS3Uri + '/').startsWith(p.endsWith('/') ? p : p + '/')))
   messageExpression: >-
     'spec.training.spot.checkpointS3Uri ' + variables.spec.training.spot.checkpointS3Uri + ' is not under allow.s3.write' + ' of RetrainingTenant ' + params.metadata.name

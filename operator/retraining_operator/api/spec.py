@@ -382,6 +382,16 @@ class VariantShiftSpec(_Model):
         return self
 
 
+class ShadowCaptureSpec(_Model):
+    """Data capture of the shadow test: both variants' requests and answers under
+    `destinationS3Uri`, compared request by request (reconcile/shadow_agreement.py)."""
+
+    destination_s3_uri: S3Uri = Field(alias="destinationS3Uri")
+    min_agreement: Annotated[float, Field(ge=0, le=1)] = 0.8
+    score_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_requests: Annotated[int, Field(ge=1, le=100_000)] = 20
+
+
 class ShadowSpec(_Model):
     """A SageMaker shadow test before the rollout (docs/rollout.md, "Shadow test"): live
     requests are copied to the candidate, its answers thrown away, and it is judged against
@@ -399,6 +409,7 @@ class ShadowSpec(_Model):
     max_4xx_rate: Annotated[float, Field(ge=0, le=1)] = Field(default=0.05, alias="max4xxRate")
     min_invocations: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     promote: bool = False
+    data_capture: ShadowCaptureSpec | None = None
 
     @model_validator(mode="after")
     def _within_sagemaker_limits(self) -> Self:

@@ -166,6 +166,8 @@ class ShadowTest(_Status):
     latency_ratio: float | None = None
     error_5xx_rate: float | None = Field(default=None, alias="error5xxRate")
     error_4xx_rate: float | None = Field(default=None, alias="error4xxRate")
+    agreement: float | None = None  # answers agreeing with production's (data capture)
+    agreement_requests: int | None = None  # captured requests both variants answered
 
 
 class HeldOutSet(_Status):

@@ -24,17 +24,23 @@ from retraining_operator.api import CurrentRun, RetrainingPolicySpec, ShadowTest
 from retraining_operator.aws import cloudwatch, endpoints
 from retraining_operator.aws import experiments as gateway
 from retraining_operator.aws.errors import AlreadyExists
+from retraining_operator.aws.s3 import S3, S3Location
 from retraining_operator.flows.rollout import steps as rollout_steps
 from retraining_operator.flows.rollout.context import RolloutContext
 from retraining_operator.reconcile import shadow as rules
+from retraining_operator.reconcile import shadow_agreement as agreement_rules
 from retraining_operator.reconcile.naming import PolicyRef
 from retraining_operator.reconcile.rollout.requests import RolloutNames
+from retraining_operator.reconcile.shadow_agreement import Agreement
 
 if TYPE_CHECKING:
     from retraining_operator.aws.session import AwsSession
 
 # Metrics are read from a little before the experiment ran (CloudWatch's minute buckets).
 METRICS_LEAD = timedelta(minutes=1)
+# Data capture read per variant and judgement: the newest files, each bounded.
+CAPTURE_FILES = 200
+CAPTURE_FILE_BYTES = 16 * 1024 * 1024
 
 
 class ShadowFailed(Exception):
@@ -186,6 +192,7 @@ def _observe(
         rules.VariantNumbers.of(series[test.source_variant], since),
         rules.VariantNumbers.of(series[test.shadow_variant], since),
         ended=ended,
+        agreement=_agreement(session, subject, test) if shadow.data_capture else None,
     )
     test = test.model_copy(
         update={
@@ -197,6 +204,8 @@ def _observe(
             "latency_ratio": verdict.latency_ratio,
             "error_5xx_rate": verdict.error_5xx_rate,
             "error_4xx_rate": verdict.error_4xx_rate,
+            "agreement": verdict.agreement,
+            "agreement_requests": verdict.agreement_requests,
         }
     )
     if verdict.passed is None:
@@ -209,6 +218,30 @@ def _observe(
     return ShadowStep(
         test.model_copy(update={"passed": verdict.passed, "stopping": stopping}),
         retry_after=timedelta(0),
+    )
+
+
+def _agreement(session: AwsSession, subject: ShadowSubject, test: ShadowTest) -> Agreement:
+    """Both variants' captured answers compared request by request (bounded reads: the
+    newest CAPTURE_FILES files of each, at most CAPTURE_FILE_BYTES each)."""
+    shadow = subject.spec.deployment.shadow
+    assert shadow is not None
+    assert shadow.data_capture is not None
+    s3 = S3(session.s3())
+    endpoint = subject.spec.deployment.endpoint_name or ""
+    answers = []
+    for variant in (test.source_variant, test.shadow_variant):
+        prefix = S3Location.parse(rules.capture_prefix(shadow, endpoint, variant))
+        files = sorted(s3.list(prefix), key=lambda location: location.key)[-CAPTURE_FILES:]
+        lines: list[bytes] = []
+        for location in files:
+            with s3.open(location) as stored:
+                body = stored.read_at_most(CAPTURE_FILE_BYTES)
+            if body is not None:
+                lines.extend(body.splitlines())
+        answers.append(agreement_rules.captured(lines))
+    return agreement_rules.agreement(
+        answers[0], answers[1], score_threshold=shadow.data_capture.score_threshold
     )
 
 

@@ -141,6 +141,9 @@ class ExecutionRole:
         if shadow.role_arn not in (None, self.spec.training.role_arn):
             return  # the experiment runs as its own role (docs/rollout.md)
         endpoint = self.spec.deployment.endpoint_name or ""
+        if shadow.data_capture is not None:  # SageMaker writes both variants' captures
+            capture = self.under(shadow.data_capture.destination_s3_uri)
+            self.allow("WriteShadowCapture", ["s3:PutObject"], [capture])
         self.allow(
             "RunShadowTests",
             [

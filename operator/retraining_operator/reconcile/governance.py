@@ -129,6 +129,10 @@ TABLE: tuple[Row, ...] = (
         lambda s: _one(s.dataset.output_s3_uri), why="the ledger and manifests"),
     Row("spec.training.outputS3Uri", Kind.S3_WRITE, "write",
         lambda s: _one(s.training.output_s3_uri), why="model artifacts"),
+    Row("spec.deployment.shadow.dataCapture.destinationS3Uri", Kind.S3_WRITE, "write",
+        lambda s: _one(s.deployment.shadow.data_capture.destination_s3_uri
+                       if s.deployment.shadow and s.deployment.shadow.data_capture else None),
+        why="the shadow test's captured requests and answers"),
     Row("spec.training.spot.checkpointS3Uri", Kind.S3_WRITE, "write",
         lambda s: _one(s.training.spot.checkpoint_s3_uri), why="checkpoints"),
     Row("spec.dataset.validation.manifestS3Uri", Kind.S3_READ, "read",

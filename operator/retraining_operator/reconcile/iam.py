@@ -133,6 +133,8 @@ def features(spec: RetrainingPolicySpec) -> frozenset[Feature]:
         used.add(Feature.REGISTRY)
     if deploys and deployment.shadow is not None:
         used.add(Feature.SHADOW)
+        if deployment.shadow.data_capture is not None:
+            used.add(Feature.SHADOW_CAPTURE)
     if spec.gate.evaluation is not None:
         used.add(Feature.EVALUATION)
         if deployment.endpoint_name:
@@ -368,6 +370,19 @@ class _Document:
                     Condition={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
                 )
             self.allow("ReadShadowMetrics", actions_of(CLOUDWATCH, "GetMetricData"), ["*"])
+            if shadow.data_capture is not None:  # both variants' answers, compared
+                bucket, key = s3_parts(shadow.data_capture.destination_s3_uri)
+                key = key.strip("/")
+                under = f"{key}/" if key else ""
+                self.allow(
+                    "ReadShadowCapture", ["s3:GetObject"], [self.arns.s3(f"{bucket}/{under}*")]
+                )
+                self.allow(
+                    "ListShadowCapture",
+                    actions_of(S3, "ListObjectsV2"),
+                    [self.arns.s3(bucket)],
+                    Condition={"StringLike": {"s3:prefix": [f"{under}*"]}},
+                )
         self.allow("ShadowTests", actions_of(SAGEMAKER, *calls), experiments)
 
     def registry(self) -> None:

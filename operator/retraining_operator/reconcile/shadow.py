@@ -24,6 +24,7 @@ from typing import Any
 from retraining_operator.api import RetrainingPolicySpec, ShadowSpec, parse_duration
 from retraining_operator.reconcile.naming import PolicyRef, resource_name
 from retraining_operator.reconcile.rollout.endpoint import EndpointView, served_model
+from retraining_operator.reconcile.shadow_agreement import Agreement
 
 KIND = "sx"  # the experiment's tag in names (and in the IAM policy's resource pattern)
 # The schedule ends a little after the test so the operator stops it itself (a stop keeps
@@ -148,7 +149,26 @@ def experiment_request(
             ],
         },
         "Tags": list(policy.tags(run_id)),
+        **_capture(shadow),
     }
+
+
+def _capture(shadow: ShadowSpec) -> dict[str, Any]:
+    """DataStorageConfig: both variants' requests and answers, the answers as JSON."""
+    if shadow.data_capture is None:
+        return {}
+    return {
+        "DataStorageConfig": {
+            "Destination": shadow.data_capture.destination_s3_uri,
+            "ContentType": {"JsonContentTypes": ["application/json"]},
+        }
+    }
+
+
+def capture_prefix(shadow: ShadowSpec, endpoint: str, variant: str) -> str:
+    """Where SageMaker writes a variant's captured requests: <destination>/<endpoint>/<variant>/."""
+    assert shadow.data_capture is not None
+    return f"{shadow.data_capture.destination_s3_uri.rstrip('/')}/{endpoint}/{variant}/"
 
 
 def stop_request(
@@ -224,13 +244,20 @@ class Verdict:
     latency_ratio: float | None
     error_5xx_rate: float | None
     error_4xx_rate: float | None
+    agreement: float | None = None
+    agreement_requests: int | None = None
 
 
 def judge(
-    shadow: ShadowSpec, production: VariantNumbers, candidate: VariantNumbers, *, ended: bool
+    shadow: ShadowSpec,
+    production: VariantNumbers,
+    candidate: VariantNumbers,
+    *,
+    ended: bool,
+    agreement: Agreement | None = None,
 ) -> Verdict:
     """Judge the shadow against production (see the module docstring). `ended`: the
-    experiment's duration is over."""
+    experiment's duration is over; `agreement`: the answers compared (data capture)."""
     calls = candidate.invocations
     rate_5xx = candidate.errors_5xx / calls if calls else None
     rate_4xx = candidate.errors_4xx / calls if calls else None
@@ -238,10 +265,18 @@ def judge(
     shadow_ms = candidate.p99_us / 1000.0 if candidate.p99_us is not None else None
     ratio = shadow_ms / prod_ms if shadow_ms is not None and prod_ms else None
 
+    capture = shadow.data_capture
+    agreed = agreement.mean if agreement is not None else None
+    pairs = agreement.pairs if agreement is not None else None
+
     def verdict(passed: bool | None, reason: str) -> Verdict:
-        return Verdict(passed, reason, calls, prod_ms, shadow_ms, ratio, rate_5xx, rate_4xx)
+        return Verdict(
+            passed, reason, calls, prod_ms, shadow_ms, ratio, rate_5xx, rate_4xx, agreed, pairs
+        )
 
     numbers = _numbers(calls, prod_ms, shadow_ms, ratio, rate_5xx, rate_4xx)
+    if agreed is not None:
+        numbers += f", answers agree {agreed:.1%} on {pairs} captured requests"
     if calls < shadow.min_invocations:
         if ended:
             return verdict(
@@ -260,12 +295,24 @@ def judge(
         problems.append(f"5XX rate {rate_5xx:.2%} (max5xxRate {shadow.max_5xx_rate:.2%})")
     if rate_4xx is not None and rate_4xx > shadow.max_4xx_rate:
         problems.append(f"4XX rate {rate_4xx:.2%} (max4xxRate {shadow.max_4xx_rate:.2%})")
+    enough = capture is not None and pairs is not None and pairs >= capture.min_requests
+    if capture is not None and enough and agreed is not None and agreed < capture.min_agreement:
+        problems.append(
+            f"its answers agree with production's on {agreed:.1%} of {pairs} requests "
+            f"(dataCapture.minAgreement {capture.min_agreement:.0%})"
+        )
     if problems:
         return verdict(False, f"shadow refused: {'; '.join(problems)}; {numbers}")
     if not ended:
         return verdict(None, f"within limits so far: {numbers}")
     if shadow_ms is None or prod_ms is None:
         return verdict(False, f"no ModelLatency for both variants to compare: {numbers}")
+    if capture is not None and not enough:
+        return verdict(
+            False,
+            f"{pairs or 0} captured requests answered by both variants, fewer than "
+            f"dataCapture.minRequests {capture.min_requests}: agreement not judged; {numbers}",
+        )
     return verdict(True, f"shadow passed: {numbers}")
 
 
