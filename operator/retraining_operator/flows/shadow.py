@@ -254,12 +254,12 @@ def stop_shadow(session: AwsSession, policy: PolicyRef, run: CurrentRun, reason:
     """Suspend and deletion: stop the run's experiment with the shadow removed (production
     untouched). The experiment's name, if one was running; None otherwise."""
     test = run.shadow
-    name = test.experiment_name if test else rules.ShadowNames.for_run(policy, run.id).experiment
+    names = rules.ShadowNames.for_run(policy, run.id)
+    name = test.experiment_name if test else names.experiment
     sm = session.sagemaker()
     described = gateway.find_experiment(sm, name)
     if described is None or described.get("Status") != rules.RUNNING:
         return None
-    names = rules.ShadowNames.for_run(policy, run.id)
     source = test.source_variant if test else None
     if source is None:
         variants = [v.get("VariantName") for v in described.get("ModelVariants") or []]

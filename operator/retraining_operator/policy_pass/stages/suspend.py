@@ -38,19 +38,7 @@ def _stop_shadow(p: PolicyPass, run: CurrentRun) -> None:
     stopped = shadow.stop_shadow(p.session, p.ref, run, "suspended (spec.suspend)")
     if stopped is None and run.shadow is not None and run.shadow.status not in (None, "Running"):
         return  # starting: stopped once it runs (SageMaker stops a running experiment)
-    p.end_run(
-        HistoryEntry(
-            run_id=run.id,
-            outcome=Outcome.STOPPED,
-            training_job_name=run.training_job_name,
-            model_data_url=run.model_data_url,
-            started_at=run.started_at,
-            finished_at=p.now,
-            reason="suspended during the shadow test",
-            instance_hours=run.instance_hours,
-        )
-    )
-    p.checkpoint()
+    _end_stopped(p, run, "suspended during the shadow test")
     if stopped:
         p.event("Normal", "ShadowStopped", f"suspended: stopped {stopped} (shadow removed)")
 
@@ -59,6 +47,13 @@ def _stop_evaluation(p: PolicyPass, run: CurrentRun) -> None:
     """The held-out evaluation's transform jobs would only cost money: stop them, and end
     the run Stopped (nothing judged, nothing deployed)."""
     stopped = evaluation.stop_evaluation(p.session, p.ref, run.id)
+    _end_stopped(p, run, "suspended during the held-out evaluation")
+    for name in stopped:
+        p.event("Normal", "EvaluationStopped", f"suspended: stopped {name}")
+
+
+def _end_stopped(p: PolicyPass, run: CurrentRun, reason: str) -> None:
+    """The run ends Stopped (nothing judged or deployed), durably before any Event."""
     p.end_run(
         HistoryEntry(
             run_id=run.id,
@@ -67,10 +62,8 @@ def _stop_evaluation(p: PolicyPass, run: CurrentRun) -> None:
             model_data_url=run.model_data_url,
             started_at=run.started_at,
             finished_at=p.now,
-            reason="suspended during the held-out evaluation",
+            reason=reason,
             instance_hours=run.instance_hours,
         )
     )
     p.checkpoint()
-    for name in stopped:
-        p.event("Normal", "EvaluationStopped", f"suspended: stopped {name}")
