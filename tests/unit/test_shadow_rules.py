@@ -200,6 +200,19 @@ def test_agreement_pairs_requests_by_their_input_and_matches_boxes_by_iou() -> N
     assert agreement.agreement({}, shadow, score_threshold=0.5) == agreement.Agreement(0, None)
 
 
+def test_hostile_captures_are_skipped_not_raised() -> None:
+    from retraining_operator.reconcile import shadow_agreement as agreement
+
+    deep = "[" * 100_000 + "]" * 100_000  # deeper than the JSON parser goes
+    odd = {"prediction": [["inf", 0.9, 0.1, 0.1, 0.5, 0.5], ["nan", 0.9, 0, 0, 1, 1], "x", [1]]}
+    production = agreement.captured(
+        [deep, capture_line(b"a", odd), capture_line(b"b", {"prediction": "not a list"})]
+    )
+    shadow = agreement.captured([capture_line(b"a", {"prediction": []}), deep])
+    got = agreement.agreement(production, shadow, score_threshold=0.5)
+    assert got == agreement.Agreement(1, 1.0)  # request a: no valid box on either side
+
+
 def test_disagreeing_answers_fail_the_shadow_and_too_few_captures_fail_it_at_the_end() -> None:
     from retraining_operator.reconcile.shadow_agreement import Agreement
 

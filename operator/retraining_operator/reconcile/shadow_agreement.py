@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MATCH_IOU = 0.5
+from retraining_operator.manifest.consolidate import Box, iou
 
-Box = tuple[int, float, float, float, float]  # class id, xmin, ymin, xmax, ymax
+MATCH_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def captured(lines: Iterable[bytes | str]) -> dict[str, Any]:
             data = record["captureData"]
             digest = hashlib.sha256(str(data["endpointInput"]["data"]).encode()).hexdigest()
             out[digest] = _answer(data["endpointOutput"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            continue
+        except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+            continue  # RecursionError: a line nested too deep for the JSON parser
     return out
 
 
@@ -71,12 +71,15 @@ def _boxes(answer: Any, threshold: float) -> list[tuple[float, Box]]:
     boxes = []
     for row in rows if isinstance(rows, list) else []:
         try:
-            class_id, score, *edges = (float(v) for v in row)
-        except (TypeError, ValueError):
+            number, score, *edges = (float(v) for v in row)
+            class_id = int(number)  # NaN and infinity are no class
+        except (TypeError, ValueError, OverflowError):
             continue
         if len(edges) == 4 and score >= threshold:
             xmin, ymin, xmax, ymax = edges
-            boxes.append((score, (int(class_id), xmin, ymin, xmax, ymax)))
+            # As a worker's box, so that boxes are matched exactly as consolidation does.
+            box = Box(str(class_id), xmin, ymin, xmax - xmin, ymax - ymin)
+            boxes.append((score, box))
     return sorted(boxes, key=lambda item: -item[0])
 
 
@@ -88,19 +91,9 @@ def _one(a: Sequence[tuple[float, Box]], b: Sequence[tuple[float, Box]]) -> floa
     for _, box in a:
         best, best_iou = None, MATCH_IOU
         for other in unmatched:
-            if other[0] == box[0] and (iou := _iou(box, other)) >= best_iou:
-                best, best_iou = other, iou
+            if other.label == box.label and (overlap := iou(box, other)) >= best_iou:
+                best, best_iou = other, overlap
         if best is not None:
             unmatched.remove(best)
             matched += 1
     return 2.0 * matched / (len(a) + len(b))
-
-
-def _iou(a: Box, b: Box) -> float:
-    width = min(a[3], b[3]) - max(a[1], b[1])
-    height = min(a[4], b[4]) - max(a[2], b[2])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[3] - a[1]) * (a[4] - a[2]) + (b[3] - b[1]) * (b[4] - b[2]) - inter
-    return inter / union if union > 0 else 0.0
